@@ -1,0 +1,121 @@
+"""The static description of a GAN: the two networks, their optimizers and the game's options.
+
+``GAN`` holds no arrays. It is bound into the step functions with ``functools.partial`` before
+``jax.jit``, and ``GAN.init`` builds the ``GANState`` that those steps carry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxgan import losses
+from jaxgan.models import IMAGE_SHAPE
+from jaxgan.state import GANState
+
+__all__ = ["GAN", "NOISE_DISTRIBUTIONS"]
+
+NOISE_DISTRIBUTIONS = ("normal", "uniform")
+
+
+@dataclasses.dataclass(frozen=True)
+class GAN:
+    """A generative adversarial net (Goodfellow et al. 2014) ready to train.
+
+    Attributes:
+      generator: Flax module, noise ``[batch, latent_dim]`` -> images ``[batch, 28, 28, 1]``;
+        it must have an ``output_range`` attribute ``(low, high)``.
+      discriminator: Flax module, images -> logits ``[batch]``, called as ``(x, train=...)``.
+      g_optimizer: any ``optax.GradientTransformation`` for G's parameters.
+      d_optimizer: any ``optax.GradientTransformation`` for D's parameters.
+      latent_dim: size of the noise vector z.
+      noise: the noise prior p_z: ``"normal"`` (N(0, I)) or ``"uniform"`` (U(-1, 1)^latent_dim).
+      g_loss: ``"minimax"`` (Eq. 1) or ``"nonsaturating"`` (Section 3); see ``jaxgan.losses``.
+      d_steps: k of Algorithm 1: discriminator updates per generator update.
+      ema_decay: if set, ``GANState.g_ema_params`` tracks an exponential moving average of the
+        generator's parameters with this decay, for sampling.
+      data_shape: the shape of one data sample (``(28, 28, 1)`` for MNIST; ``(1,)`` for 1-D toys).
+    """
+
+    generator: nn.Module
+    discriminator: nn.Module
+    g_optimizer: optax.GradientTransformation
+    d_optimizer: optax.GradientTransformation
+    latent_dim: int = 100
+    noise: str = "normal"
+    g_loss: str = "nonsaturating"
+    d_steps: int = 1
+    ema_decay: float | None = None
+    data_shape: tuple[int, ...] = IMAGE_SHAPE
+
+    def __post_init__(self):
+        if self.noise not in NOISE_DISTRIBUTIONS:
+            raise ValueError(
+                f"unknown noise {self.noise!r}: choose one of {', '.join(NOISE_DISTRIBUTIONS)}"
+            )
+        losses.generator_loss(self.g_loss)  # raises for an unknown name
+        if self.latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
+        if self.d_steps < 1:
+            raise ValueError(f"d_steps must be >= 1, got {self.d_steps}")
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+
+    def init(self, key: jax.Array) -> GANState:
+        """Initializes both players and their optimizers; ``key`` is a typed PRNG key.
+
+        G, D and the training stream each get their own key (named folds of ``key``), so no
+        two of them share randomness.
+        """
+        g_key = jax.random.fold_in(key, 0)
+        d_key = jax.random.fold_in(key, 1)
+        train_key = jax.random.fold_in(key, 2)
+        z = jnp.zeros((1, self.latent_dim), jnp.float32)
+        x = jnp.zeros((1,) + tuple(self.data_shape), jnp.float32)
+        g_params = self.generator.init(g_key, z)["params"]
+        d_params = self.discriminator.init(d_key, x, train=False)["params"]
+        return GANState(
+            step=jnp.zeros((), jnp.int32),
+            key=train_key,
+            g_params=g_params,
+            d_params=d_params,
+            g_opt_state=self.g_optimizer.init(g_params),
+            d_opt_state=self.d_optimizer.init(d_params),
+            # A copy, not an alias: the state is donated, and one buffer cannot be donated twice.
+            g_ema_params=None if self.ema_decay is None else jax.tree.map(jnp.copy, g_params),
+        )
+
+    def sample_noise(self, key: jax.Array, batch_size: int) -> jax.Array:
+        """Draws z ~ p_z, ``[batch_size, latent_dim]`` float32."""
+        shape = (batch_size, self.latent_dim)
+        if self.noise == "uniform":
+            return jax.random.uniform(key, shape, jnp.float32, -1.0, 1.0)
+        return jax.random.normal(key, shape, jnp.float32)
+
+    def generate(self, g_params, z: jax.Array) -> jax.Array:
+        """G(z): samples ``[batch, *data_shape]`` in the generator's ``output_range``."""
+        return self.generator.apply({"params": g_params}, z)
+
+    def discriminate(self, d_params, x: jax.Array, *, train: bool, key=None) -> jax.Array:
+        """D's logits ``[batch]``; ``key`` feeds dropout when ``train`` is true."""
+        rngs = {"dropout": key} if train and key is not None else None
+        return self.discriminator.apply({"params": d_params}, x, train=train, rngs=rngs)
+
+    @property
+    def output_range(self) -> tuple[float, float]:
+        """The interval G's images lie in; real images must be scaled to it."""
+        return tuple(self.generator.output_range)
+
+    def to_unit_interval(self, images: jax.Array) -> jax.Array:
+        """Maps images from ``output_range`` to [0, 1]."""
+        low, high = self.output_range
+        return jnp.clip((images - low) / (high - low), 0.0, 1.0)
+
+    def from_unit_interval(self, images: jax.Array) -> jax.Array:
+        """Maps images in [0, 1] to ``output_range`` (how real data is fed to D)."""
+        low, high = self.output_range
+        return images * (high - low) + low

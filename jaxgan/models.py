@@ -1,0 +1,161 @@
+"""Generator and discriminator networks for 28x28x1 images, as Flax modules.
+
+Every generator maps noise ``[batch, latent_dim]`` to images ``[batch, 28, 28, 1]`` in its
+``output_range``; every discriminator maps images ``[batch, 28, 28, 1]`` to logits ``[batch]``
+(D(x) = sigmoid(logit)). The modules are used only through ``init``/``apply``; parameters are
+plain pytrees. None of them keeps batch statistics, so there is no mutable model state: the
+only difference between training and evaluation is dropout, selected by ``train``.
+
+Two pairs:
+
+* ``MLPGenerator`` / ``MaxoutDiscriminator``: the MNIST networks of Goodfellow et al. 2014
+  (Section 5; the pylearn2 ``mnist.yaml`` of the paper's code): G is 100 -> 1200 ReLU ->
+  1200 ReLU -> 784 sigmoid, D is maxout(240 units x 5 pieces) -> maxout(240 x 5) -> 1, with
+  dropout (input 0.2, hidden 0.5).
+* ``DCGANGenerator`` / ``DCGANDiscriminator``: a DCGAN pair (Radford et al. 2016) for 28x28
+  images with configurable widths.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxgan.layers import ConvTranspose
+
+IMAGE_SHAPE = (28, 28, 1)
+
+__all__ = [
+    "IMAGE_SHAPE",
+    "MLPGenerator",
+    "MaxoutDiscriminator",
+    "DCGANGenerator",
+    "DCGANDiscriminator",
+    "Maxout",
+    "make_models",
+    "ARCHITECTURES",
+]
+
+
+class MLPGenerator(nn.Module):
+    """Goodfellow et al. 2014's MNIST generator: 1200 ReLU -> 1200 ReLU -> 784 sigmoid."""
+
+    hidden: Sequence[int] = (1200, 1200)
+    output_range: tuple[float, float] = (0.0, 1.0)
+    dtype: Any = jnp.float32  # computation dtype; parameters stay float32
+
+    @nn.compact
+    def __call__(self, z):  # z: [batch, latent_dim]
+        x = z
+        for width in self.hidden:
+            x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
+        x = nn.sigmoid(nn.Dense(784, dtype=self.dtype)(x))
+        return x.reshape((z.shape[0],) + IMAGE_SHAPE)  # [batch, 28, 28, 1] in [0, 1]
+
+
+class Maxout(nn.Module):
+    """Maxout layer (Goodfellow et al. 2013): the max over ``pieces`` affine maps per unit."""
+
+    units: int
+    pieces: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):  # x: [batch, features]
+        y = nn.Dense(self.units * self.pieces, dtype=self.dtype)(x)
+        return y.reshape(x.shape[:-1] + (self.units, self.pieces)).max(axis=-1)
+
+
+class MaxoutDiscriminator(nn.Module):
+    """Goodfellow et al. 2014's MNIST discriminator: two maxout layers, dropout, one logit."""
+
+    units: int = 240
+    pieces: int = 5
+    num_layers: int = 2
+    input_dropout: float = 0.2
+    hidden_dropout: float = 0.5
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):  # x: [batch, 28, 28, 1]
+        x = x.reshape((x.shape[0], -1))
+        x = nn.Dropout(self.input_dropout, deterministic=not train)(x)
+        for _ in range(self.num_layers):
+            x = Maxout(self.units, self.pieces, dtype=self.dtype)(x)
+            x = nn.Dropout(self.hidden_dropout, deterministic=not train)(x)
+        return nn.Dense(1, dtype=self.dtype)(x)[:, 0].astype(jnp.float32)  # [batch] logits
+
+
+class DCGANGenerator(nn.Module):
+    """DCGAN generator for 28x28x1: Dense -> 7x7 -> ConvT s1 -> ConvT s2 (14x14) -> ConvT s2.
+
+    ``widths = (w0, w1, w2)``: channels of the 7x7 projection, of the 7x7 stride-1 transposed
+    convolution and of the 14x14 one. The last layer has one channel and ``tanh``.
+    """
+
+    widths: Sequence[int] = (256, 128, 64)
+    kernel_size: int = 5
+    output_range: tuple[float, float] = (-1.0, 1.0)
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, z):  # z: [batch, latent_dim]
+        w0, w1, w2 = self.widths
+        k = (self.kernel_size, self.kernel_size)
+        conv_t = functools.partial(ConvTranspose, kernel_size=k, padding="SAME", dtype=self.dtype)
+        x = nn.relu(nn.Dense(7 * 7 * w0, use_bias=False, dtype=self.dtype)(z))
+        x = x.reshape((z.shape[0], 7, 7, w0))
+        x = nn.relu(conv_t(w1, strides=(1, 1))(x))  # [batch, 7, 7, w1]
+        x = nn.relu(conv_t(w2, strides=(2, 2))(x))  # [batch, 14, 14, w2]
+        x = conv_t(1, strides=(2, 2))(x)  # [batch, 28, 28, 1]
+        return jnp.tanh(x)
+
+
+class DCGANDiscriminator(nn.Module):
+    """DCGAN discriminator: Conv 5x5 s2 -> leaky ReLU(0.2), twice, then one logit."""
+
+    widths: Sequence[int] = (64, 128)
+    kernel_size: int = 5
+    negative_slope: float = 0.2
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):  # x: [batch, 28, 28, 1]
+        del train  # no dropout or batch statistics: train and eval are the same function
+        k = (self.kernel_size, self.kernel_size)
+        for width in self.widths:
+            x = nn.Conv(width, k, strides=(2, 2), padding="SAME", dtype=self.dtype)(x)
+            x = nn.leaky_relu(x, self.negative_slope)
+        x = x.reshape((x.shape[0], -1))
+        return nn.Dense(1, dtype=self.dtype)(x)[:, 0].astype(jnp.float32)  # [batch] logits
+
+
+ARCHITECTURES = ("mlp", "dcgan")
+
+
+def make_models(
+    arch: str, *, dtype: Any = jnp.float32, g_widths=None, d_widths=None
+) -> tuple[nn.Module, nn.Module]:
+    """Returns ``(generator, discriminator)`` for ``arch`` in ``ARCHITECTURES``.
+
+    Args:
+      arch: ``"mlp"`` (the paper's MNIST pair) or ``"dcgan"``.
+      dtype: computation dtype (``jnp.bfloat16`` for mixed precision); parameters and the
+        discriminator's logits stay float32.
+      g_widths: DCGAN generator widths ``(w0, w1, w2)``; ``None`` for the default.
+      d_widths: DCGAN discriminator widths; ``None`` for the default.
+    """
+    if arch == "mlp":
+        if g_widths is not None or d_widths is not None:
+            raise ValueError("arch 'mlp' has fixed widths (the paper's); drop g_widths/d_widths")
+        return MLPGenerator(dtype=dtype), MaxoutDiscriminator(dtype=dtype)
+    if arch == "dcgan":
+        g = DCGANGenerator(dtype=dtype) if g_widths is None else DCGANGenerator(
+            widths=tuple(g_widths), dtype=dtype)
+        d = DCGANDiscriminator(dtype=dtype) if d_widths is None else DCGANDiscriminator(
+            widths=tuple(d_widths), dtype=dtype)
+        return g, d
+    raise ValueError(f"unknown arch {arch!r}: choose one of {', '.join(ARCHITECTURES)}")

@@ -1,0 +1,137 @@
+"""The update steps of Algorithm 1 (Goodfellow et al. 2014) as pure functions.
+
+``d_step`` ascends V(D, G) in D's parameters with G fixed; ``g_step`` descends the chosen
+generator loss in G's parameters with D fixed; ``train_step`` is one iteration of Algorithm 1:
+k = ``gan.d_steps`` discriminator updates, then one generator update.
+
+None of them is decorated with ``jax.jit``: the caller compiles once, with donation::
+
+    train_step = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0)
+
+Randomness: iteration ``state.step`` uses ``fold_in(state.key, state.step)`` split into one key
+per D update and one for the G update (``step_keys``); each of those is split again into a
+noise key and a dropout key. No key is used twice and nothing random comes from the host.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxgan import losses
+from jaxgan.gan import GAN
+from jaxgan.state import GANState
+
+__all__ = ["step_keys", "d_step", "g_step", "train_step"]
+
+Metrics = dict[str, jax.Array]
+
+
+def step_keys(state: GANState, d_steps: int) -> tuple[jax.Array, jax.Array]:
+    """Keys of iteration ``state.step``: ``(d_keys [d_steps], g_key)``."""
+    d_root, g_key = jax.random.split(jax.random.fold_in(state.key, state.step))
+    return jax.random.split(d_root, d_steps), g_key
+
+
+def d_step(gan: GAN, state: GANState, real_images: jax.Array, key: jax.Array):
+    """One discriminator update with G fixed (the inner loop of Algorithm 1).
+
+    Args:
+      gan: the GAN description.
+      state: the training state; only ``d_params`` and ``d_opt_state`` change.
+      real_images: a minibatch of data ``[batch, 28, 28, 1]`` in ``gan.output_range``.
+      key: this update's key (noise for G(z) and D's dropout).
+
+    Returns:
+      ``(new_state, metrics)`` with ``d_loss`` (= -V), ``d_real`` (mean D(x)) and ``d_fake``
+      (mean D(G(z))).
+    """
+    batch_size = real_images.shape[0]
+    noise_key, dropout_key = jax.random.split(key)
+    fake_images = gan.generate(state.g_params, gan.sample_noise(noise_key, batch_size))
+    # One D call on the concatenated batch: D has no batch statistics, so this is the same
+    # function as two calls, with half the kernel launches.
+    both = jnp.concatenate([real_images.astype(fake_images.dtype), fake_images], axis=0)
+
+    def loss_fn(d_params):
+        logits = gan.discriminate(d_params, both, train=True, key=dropout_key)
+        real_logits, fake_logits = logits[:batch_size], logits[batch_size:]
+        loss = losses.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits)
+        return loss, (real_logits, fake_logits)
+
+    (loss, (real_logits, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.d_params
+    )
+    updates, d_opt_state = gan.d_optimizer.update(grads, state.d_opt_state, state.d_params)
+    new_state = state.replace(
+        d_params=optax.apply_updates(state.d_params, updates), d_opt_state=d_opt_state
+    )
+    metrics = {
+        "d_loss": loss,
+        "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+        "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
+    }
+    return new_state, metrics
+
+
+def g_step(gan: GAN, state: GANState, key: jax.Array, *, batch_size: int):
+    """One generator update with D fixed (the last line of Algorithm 1's loop).
+
+    Args:
+      gan: the GAN description.
+      state: the training state; only ``g_params``, ``g_opt_state`` and ``g_ema_params`` change.
+      key: this update's key (noise and D's dropout).
+      batch_size: number of noise samples m.
+
+    Returns:
+      ``(new_state, metrics)`` with ``g_loss`` (the chosen generator loss).
+    """
+    noise_key, dropout_key = jax.random.split(key)
+    z = gan.sample_noise(noise_key, batch_size)
+    g_loss_fn = losses.generator_loss(gan.g_loss)
+
+    def loss_fn(g_params):
+        fake_logits = gan.discriminate(
+            state.d_params, gan.generate(g_params, z), train=True, key=dropout_key
+        )
+        return g_loss_fn(fake_logits=fake_logits)
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.g_params)
+    updates, g_opt_state = gan.g_optimizer.update(grads, state.g_opt_state, state.g_params)
+    g_params = optax.apply_updates(state.g_params, updates)
+    g_ema_params = state.g_ema_params
+    if gan.ema_decay is not None:
+        g_ema_params = optax.incremental_update(g_params, g_ema_params, 1.0 - gan.ema_decay)
+    new_state = state.replace(g_params=g_params, g_opt_state=g_opt_state, g_ema_params=g_ema_params)
+    return new_state, {"g_loss": loss}
+
+
+def train_step(gan: GAN, state: GANState, real_images: jax.Array):
+    """One iteration of Algorithm 1: ``gan.d_steps`` D updates, then one G update.
+
+    Args:
+      gan: the GAN description.
+      state: the training state.
+      real_images: ``[d_steps, batch, 28, 28, 1]``, one data minibatch per D update (or
+        ``[batch, 28, 28, 1]`` when ``d_steps == 1``), in ``gan.output_range``.
+
+    Returns:
+      ``(new_state, metrics)``: the state with ``step`` advanced by one, and the last D
+      update's ``d_loss``, ``d_real``, ``d_fake`` with the G update's ``g_loss``.
+    """
+    if real_images.ndim == 4:
+        real_images = real_images[None]
+    if real_images.shape[0] != gan.d_steps:
+        raise ValueError(
+            f"train_step needs {gan.d_steps} minibatches (one per D step), "
+            f"got real_images of shape {real_images.shape}"
+        )
+    d_keys, g_key = step_keys(state, gan.d_steps)
+    metrics: Metrics = {}
+    # A Python loop, unrolled at trace time: k is small, and a rolled scan of conv steps is
+    # much slower on XLA:CPU (shared/PERF-NOTES.md).
+    for i in range(gan.d_steps):
+        state, metrics = d_step(gan, state, real_images[i], d_keys[i])
+    state, g_metrics = g_step(gan, state, g_key, batch_size=real_images.shape[1])
+    return state.replace(step=state.step + 1), {**metrics, **g_metrics}
