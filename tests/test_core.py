@@ -1,0 +1,380 @@
+"""The functional GAN core: models, the GAN spec, and the update steps of Algorithm 1."""
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxgan
+from jaxgan import models
+
+BATCH = 4
+
+
+def tiny_gan(**kwargs):
+    """A DCGAN with tiny widths: same code path as the real one, fast to compile."""
+    g, d = jaxgan.make_models("dcgan", g_widths=(8, 4, 4), d_widths=(4, 8))
+    opts = dict(g_optimizer=optax.adam(1e-3, b1=0.5), d_optimizer=optax.adam(1e-3, b1=0.5))
+    opts.update(kwargs)
+    return jaxgan.GAN(g, d, **opts)
+
+
+def real_batch(d_steps=1, seed=0):
+    rng = np.random.default_rng(seed)
+    return jnp.asarray(rng.uniform(-1, 1, (d_steps, BATCH, 28, 28, 1)).astype(np.float32))
+
+
+def tree_equal(a, b):
+    return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a, b)))
+
+
+def num_params(tree):
+    return sum(x.size for x in jax.tree.leaves(tree))
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+@pytest.mark.parametrize(
+    "arch, g_count, d_count",
+    [
+        # G: 100*1200+1200 + 1200*1200+1200 + 1200*784+784; D: maxout 784->240x5, 240->240x5, 1.
+        ("mlp", 2_503_984, 1_231_441),
+        # G: 100*7*7*256 + (25*256*128+128) + (25*128*64+64) + (25*64+1);
+        # D: (25*64+64) + (25*64*128+128) + (7*7*128+1).
+        ("dcgan", 2_280_193, 212_865),
+    ],
+)
+def test_model_shapes_and_parameter_counts(arch, g_count, d_count, key):
+    g, d = jaxgan.make_models(arch)
+    gan = jaxgan.GAN(g, d, optax.sgd(0.1), optax.sgd(0.1))
+    state = gan.init(key)
+    assert num_params(state.g_params) == g_count
+    assert num_params(state.d_params) == d_count
+    z = gan.sample_noise(jax.random.key(1), 3)
+    assert z.shape == (3, 100)
+    images = gan.generate(state.g_params, z)
+    assert images.shape == (3, 28, 28, 1) and images.dtype == jnp.float32
+    low, high = gan.output_range
+    assert float(images.min()) >= low and float(images.max()) <= high
+    logits = gan.discriminate(state.d_params, images, train=False)
+    assert logits.shape == (3,) and logits.dtype == jnp.float32
+
+
+def test_paper_pair_layer_sizes(key):
+    """G 100-1200-1200-784 sigmoid; D maxout(240 x 5) -> maxout(240 x 5) -> 1."""
+    g, d = jaxgan.make_models("mlp")
+    gan = jaxgan.GAN(g, d, optax.sgd(0.1), optax.sgd(0.1))
+    state = gan.init(key)
+    g_shapes = [p["kernel"].shape for p in state.g_params.values()]
+    assert g_shapes == [(100, 1200), (1200, 1200), (1200, 784)]
+    d_shapes = [
+        state.d_params["Maxout_0"]["Dense_0"]["kernel"].shape,
+        state.d_params["Maxout_1"]["Dense_0"]["kernel"].shape,
+        state.d_params["Dense_0"]["kernel"].shape,
+    ]
+    assert d_shapes == [(784, 240 * 5), (240, 240 * 5), (240, 1)]
+    assert gan.output_range == (0.0, 1.0)
+
+
+def test_maxout_takes_max_over_pieces():
+    layer = models.Maxout(units=2, pieces=3)
+    x = jnp.array([[1.0, -2.0]])
+    params = layer.init(jax.random.key(0), x)
+    kernel = params["params"]["Dense_0"]["kernel"]  # [2, 2 * 3], unit-major then piece
+    bias = params["params"]["Dense_0"]["bias"]
+    affine = (x @ kernel + bias[None]).reshape(1, 2, 3)
+    np.testing.assert_allclose(layer.apply(params, x), affine.max(-1), rtol=1e-6)
+
+
+def test_maxout_discriminator_dropout_only_in_training(key):
+    d = models.MaxoutDiscriminator()
+    x = jax.random.uniform(key, (8, 28, 28, 1))
+    params = d.init(jax.random.key(1), x, train=False)
+    eval1 = d.apply(params, x, train=False)
+    eval2 = d.apply(params, x, train=False)
+    np.testing.assert_array_equal(eval1, eval2)
+    train_a = d.apply(params, x, train=True, rngs={"dropout": jax.random.key(2)})
+    train_b = d.apply(params, x, train=True, rngs={"dropout": jax.random.key(3)})
+    assert not np.allclose(train_a, eval1) and not np.allclose(train_a, train_b)
+    with pytest.raises(Exception, match="dropout"):
+        d.apply(params, x, train=True)  # training without a dropout key must not pass silently
+
+
+def test_bfloat16_models_keep_float32_parameters_and_logits(key):
+    g, d = jaxgan.make_models("dcgan", dtype=jnp.bfloat16, g_widths=(8, 4, 4), d_widths=(4, 8))
+    gan = jaxgan.GAN(g, d, optax.sgd(0.1), optax.sgd(0.1))
+    state = gan.init(key)
+    assert {x.dtype for x in jax.tree.leaves((state.g_params, state.d_params))} == {np.dtype(np.float32)}
+    images = gan.generate(state.g_params, gan.sample_noise(key, 2))
+    assert images.dtype == jnp.bfloat16
+    assert gan.discriminate(state.d_params, images, train=False).dtype == jnp.float32
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: jaxgan.make_models("resnet"), "unknown arch 'resnet'"),
+        (lambda: jaxgan.make_models("mlp", g_widths=(1, 2, 3)), "fixed widths"),
+        (lambda: tiny_gan(g_loss="wasserstein"), "unknown generator loss 'wasserstein'"),
+        (lambda: tiny_gan(noise="cauchy"), "unknown noise 'cauchy'"),
+        (lambda: tiny_gan(d_steps=0), "d_steps must be >= 1"),
+        (lambda: tiny_gan(latent_dim=0), "latent_dim must be >= 1"),
+        (lambda: tiny_gan(ema_decay=1.0), "ema_decay must be in"),
+    ],
+)
+def test_bad_configuration_names_the_problem(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+@pytest.mark.parametrize("noise, low, high", [("uniform", -1.0, 1.0), ("normal", -6.0, 6.0)])
+def test_noise_prior(noise, low, high, key):
+    z = tiny_gan(noise=noise).sample_noise(key, 2000)
+    assert z.shape == (2000, 100) and z.dtype == jnp.float32
+    assert float(z.min()) >= low and float(z.max()) <= high
+    expected_var = 1.0 / 3.0 if noise == "uniform" else 1.0
+    assert abs(float(z.mean())) < 0.01
+    assert abs(float(z.var()) - expected_var) < 0.01
+
+
+# ---------------------------------------------------------------------------------------------
+# Initialization
+
+
+def test_init_gives_players_and_stream_distinct_keys(key):
+    """G and D never share an init key, and the training stream is a third key."""
+    gan = tiny_gan()
+    state = gan.init(key)
+    assert int(state.step) == 0
+    g_init = jax.random.fold_in(key, 0)
+    d_init = jax.random.fold_in(key, 1)
+    assert tree_equal(state.g_params, gan.generator.init(g_init, jnp.zeros((1, 100)))["params"])
+    x = jnp.zeros((1, 28, 28, 1))
+    assert tree_equal(state.d_params, gan.discriminator.init(d_init, x, train=False)["params"])
+    stream = jax.random.key_data(state.key)
+    for other in (key, g_init, d_init):
+        assert not np.array_equal(stream, jax.random.key_data(other))
+
+
+def test_different_seeds_give_different_initial_parameters():
+    gan = tiny_gan()
+    a, b = gan.init(jax.random.key(0)), gan.init(jax.random.key(1))
+    assert not tree_equal(a.g_params, b.g_params)
+    assert not tree_equal(a.d_params, b.d_params)
+
+
+# ---------------------------------------------------------------------------------------------
+# One player's update leaves the other untouched
+
+
+def test_d_step_leaves_generator_bit_identical(key):
+    gan = tiny_gan(ema_decay=0.9)
+    state = gan.init(key)
+    new, _ = jax.jit(functools.partial(jaxgan.d_step, gan))(state, real_batch()[0], key)
+    assert tree_equal(new.g_params, state.g_params)
+    assert tree_equal(new.g_opt_state, state.g_opt_state)
+    assert tree_equal(new.g_ema_params, state.g_ema_params)
+    assert not tree_equal(new.d_params, state.d_params)
+    assert int(new.step) == int(state.step)
+
+
+def test_g_step_leaves_discriminator_bit_identical(key):
+    gan = tiny_gan()
+    state = gan.init(key)
+    g_step = jax.jit(functools.partial(jaxgan.g_step, gan, batch_size=BATCH))
+    new, _ = g_step(state, key)
+    assert tree_equal(new.d_params, state.d_params)
+    assert tree_equal(new.d_opt_state, state.d_opt_state)
+    assert not tree_equal(new.g_params, state.g_params)
+
+
+# ---------------------------------------------------------------------------------------------
+# Algorithm 1 and the losses inside the steps
+
+
+def test_train_step_is_k_d_steps_then_one_g_step(key):
+    """train_step == d_step with each of step_keys' D keys, then g_step, then step + 1."""
+    gan = tiny_gan(d_steps=3)
+    state = gan.init(key)
+    real = real_batch(d_steps=3)
+    got, got_metrics = jaxgan.train_step(gan, state, real)
+
+    d_keys, g_key = jaxgan.step_keys(state, 3)
+    want = state
+    for i in range(3):
+        want, d_metrics = jaxgan.d_step(gan, want, real[i], d_keys[i])
+    want, g_metrics = jaxgan.g_step(gan, want, g_key, batch_size=BATCH)
+    assert tree_equal(got.d_params, want.d_params)
+    assert tree_equal(got.g_params, want.g_params)
+    assert int(got.step) == 1
+    assert float(got_metrics["d_loss"]) == float(d_metrics["d_loss"])
+    assert float(got_metrics["g_loss"]) == float(g_metrics["g_loss"])
+    # Three D updates are not one: Adam's step count says how many happened.
+    assert int(got.d_opt_state[0].count) == 3 and int(got.g_opt_state[0].count) == 1
+
+
+def zero_discriminator(state):
+    """D with all parameters zero outputs logit 0, i.e. D(x) = 1/2 everywhere."""
+    return state.replace(d_params=jax.tree.map(jnp.zeros_like, state.d_params))
+
+
+@pytest.mark.parametrize("g_loss, expected", [("nonsaturating", math.log(2)), ("minimax", -math.log(2))])
+def test_step_losses_equal_hand_values_at_d_one_half(g_loss, expected, key):
+    """At D = 1/2: -V = log 4 (Theorem 1's -C(G)); -log D = log 2; log(1 - D) = -log 2."""
+    gan = tiny_gan(g_loss=g_loss, d_optimizer=optax.sgd(0.0))  # D stays at 1/2 for the G step
+    state = zero_discriminator(gan.init(key))
+    _, metrics = jaxgan.train_step(gan, state, real_batch())
+    np.testing.assert_allclose(float(metrics["d_loss"]), math.log(4), rtol=1e-6)
+    np.testing.assert_allclose(float(metrics["d_real"]), 0.5, rtol=1e-6)
+    np.testing.assert_allclose(float(metrics["d_fake"]), 0.5, rtol=1e-6)
+    np.testing.assert_allclose(float(metrics["g_loss"]), expected, rtol=1e-6)
+
+
+def test_d_step_ascends_the_value_function(key):
+    """A small SGD step on D raises V on the same data and noise (D has no dropout here)."""
+    gan = tiny_gan(d_optimizer=optax.sgd(1e-2))
+    state = gan.init(key)
+    real, step_key = real_batch()[0], jax.random.key(7)
+    fake = gan.generate(state.g_params, gan.sample_noise(jax.random.split(step_key)[0], BATCH))
+
+    def value(d_params):
+        return jaxgan.losses.value_function(
+            real_logits=gan.discriminate(d_params, real, train=False),
+            fake_logits=gan.discriminate(d_params, fake, train=False),
+        )
+
+    new, metrics = jaxgan.d_step(gan, state, real, step_key)
+    np.testing.assert_allclose(-float(metrics["d_loss"]), float(value(state.d_params)), rtol=1e-5)
+    assert float(value(new.d_params)) > float(value(state.d_params))
+
+
+def test_g_step_follows_the_chosen_loss_gradient(key):
+    """With SGD, G's update is exactly -lr * d(loss)/d(params) of the named loss."""
+    lr = 0.5
+    for g_loss in ("minimax", "nonsaturating"):
+        gan = tiny_gan(g_loss=g_loss, g_optimizer=optax.sgd(lr))
+        state = gan.init(key)
+        step_key = jax.random.key(3)
+        noise_key, dropout_key = jax.random.split(step_key)
+        z = gan.sample_noise(noise_key, BATCH)
+        loss_fn = jaxgan.losses.generator_loss(g_loss)
+
+        def loss(g_params):
+            logits = gan.discriminate(
+                state.d_params, gan.generate(g_params, z), train=True, key=dropout_key
+            )
+            return loss_fn(fake_logits=logits)
+
+        grads = jax.grad(loss)(state.g_params)
+        new, _ = jaxgan.g_step(gan, state, step_key, batch_size=BATCH)
+        expected = jax.tree.map(lambda p, g: p - lr * g, state.g_params, grads)
+        for got, want in zip(jax.tree.leaves(new.g_params), jax.tree.leaves(expected)):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_ema_tracks_generator(key):
+    decay = 0.75
+    gan = tiny_gan(ema_decay=decay)
+    state = gan.init(key)
+    assert tree_equal(state.g_ema_params, state.g_params)
+    new, _ = jaxgan.train_step(gan, state, real_batch())
+    expected = jax.tree.map(lambda old, p: decay * old + (1 - decay) * p, state.g_params, new.g_params)
+    for got, want in zip(jax.tree.leaves(new.g_ema_params), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert tiny_gan().init(key).g_ema_params is None
+
+
+def test_train_step_rejects_wrong_number_of_minibatches(key):
+    gan = tiny_gan(d_steps=2)
+    with pytest.raises(ValueError, match="needs 2 minibatches"):
+        jaxgan.train_step(gan, gan.init(key), real_batch(d_steps=1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Randomness: determinism, distinct draws, no key reuse
+
+
+def run(seed, steps=3, **kwargs):
+    gan = tiny_gan(**kwargs)
+    step = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0)
+    state = gan.init(jax.random.key(seed))
+    for i in range(steps):
+        state, _ = step(state, real_batch(seed=i))
+    return state
+
+
+def test_same_seed_is_bit_identical_and_other_seed_differs():
+    a, b, c = run(0), run(0), run(1)
+    assert tree_equal(a.g_params, b.g_params) and tree_equal(a.d_params, b.d_params)
+    assert tree_equal(a.g_opt_state, b.g_opt_state) and tree_equal(a.d_opt_state, b.d_opt_state)
+    assert not tree_equal(a.g_params, c.g_params)
+    assert not tree_equal(a.d_params, c.d_params)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordingGAN(jaxgan.GAN):
+    """Records every noise batch and every key it is given (run eagerly, outside jit)."""
+
+    def sample_noise(self, key, batch_size):
+        z = super().sample_noise(key, batch_size)
+        LOG["noise"].append(np.asarray(z))
+        LOG["keys"].append(np.asarray(jax.random.key_data(key)))
+        return z
+
+    def discriminate(self, d_params, x, *, train, key=None):
+        if key is not None:
+            LOG["keys"].append(np.asarray(jax.random.key_data(key)))
+        return super().discriminate(d_params, x, train=train, key=key)
+
+
+LOG: dict = {}
+
+
+def test_every_update_draws_fresh_noise_and_keys(key):
+    """Each D and G update of each iteration gets its own noise and its own dropout key."""
+    g, d = jaxgan.make_models("mlp")
+    gan = RecordingGAN(g, d, optax.sgd(0.1), optax.sgd(0.1), d_steps=2)
+    state = gan.init(key)
+    LOG.update(noise=[], keys=[])
+    for _ in range(2):
+        state, _ = jaxgan.train_step(gan, state, real_batch(d_steps=2))
+    noise, keys = LOG["noise"], LOG["keys"]
+    assert len(noise) == 6  # 2 iterations x (2 D updates + 1 G update)
+    assert len(keys) == 12  # a noise key and a dropout key per update
+    for i in range(len(noise)):
+        for j in range(i):
+            assert not np.allclose(noise[i], noise[j]), (i, j)
+    assert len({k.tobytes() for k in keys}) == len(keys)
+
+
+def test_no_key_is_used_twice(key):
+    """JAX's key-reuse checker finds no reuse in a jitted train_step (with k = 2, dropout).
+
+    The checker sees draws and splits, not Flax's fold_in-derived dropout keys; those are
+    covered by test_every_update_draws_fresh_noise_and_keys.
+    """
+    g, d = jaxgan.make_models("mlp")
+    gan = jaxgan.GAN(g, d, optax.sgd(0.1), optax.sgd(0.1), d_steps=2)
+    real = jnp.zeros((2, BATCH, 28, 28, 1))
+    with jax.debug_key_reuse(True):
+        state = gan.init(key)
+        jax.jit(functools.partial(jaxgan.train_step, gan))(state, real)
+        # The checker is live: reusing a key inside a step is caught.
+        with pytest.raises(Exception, match="reuse|consumed"):
+            jax.jit(lambda k: jax.random.normal(k) + jax.random.normal(k))(jax.random.key(1))
+
+
+def test_jitted_train_step_compiles_once(key):
+    gan = tiny_gan()
+    step = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0)
+    state = gan.init(key)
+    for i in range(3):
+        state, _ = step(state, real_batch(seed=i))
+    assert step._cache_size() == 1
