@@ -76,7 +76,8 @@ class GAN:
         train_key = jax.random.fold_in(key, 2)
         z = jnp.zeros((1, self.latent_dim), jnp.float32)
         x = jnp.zeros((1,) + tuple(self.data_shape), jnp.float32)
-        g_params = self.generator.init(g_key, z)["params"]
+        g_variables = self.generator.init(g_key, z, train=False)
+        g_params = g_variables["params"]
         d_params = self.discriminator.init(d_key, x, train=False)["params"]
         return GANState(
             step=jnp.zeros((), jnp.int32),
@@ -85,6 +86,7 @@ class GAN:
             d_params=d_params,
             g_opt_state=self.g_optimizer.init(g_params),
             d_opt_state=self.d_optimizer.init(d_params),
+            g_batch_stats=dict(g_variables.get("batch_stats", {})),
             # A copy, not an alias: the state is donated, and one buffer cannot be donated twice.
             g_ema_params=None if self.ema_decay is None else jax.tree.map(jnp.copy, g_params),
         )
@@ -96,9 +98,24 @@ class GAN:
             return jax.random.uniform(key, shape, jnp.float32, -1.0, 1.0)
         return jax.random.normal(key, shape, jnp.float32)
 
-    def generate(self, g_params, z: jax.Array) -> jax.Array:
-        """G(z): samples ``[batch, *data_shape]`` in the generator's ``output_range``."""
-        return self.generator.apply({"params": g_params}, z)
+    def generate(self, g_params, z: jax.Array, *, batch_stats=None) -> jax.Array:
+        """G(z) in evaluation mode: samples ``[batch, *data_shape]`` in ``output_range``.
+
+        ``batch_stats`` are G's batch-normalization running averages
+        (``GANState.g_batch_stats``); needed only by generators that normalize.
+        """
+        return self.generator.apply(_variables(g_params, batch_stats), z, train=False)
+
+    def generate_train(self, g_params, z: jax.Array, *, batch_stats=None):
+        """G(z) in training mode: ``(samples, new_batch_stats)``.
+
+        Batch normalization uses the statistics of this batch; ``new_batch_stats`` are the
+        updated running averages (an empty dict for generators without normalization).
+        """
+        images, updates = self.generator.apply(
+            _variables(g_params, batch_stats), z, train=True, mutable=["batch_stats"]
+        )
+        return images, dict(updates.get("batch_stats", {}))
 
     def discriminate(self, d_params, x: jax.Array, *, train: bool, key=None) -> jax.Array:
         """D's logits ``[batch]``; ``key`` feeds dropout when ``train`` is true."""
@@ -119,3 +136,10 @@ class GAN:
         """Maps images in [0, 1] to ``output_range`` (how real data is fed to D)."""
         low, high = self.output_range
         return images * (high - low) + low
+
+
+def _variables(params, batch_stats) -> dict:
+    variables = {"params": params}
+    if batch_stats:
+        variables["batch_stats"] = batch_stats
+    return variables

@@ -48,7 +48,8 @@ class MLPGenerator(nn.Module):
     dtype: Any = jnp.float32  # computation dtype; parameters stay float32
 
     @nn.compact
-    def __call__(self, z):  # z: [batch, latent_dim]
+    def __call__(self, z, *, train: bool = False):  # z: [batch, latent_dim]
+        del train  # no dropout or batch statistics in G
         x = z
         for width in self.hidden:
             x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
@@ -93,23 +94,37 @@ class DCGANGenerator(nn.Module):
     """DCGAN generator for 28x28x1: Dense -> 7x7 -> ConvT s1 -> ConvT s2 (14x14) -> ConvT s2.
 
     ``widths = (w0, w1, w2)``: channels of the 7x7 projection, of the 7x7 stride-1 transposed
-    convolution and of the 14x14 one. The last layer has one channel and ``tanh``.
+    convolution and of the 14x14 one. Each hidden layer is followed by batch normalization and
+    ReLU, the output by ``tanh`` (Radford et al. 2016, Section 3): without the normalization
+    this generator saturates to blank images early in training.
+
+    Batch normalization: with ``train=True`` it normalizes by the statistics of the batch
+    and the caller must let the ``batch_stats`` collection be updated (``mutable``); with
+    ``train=False`` it uses those running averages, so each output depends only on its own z.
     """
 
     widths: Sequence[int] = (256, 128, 64)
     kernel_size: int = 5
     output_range: tuple[float, float] = (-1.0, 1.0)
     dtype: Any = jnp.float32
+    batch_norm_momentum: float = 0.9
 
     @nn.compact
-    def __call__(self, z):  # z: [batch, latent_dim]
+    def __call__(self, z, *, train: bool = False):  # z: [batch, latent_dim]
         w0, w1, w2 = self.widths
         k = (self.kernel_size, self.kernel_size)
         conv_t = functools.partial(ConvTranspose, kernel_size=k, padding="SAME", dtype=self.dtype)
-        x = nn.relu(nn.Dense(7 * 7 * w0, use_bias=False, dtype=self.dtype)(z))
-        x = x.reshape((z.shape[0], 7, 7, w0))
-        x = nn.relu(conv_t(w1, strides=(1, 1))(x))  # [batch, 7, 7, w1]
-        x = nn.relu(conv_t(w2, strides=(2, 2))(x))  # [batch, 14, 14, w2]
+        norm = functools.partial(
+            nn.BatchNorm,
+            use_running_average=not train,
+            momentum=self.batch_norm_momentum,
+            epsilon=1e-5,
+            dtype=self.dtype,
+        )
+        x = nn.Dense(7 * 7 * w0, use_bias=False, dtype=self.dtype)(z)
+        x = nn.relu(norm()(x.reshape((z.shape[0], 7, 7, w0))))
+        x = nn.relu(norm()(conv_t(w1, strides=(1, 1), use_bias=False)(x)))  # [batch, 7, 7, w1]
+        x = nn.relu(norm()(conv_t(w2, strides=(2, 2), use_bias=False)(x)))  # [batch, 14, 14, w2]
         x = conv_t(1, strides=(2, 2))(x)  # [batch, 28, 28, 1]
         return jnp.tanh(x)
 

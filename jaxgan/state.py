@@ -30,6 +30,8 @@ class GANState:
       d_params: discriminator parameters.
       g_opt_state: the generator optimizer's state.
       d_opt_state: the discriminator optimizer's state.
+      g_batch_stats: the generator's batch-normalization running averages (an empty dict for
+        a generator without batch normalization).
       g_ema_params: exponential moving average of ``g_params`` (for sampling), or ``None`` when
         the GAN has no EMA.
     """
@@ -40,4 +42,5 @@ class GANState:
     d_params: PyTree
     g_opt_state: PyTree
     d_opt_state: PyTree
+    g_batch_stats: PyTree = flax.struct.field(default_factory=dict)
     g_ema_params: PyTree = None

@@ -49,7 +49,10 @@ def d_step(gan: GAN, state: GANState, real_images: jax.Array, key: jax.Array):
     """
     batch_size = real_images.shape[0]
     noise_key, dropout_key = jax.random.split(key)
-    fake_images = gan.generate(state.g_params, gan.sample_noise(noise_key, batch_size))
+    z = gan.sample_noise(noise_key, batch_size)
+    # G runs as in training (batch statistics), but G is fixed here: its running averages
+    # are updated only by the G step.
+    fake_images, _ = gan.generate_train(state.g_params, z, batch_stats=state.g_batch_stats)
     # One D call on the concatenated batch: D has no batch statistics, so this is the same
     # function as two calls, with half the kernel launches.
     both = jnp.concatenate([real_images.astype(fake_images.dtype), fake_images], axis=0)
@@ -80,7 +83,8 @@ def g_step(gan: GAN, state: GANState, key: jax.Array, *, batch_size: int):
 
     Args:
       gan: the GAN description.
-      state: the training state; only ``g_params``, ``g_opt_state`` and ``g_ema_params`` change.
+      state: the training state; only G's fields (``g_params``, ``g_opt_state``,
+        ``g_batch_stats``, ``g_ema_params``) change.
       key: this update's key (noise and D's dropout).
       batch_size: number of noise samples m.
 
@@ -92,18 +96,24 @@ def g_step(gan: GAN, state: GANState, key: jax.Array, *, batch_size: int):
     g_loss_fn = losses.generator_loss(gan.g_loss)
 
     def loss_fn(g_params):
-        fake_logits = gan.discriminate(
-            state.d_params, gan.generate(g_params, z), train=True, key=dropout_key
+        fake_images, batch_stats = gan.generate_train(
+            g_params, z, batch_stats=state.g_batch_stats
         )
-        return g_loss_fn(fake_logits=fake_logits)
+        fake_logits = gan.discriminate(state.d_params, fake_images, train=True, key=dropout_key)
+        return g_loss_fn(fake_logits=fake_logits), batch_stats
 
-    loss, grads = jax.value_and_grad(loss_fn)(state.g_params)
+    (loss, g_batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
     updates, g_opt_state = gan.g_optimizer.update(grads, state.g_opt_state, state.g_params)
     g_params = optax.apply_updates(state.g_params, updates)
     g_ema_params = state.g_ema_params
     if gan.ema_decay is not None:
         g_ema_params = optax.incremental_update(g_params, g_ema_params, 1.0 - gan.ema_decay)
-    new_state = state.replace(g_params=g_params, g_opt_state=g_opt_state, g_ema_params=g_ema_params)
+    new_state = state.replace(
+        g_params=g_params,
+        g_opt_state=g_opt_state,
+        g_batch_stats=g_batch_stats,
+        g_ema_params=g_ema_params,
+    )
     return new_state, {"g_loss": loss}
 
 

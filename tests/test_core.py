@@ -46,9 +46,10 @@ def num_params(tree):
     [
         # G: 100*1200+1200 + 1200*1200+1200 + 1200*784+784; D: maxout 784->240x5, 240->240x5, 1.
         ("mlp", 2_503_984, 1_231_441),
-        # G: 100*7*7*256 + (25*256*128+128) + (25*128*64+64) + (25*64+1);
+        # G: 100*7*7*256 + 25*256*128 + 25*128*64 + (25*64+1) + batch-norm scales and offsets
+        # 2*(256+128+64) (the hidden layers have no bias before batch normalization);
         # D: (25*64+64) + (25*64*128+128) + (7*7*128+1).
-        ("dcgan", 2_280_193, 212_865),
+        ("dcgan", 2_280_897, 212_865),
     ],
 )
 def test_model_shapes_and_parameter_counts(arch, g_count, d_count, key):
@@ -59,7 +60,7 @@ def test_model_shapes_and_parameter_counts(arch, g_count, d_count, key):
     assert num_params(state.d_params) == d_count
     z = gan.sample_noise(jax.random.key(1), 3)
     assert z.shape == (3, 100)
-    images = gan.generate(state.g_params, z)
+    images = gan.generate(state.g_params, z, batch_stats=state.g_batch_stats)
     assert images.shape == (3, 28, 28, 1) and images.dtype == jnp.float32
     low, high = gan.output_range
     assert float(images.min()) >= low and float(images.max()) <= high
@@ -112,9 +113,41 @@ def test_bfloat16_models_keep_float32_parameters_and_logits(key):
     gan = jaxgan.GAN(g, d, optax.sgd(0.1), optax.sgd(0.1))
     state = gan.init(key)
     assert {x.dtype for x in jax.tree.leaves((state.g_params, state.d_params))} == {np.dtype(np.float32)}
-    images = gan.generate(state.g_params, gan.sample_noise(key, 2))
+    images = gan.generate(state.g_params, gan.sample_noise(key, 2), batch_stats=state.g_batch_stats)
     assert images.dtype == jnp.bfloat16
     assert gan.discriminate(state.d_params, images, train=False).dtype == jnp.float32
+
+
+def test_generator_batch_norm_train_and_eval_modes(key):
+    """Training mode normalizes by the batch's statistics and updates the running averages
+    (momentum 0.9); evaluation mode uses the running averages, so a sample does not depend on
+    the rest of its batch."""
+    gan = tiny_gan()
+    state = gan.init(key)
+    stats = state.g_batch_stats
+    assert set(stats) == {"BatchNorm_0", "BatchNorm_1", "BatchNorm_2"}
+    np.testing.assert_array_equal(stats["BatchNorm_0"]["mean"], 0.0)
+    np.testing.assert_array_equal(stats["BatchNorm_0"]["var"], 1.0)
+    z = gan.sample_noise(key, 4)
+    alone = gan.generate(state.g_params, z[:1], batch_stats=stats)
+    together = gan.generate(state.g_params, z, batch_stats=stats)
+    np.testing.assert_allclose(alone, together[:1], rtol=1e-5, atol=1e-6)
+    train_alone, _ = gan.generate_train(state.g_params, z[:2], batch_stats=stats)
+    train_together, new_stats = gan.generate_train(state.g_params, z, batch_stats=stats)
+    assert not np.allclose(train_alone, train_together[:2], atol=1e-4)
+    # The first normalization sees the 7x7x8 projection of z: check its running mean by hand.
+    h = (z @ state.g_params["Dense_0"]["kernel"]).reshape(4, 7, 7, 8)
+    np.testing.assert_allclose(
+        new_stats["BatchNorm_0"]["mean"], 0.1 * h.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-6
+    )
+    with pytest.raises(Exception, match="batch_stats"):
+        gan.generate(state.g_params, z)  # a normalizing G without its statistics must not run
+
+
+def test_mlp_generator_has_no_batch_statistics(key):
+    g, d = jaxgan.make_models("mlp")
+    state = jaxgan.GAN(g, d, optax.sgd(0.1), optax.sgd(0.1)).init(key)
+    assert state.g_batch_stats == {}
 
 
 @pytest.mark.parametrize(
@@ -181,6 +214,7 @@ def test_d_step_leaves_generator_bit_identical(key):
     assert tree_equal(new.g_params, state.g_params)
     assert tree_equal(new.g_opt_state, state.g_opt_state)
     assert tree_equal(new.g_ema_params, state.g_ema_params)
+    assert tree_equal(new.g_batch_stats, state.g_batch_stats)  # G's running stats untouched
     assert not tree_equal(new.d_params, state.d_params)
     assert int(new.step) == int(state.step)
 
@@ -193,6 +227,7 @@ def test_g_step_leaves_discriminator_bit_identical(key):
     assert tree_equal(new.d_params, state.d_params)
     assert tree_equal(new.d_opt_state, state.d_opt_state)
     assert not tree_equal(new.g_params, state.g_params)
+    assert not tree_equal(new.g_batch_stats, state.g_batch_stats)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,7 +277,8 @@ def test_d_step_ascends_the_value_function(key):
     gan = tiny_gan(d_optimizer=optax.sgd(1e-2))
     state = gan.init(key)
     real, step_key = real_batch()[0], jax.random.key(7)
-    fake = gan.generate(state.g_params, gan.sample_noise(jax.random.split(step_key)[0], BATCH))
+    z = gan.sample_noise(jax.random.split(step_key)[0], BATCH)
+    fake, _ = gan.generate_train(state.g_params, z, batch_stats=state.g_batch_stats)
 
     def value(d_params):
         return jaxgan.losses.value_function(
@@ -267,9 +303,8 @@ def test_g_step_follows_the_chosen_loss_gradient(key):
         loss_fn = jaxgan.losses.generator_loss(g_loss)
 
         def loss(g_params):
-            logits = gan.discriminate(
-                state.d_params, gan.generate(g_params, z), train=True, key=dropout_key
-            )
+            fake, _ = gan.generate_train(g_params, z, batch_stats=state.g_batch_stats)
+            logits = gan.discriminate(state.d_params, fake, train=True, key=dropout_key)
             return loss_fn(fake_logits=logits)
 
         grads = jax.grad(loss)(state.g_params)
