@@ -1,0 +1,1 @@
+"""Runnable experiments: command lines that wire the jaxgan library together."""

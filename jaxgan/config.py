@@ -1,0 +1,148 @@
+"""Training configuration: one frozen dataclass, mapped one to one onto the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from jaxgan.gan import NOISE_DISTRIBUTIONS
+from jaxgan.losses import GENERATOR_LOSSES
+from jaxgan.models import ARCHITECTURES
+
+__all__ = ["TrainConfig", "ConfigError", "MODEL_FIELDS", "DTYPES"]
+
+DTYPES = ("float32", "bfloat16")
+
+# Fields that fix the shapes of the parameters and optimizer states: a workdir's checkpoints
+# can only be resumed with the values they were trained with.
+MODEL_FIELDS = ("arch", "latent_dim", "g_widths", "d_widths", "ema_decay")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; ``field`` names it (as the command line spells it)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"--{field.replace('_', '-')}: {message}")
+        self.field = field
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run of ``jaxgan.trainer.train``.
+
+    Attributes:
+      arch: ``"dcgan"`` or ``"mlp"`` (Goodfellow et al. 2014's maxout pair).
+      g_loss: ``"nonsaturating"`` (Section 3) or ``"minimax"`` (Eq. 1).
+      d_steps: k of Algorithm 1.
+      steps: iterations of Algorithm 1 to run in total (a resumed run continues up to it).
+      batch_size: minibatch size m.
+      seed: seeds the parameters, the training key stream, the data order and the sample noise.
+      data: data source: ``auto``, ``tfds``, ``embedded`` or ``idx:DIR`` (``jaxgan.data``).
+      g_lr, d_lr: Adam learning rates of G and D.
+      adam_b1, adam_b2: Adam's moment decays (both players).
+      latent_dim: size of z.
+      noise: p_z, ``"normal"`` or ``"uniform"``.
+      ema_decay: decay of the generator EMA used for samples; ``None`` for no EMA.
+      g_widths, d_widths: DCGAN widths (``None``: the defaults of ``jaxgan.models``).
+      dtype: computation dtype, ``"float32"`` or ``"bfloat16"`` (parameters stay float32).
+      log_every: steps between metric records and progress updates.
+      sample_every: steps between sample grids.
+      checkpoint_every: steps between checkpoints.
+      keep_checkpoints: how many recent checkpoints to keep.
+    """
+
+    arch: str = "dcgan"
+    g_loss: str = "nonsaturating"
+    d_steps: int = 1
+    steps: int = 2000
+    batch_size: int = 64
+    seed: int = 0
+    data: str = "auto"
+    g_lr: float = 2e-4
+    d_lr: float = 2e-4
+    adam_b1: float = 0.5
+    adam_b2: float = 0.999
+    latent_dim: int = 100
+    noise: str = "normal"
+    ema_decay: float | None = 0.999
+    g_widths: tuple[int, ...] | None = None
+    d_widths: tuple[int, ...] | None = None
+    dtype: str = "float32"
+    log_every: int = 50
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+
+    def validate(self) -> "TrainConfig":
+        """Raises ``ConfigError`` naming the first invalid field; returns ``self``."""
+        choices = {
+            "arch": ARCHITECTURES,
+            "g_loss": tuple(GENERATOR_LOSSES),
+            "noise": NOISE_DISTRIBUTIONS,
+            "dtype": DTYPES,
+        }
+        for field, options in choices.items():
+            if getattr(self, field) not in options:
+                raise ConfigError(
+                    field, f"unknown value {getattr(self, field)!r}; choose one of {', '.join(options)}"
+                )
+        for field in ("d_steps", "steps", "batch_size", "latent_dim", "log_every",
+                      "sample_every", "checkpoint_every", "keep_checkpoints"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(field, f"must be a positive integer, got {value!r}")
+        for field in ("g_lr", "d_lr"):
+            if not getattr(self, field) > 0:
+                raise ConfigError(field, f"must be > 0, got {getattr(self, field)!r}")
+        for field in ("adam_b1", "adam_b2"):
+            if not 0 <= getattr(self, field) < 1:
+                raise ConfigError(field, f"must be in [0, 1), got {getattr(self, field)!r}")
+        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
+            raise ConfigError("ema_decay", f"must be in [0, 1), got {self.ema_decay!r}")
+        if self.arch == "mlp" and (self.g_widths is not None or self.d_widths is not None):
+            raise ConfigError("g_widths", "arch mlp has the paper's fixed widths")
+        for field, count in (("g_widths", 3), ("d_widths", None)):
+            widths = getattr(self, field)
+            if widths is None:
+                continue
+            if (count and len(widths) != count) or not widths or min(widths) < 1:
+                need = f"{count} positive integers" if count else "positive integers"
+                raise ConfigError(field, f"must be {need}, got {widths!r}")
+        return self
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> "TrainConfig":
+        """A shrunk preset for tests: tiny DCGAN, small batches, frequent logs and saves."""
+        values = dict(
+            arch="dcgan", g_widths=(8, 4, 4), d_widths=(4, 8), batch_size=8, steps=6,
+            log_every=2, sample_every=3, checkpoint_every=3, data="embedded", latent_dim=16,
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in values.items() if k in known}
+        for field in ("g_widths", "d_widths"):
+            if values.get(field) is not None:
+                values[field] = tuple(values[field])
+        return cls(**values)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes the config as JSON, atomically (temporary file, then rename)."""
+        tmp = f"{os.fspath(path)}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.to_json(), f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "TrainConfig":
+        with open(path) as f:
+            return cls.from_json(json.load(f))

@@ -1,0 +1,46 @@
+"""Sample grids: tiling generated digits into one image and writing it as a PNG."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["make_grid", "save_grid"]
+
+
+def make_grid(images: np.ndarray, *, columns: int | None = None, padding: int = 2) -> np.ndarray:
+    """Tiles images ``[n, h, w]`` (or ``[n, h, w, 1]``) in [0, 1] into one uint8 ``[H, W]``.
+
+    Args:
+      images: the images, values in [0, 1] (clipped).
+      columns: images per row; default ``ceil(sqrt(n))``.
+      padding: pixels of black between and around the images.
+    """
+    images = np.asarray(images, np.float32)
+    if images.ndim == 4:
+        images = images[..., 0]
+    if images.ndim != 3 or len(images) == 0:
+        raise ValueError(f"make_grid needs images [n, h, w], got shape {images.shape}")
+    n, h, w = images.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    grid = np.zeros((rows * (h + padding) + padding, columns * (w + padding) + padding), np.uint8)
+    pixels = np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
+    for i in range(n):
+        top = padding + (i // columns) * (h + padding)
+        left = padding + (i % columns) * (w + padding)
+        grid[top : top + h, left : left + w] = pixels[i]
+    return grid
+
+
+def save_grid(images: np.ndarray, path: str | os.PathLike, *, scale: int = 2, **kwargs) -> None:
+    """Writes ``make_grid(images)`` as a PNG, each pixel ``scale`` x ``scale``, atomically."""
+    grid = Image.fromarray(make_grid(images, **kwargs))
+    if scale != 1:
+        grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
+    tmp = f"{os.fspath(path)}.tmp.png"
+    grid.save(tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,85 @@
+"""Training records: ``metrics.jsonl``, TensorBoard event files and a loss-curve PNG."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+__all__ = ["MetricsWriter", "read_metrics", "plot_losses"]
+
+
+class MetricsWriter:
+    """Appends one JSON line per record to ``workdir/metrics.jsonl`` and mirrors the scalars
+    to TensorBoard event files in ``workdir/tensorboard``.
+
+    A resumed run appends to the same files; records past the resumed step (written after the
+    last checkpoint of the interrupted run) are dropped first so the log has no duplicates.
+    """
+
+    def __init__(self, workdir: str | os.PathLike, *, resume_step: int = 0):
+        from tensorboardX import SummaryWriter  # imported here: it is slow to import
+
+        self.path = os.path.join(os.fspath(workdir), "metrics.jsonl")
+        kept = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in kept)
+        os.replace(tmp, self.path)
+        self._file = open(self.path, "a")
+        self._tensorboard = SummaryWriter(os.path.join(os.fspath(workdir), "tensorboard"))
+
+    def write(self, step: int, scalars: dict[str, float]) -> None:
+        record = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        for name, value in scalars.items():
+            self._tensorboard.add_scalar(name, float(value), int(step))
+
+    def close(self) -> None:
+        self._file.close()
+        self._tensorboard.close()
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` (an unfinished last line is skipped)."""
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path) as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a line cut short by a kill; everything after it is also suspect
+    return records
+
+
+def plot_losses(records: list[dict[str, Any]], path: str | os.PathLike) -> None:
+    """Writes a PNG of D's and G's losses and of D(x), D(G(z)) against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not records:
+        return
+    steps = [r["step"] for r in records]
+    fig, (ax_loss, ax_d) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for name in ("d_loss", "g_loss"):
+        ax_loss.plot(steps, [r.get(name, float("nan")) for r in records], label=name)
+    ax_loss.set_xlabel("step")
+    ax_loss.set_title("losses")
+    ax_loss.legend()
+    for name, label in (("d_real", "D(x)"), ("d_fake", "D(G(z))")):
+        ax_d.plot(steps, [r.get(name, float("nan")) for r in records], label=label)
+    ax_d.axhline(0.5, color="gray", lw=0.8, ls=":")
+    ax_d.set_ylim(0, 1)
+    ax_d.set_xlabel("step")
+    ax_d.set_title("discriminator output")
+    ax_d.legend()
+    fig.tight_layout()
+    tmp = f"{os.fspath(path)}.tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)

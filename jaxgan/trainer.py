@@ -1,0 +1,334 @@
+"""The MNIST training run: data, jitted steps, logging, sample grids, checkpoints, resume.
+
+``train(config, workdir)`` is what ``python -m experiments.mnist`` runs; it is importable so a
+notebook can call it. ``sample(workdir, num)`` draws digits from a trained workdir.
+
+Workdir layout::
+
+    config.json            the TrainConfig of the run
+    metrics.jsonl          one record per log interval (losses, D(x), D(G(z)), steps/s)
+    tensorboard/           the same scalars as TensorBoard event files
+    samples/step_NNNNNN.png  8x8 grids from one fixed noise batch (comparable over time)
+    samples/latest.png     the newest grid
+    losses.png             the loss curves
+    checkpoints/N/         Orbax checkpoints (state + data position), the newest few
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import math
+import os
+import sys
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxgan import data as data_lib
+from jaxgan.checkpoint import Checkpointer, CheckpointError
+from jaxgan.config import MODEL_FIELDS, ConfigError, TrainConfig
+from jaxgan.gan import GAN
+from jaxgan.images import save_grid
+from jaxgan.models import make_models
+from jaxgan.state import GANState
+from jaxgan.steps import train_step
+from jaxgan.summary import MetricsWriter, plot_losses, read_metrics
+
+__all__ = [
+    "make_gan",
+    "train",
+    "sample",
+    "TrainResult",
+    "NonFiniteLossError",
+    "SAMPLE_GRID_SIZE",
+]
+
+log = logging.getLogger(__name__)
+
+SAMPLE_GRID_SIZE = 64  # images in each sample grid (8 x 8)
+# GAN.init derives G's, D's and the training stream's keys as folds 0, 1 and 2 of the seed's
+# key; the sample grids' fixed noise is fold 3, so it never overlaps with training.
+_SAMPLE_NOISE_FOLD = 3
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite; ``step`` is the first iteration where it did."""
+
+    def __init__(self, step: int, metrics: dict[str, float], last_checkpoint: int | None):
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
+        kept = (
+            f"the last good checkpoint (step {last_checkpoint}) is kept"
+            if last_checkpoint is not None
+            else "no checkpoint was written yet"
+        )
+        super().__init__(f"non-finite loss at step {step} ({shown}); stopped, {kept}")
+        self.step = step
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What ``train`` returns: the final state and a few figures of the run."""
+
+    state: GANState
+    gan: GAN
+    step: int
+    resumed_from: int | None
+    final_metrics: dict[str, float]
+    seconds: float
+    seconds_to_first_grid: float | None
+
+
+def make_gan(config: TrainConfig) -> GAN:
+    """The ``GAN`` described by ``config`` (Adam for both players, as DCGAN)."""
+    dtype = jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
+    generator, discriminator = make_models(
+        config.arch, dtype=dtype, g_widths=config.g_widths, d_widths=config.d_widths
+    )
+    return GAN(
+        generator=generator,
+        discriminator=discriminator,
+        g_optimizer=optax.adam(config.g_lr, b1=config.adam_b1, b2=config.adam_b2),
+        d_optimizer=optax.adam(config.d_lr, b1=config.adam_b1, b2=config.adam_b2),
+        latent_dim=config.latent_dim,
+        noise=config.noise,
+        g_loss=config.g_loss,
+        d_steps=config.d_steps,
+        ema_decay=config.ema_decay,
+    )
+
+
+def _sample_noise(gan: GAN, seed: int, num: int) -> jax.Array:
+    key = jax.random.fold_in(jax.random.key(seed), _SAMPLE_NOISE_FOLD)
+    return gan.sample_noise(key, num)
+
+
+def _sampling_params(state: GANState):
+    """G's parameters for samples (the EMA when there is one) and its running statistics."""
+    params = state.g_ema_params if state.g_ema_params is not None else state.g_params
+    return params, state.g_batch_stats
+
+
+def _sampler(gan: GAN):
+    """A jitted ``(params, batch_stats, z) -> images in [0, 1]`` in evaluation mode."""
+    return jax.jit(
+        lambda params, stats, z: gan.to_unit_interval(gan.generate(params, z, batch_stats=stats))
+    )
+
+
+def _check_resume_config(workdir: str, config: TrainConfig) -> None:
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return
+    old = TrainConfig.load(path)
+    for field in MODEL_FIELDS:
+        if getattr(old, field) != getattr(config, field):
+            raise ConfigError(
+                field,
+                f"workdir {workdir} was trained with {field}={getattr(old, field)!r}, not "
+                f"{getattr(config, field)!r}; its checkpoints need the same model: use a new "
+                "--workdir or the original value",
+            )
+    changed = [
+        f"{f.name} {getattr(old, f.name)!r} -> {getattr(config, f.name)!r}"
+        for f in dataclasses.fields(config)
+        if getattr(old, f.name) != getattr(config, f.name)
+    ]
+    if changed:
+        log.warning("resuming %s with changed settings: %s", workdir, "; ".join(changed))
+
+
+class _Progress:
+    """A tqdm bar on a terminal; plain periodic lines otherwise (logs, CI, notebooks' files)."""
+
+    def __init__(self, total: int, initial: int, enabled: bool):
+        self._bar = None
+        self._enabled = enabled
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+        self._total = total
+
+    def update(self, step: int, done: int, scalars: dict[str, float]) -> None:
+        text = (
+            f"{scalars['steps_per_s']:.2f} steps/s | d_loss {scalars['d_loss']:.3f} "
+            f"g_loss {scalars['g_loss']:.3f} | D(x) {scalars['d_real']:.2f} "
+            f"D(G(z)) {scalars['d_fake']:.2f}"
+        )
+        if self._bar is not None:
+            self._bar.update(done)
+            self._bar.set_postfix_str(text, refresh=True)
+        elif self._enabled:
+            print(f"step {step}/{self._total} | {text}", flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def train(
+    config: TrainConfig,
+    workdir: str | os.PathLike,
+    *,
+    progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Trains (or resumes) a GAN on MNIST as ``config`` says, writing into ``workdir``.
+
+    Args:
+      config: the run's configuration (validated here).
+      workdir: the run's directory; if it holds checkpoints, training resumes from the newest
+        one that restores cleanly and continues up to ``config.steps``.
+      progress: show a progress bar (or periodic lines when stderr is not a terminal).
+      on_step: called with the step number after every iteration (for tests and notebooks).
+
+    Raises:
+      ConfigError: an invalid setting, or one that does not fit the workdir's checkpoints.
+      jaxgan.data.DataError: the data cannot be loaded.
+      CheckpointError: checkpoints exist but none can be restored into this model.
+      NonFiniteLossError: a loss became NaN/inf; the last good checkpoint is kept.
+    """
+    start = time.perf_counter()
+    config.validate()
+    workdir = os.path.abspath(os.fspath(workdir))
+    os.makedirs(workdir, exist_ok=True)
+    _check_resume_config(workdir, config)
+
+    mnist = data_lib.load_mnist(config.data, split="train")
+    if config.batch_size > len(mnist.images):
+        raise ConfigError(
+            "batch_size",
+            f"{config.batch_size} is larger than the training set ({len(mnist.images)} images "
+            f"from {mnist.source})",
+        )
+    gan = make_gan(config)
+    state = gan.init(jax.random.key(config.seed))
+    batches = data_lib.BatchIterator(
+        mnist.images,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        output_range=gan.output_range,
+        minibatches=config.d_steps,
+    )
+    checkpointer = Checkpointer(
+        os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
+    )
+    resumed_from = None
+    restored = checkpointer.restore_latest(state)
+    if restored is not None:
+        resumed_from, state, meta = restored
+        batches.set_state(meta["data"])
+        log.info("resumed %s from step %d", workdir, resumed_from)
+    config.save(os.path.join(workdir, "config.json"))
+    step = int(state.step)
+    last_checkpoint = resumed_from
+
+    step_fn = jax.jit(functools.partial(train_step, gan), donate_argnums=0)
+    sample_fn = _sampler(gan)
+    sample_noise = _sample_noise(gan, config.seed, SAMPLE_GRID_SIZE)
+    samples_dir = os.path.join(workdir, "samples")
+    os.makedirs(samples_dir, exist_ok=True)
+
+    writer = MetricsWriter(workdir, resume_step=step)
+    bar = _Progress(config.steps, step, progress)
+    pending: list[dict[str, jax.Array]] = []  # device metrics since the last flush
+    window_start, window_step = time.perf_counter(), step
+    final_metrics: dict[str, float] = {}
+    first_grid = None
+    stream = data_lib.prefetch_to_device(batches, size=2)
+    try:
+        while step < config.steps:
+            state, metrics = step_fn(state, next(stream))
+            pending.append(metrics)
+            step += 1
+            if on_step is not None:
+                on_step(step)
+            is_last = step == config.steps
+            save_now = step % config.checkpoint_every == 0 or is_last
+            if step % config.log_every == 0 or save_now or is_last:
+                # One host sync per interval: every step's metrics are checked for NaN/inf.
+                values = jax.device_get(pending)
+                pending = []
+                for offset, record in enumerate(values):
+                    if not all(math.isfinite(float(v)) for v in record.values()):
+                        bad_step = step - len(values) + offset + 1
+                        raise NonFiniteLossError(
+                            bad_step, {k: float(v) for k, v in record.items()}, last_checkpoint
+                        )
+                now = time.perf_counter()
+                final_metrics = {k: float(np.mean([r[k] for r in values])) for k in values[-1]}
+                final_metrics["steps_per_s"] = (step - window_step) / max(now - window_start, 1e-9)
+                window_start, window_step = now, step
+                writer.write(step, final_metrics)
+                bar.update(step, len(values), final_metrics)
+            if step % config.sample_every == 0 or is_last:
+                grid = np.asarray(sample_fn(*_sampling_params(state), sample_noise), np.float32)
+                save_grid(grid, os.path.join(samples_dir, f"step_{step:06d}.png"))
+                save_grid(grid, os.path.join(samples_dir, "latest.png"))
+                if first_grid is None:
+                    first_grid = time.perf_counter() - start
+            if save_now:
+                checkpointer.save(step, state, {"data": batches.get_state(), "step": step})
+                last_checkpoint = step
+    finally:
+        stream.close()
+        bar.close()
+        writer.close()
+        checkpointer.close()
+        plot_losses(read_metrics(writer.path), os.path.join(workdir, "losses.png"))
+    return TrainResult(
+        state=state,
+        gan=gan,
+        step=step,
+        resumed_from=resumed_from,
+        final_metrics=final_metrics,
+        seconds=time.perf_counter() - start,
+        seconds_to_first_grid=first_grid,
+    )
+
+
+def load_trained(workdir: str | os.PathLike) -> tuple[TrainConfig, GAN, GANState, int]:
+    """Loads ``(config, gan, state, step)`` from the newest good checkpoint of ``workdir``."""
+    workdir = os.path.abspath(os.fspath(workdir))
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.exists(config_path):
+        raise CheckpointError(f"{workdir} is not a training workdir (no config.json)")
+    config = TrainConfig.load(config_path)
+    gan = make_gan(config)
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+    try:
+        restored = checkpointer.restore_latest(gan.init(jax.random.key(config.seed)))
+    finally:
+        checkpointer.close()
+    if restored is None:
+        raise CheckpointError(f"{workdir} has no checkpoint yet")
+    step, state, _ = restored
+    return config, gan, state, step
+
+
+def sample(
+    workdir: str | os.PathLike, num: int, *, seed: int = 0, batch_size: int = 1000
+) -> np.ndarray:
+    """Draws ``num`` digits from the generator of ``workdir`` (its EMA weights if it has them).
+
+    Returns:
+      float32 ``[num, 28, 28]`` in [0, 1]. The same ``seed`` gives the same digits.
+    """
+    if num < 1:
+        raise ValueError(f"num must be >= 1, got {num}")
+    _, gan, state, _ = load_trained(workdir)
+    params, batch_stats = _sampling_params(state)
+    generate = _sampler(gan)
+    key = jax.random.key(seed)
+    chunks = []
+    for start in range(0, num, batch_size):
+        size = min(batch_size, num - start)
+        z = gan.sample_noise(jax.random.fold_in(key, start), batch_size)
+        chunks.append(np.asarray(generate(params, batch_stats, z), np.float32)[:size, ..., 0])
+    return np.concatenate(chunks)

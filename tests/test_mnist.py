@@ -1,0 +1,251 @@
+"""The MNIST training run end to end: outputs, resume, faults and the command line.
+
+Every run here uses ``TrainConfig.tiny`` (a DCGAN a few hundred parameters wide) on the
+embedded digits, so each takes seconds.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxgan import trainer
+from jaxgan.checkpoint import CheckpointError
+from jaxgan.config import ConfigError, TrainConfig
+from jaxgan.summary import read_metrics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_flags(**overrides):
+    """Command-line flags for TrainConfig.tiny (plus overrides)."""
+    config = TrainConfig.tiny(**overrides)
+    flags = []
+    for name, value in config.to_json().items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, (tuple, list)):
+            value = ",".join(str(v) for v in value)
+        flags += [flag, "none" if value is None else str(value)]
+    return flags
+
+
+def run_cli(*args, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.mnist", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def leaves_equal(a, b):
+    a, b = jax.tree.leaves(a), jax.tree.leaves(b)
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_run_writes_everything_a_user_expects(tmp_path):
+    result = trainer.train(TrainConfig.tiny(), tmp_path, progress=False)
+    assert result.step == 6 and result.resumed_from is None
+    assert int(result.state.step) == 6
+    assert TrainConfig.load(tmp_path / "config.json") == TrainConfig.tiny()
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in records] == [2, 3, 4, 6]  # log_every=2, checkpoint_every=3
+    for record in records:
+        assert {"d_loss", "g_loss", "d_real", "d_fake", "steps_per_s"} <= set(record)
+        assert all(np.isfinite(v) for v in record.values())
+        assert 0 <= record["d_real"] <= 1 and 0 <= record["d_fake"] <= 1
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path / "tensorboard"))
+    for name in ("step_000003.png", "step_000006.png", "latest.png"):
+        with Image.open(tmp_path / "samples" / name) as image:
+            assert image.size == (2 * (8 * 30 + 2),) * 2  # 8x8 digits, 2px padding, 2x scale
+    assert (tmp_path / "losses.png").exists()
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3", "6"]
+
+
+def test_sample_grids_use_one_fixed_noise_batch(tmp_path):
+    """The grid at a step depends only on the parameters: same noise at every save."""
+    result = trainer.train(TrainConfig.tiny(steps=3), tmp_path, progress=False)
+    gan = result.gan
+    expected_noise = trainer._sample_noise(gan, 0, trainer.SAMPLE_GRID_SIZE)
+    again = trainer._sample_noise(gan, 0, trainer.SAMPLE_GRID_SIZE)
+    np.testing.assert_array_equal(expected_noise, again)
+    images = trainer._sampler(gan)(*trainer._sampling_params(result.state), expected_noise)
+    from jaxgan.images import make_grid
+
+    with Image.open(tmp_path / "samples" / "step_000003.png") as png:
+        saved = np.asarray(png)[::2, ::2]
+    np.testing.assert_array_equal(saved, make_grid(np.asarray(images, np.float32)))
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    from jaxgan import trainer
+    from jaxgan.config import TrainConfig
+
+    def maybe_die(step):
+        if step == int(sys.argv[2]):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    config = TrainConfig.tiny(steps=12, checkpoint_every=4, keep_checkpoints=5)
+    trainer.train(config, sys.argv[1], progress=False, on_step=maybe_die)
+    """
+)
+
+
+def test_sigkill_and_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+    """Killed with SIGKILL at step 10 (after checkpoint 8), resumed: same parameters, same
+    data order, same metrics as a run that never stopped."""
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_SCRIPT)
+    killed = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "killed"), "10"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    saved = sorted(int(s) for s in os.listdir(tmp_path / "killed" / "checkpoints") if s.isdigit())
+    assert saved and max(saved) <= 8
+
+    config = TrainConfig.tiny(steps=12, checkpoint_every=4, keep_checkpoints=5)
+    resumed = trainer.train(config, tmp_path / "killed", progress=False)
+    assert resumed.resumed_from == max(saved)
+    straight = trainer.train(config, tmp_path / "straight", progress=False)
+    assert resumed.resumed_from is not None and straight.resumed_from is None
+    for field in ("g_params", "d_params", "g_opt_state", "d_opt_state", "g_ema_params"):
+        assert leaves_equal(getattr(resumed.state, field), getattr(straight.state, field)), field
+    assert int(resumed.state.step) == int(straight.state.step) == 12
+
+    def records(name):
+        return read_metrics(tmp_path / name / "metrics.jsonl")
+
+    drop_timing = lambda rs: [{k: v for k, v in r.items() if k != "steps_per_s"} for r in rs]
+    assert drop_timing(records("killed")) == drop_timing(records("straight"))
+
+
+def test_resume_continues_to_more_steps(tmp_path):
+    trainer.train(TrainConfig.tiny(steps=3), tmp_path, progress=False)
+    result = trainer.train(TrainConfig.tiny(steps=6), tmp_path, progress=False)
+    assert result.resumed_from == 3 and result.step == 6
+    straight = trainer.train(TrainConfig.tiny(steps=6), tmp_path / "b", progress=False)
+    assert leaves_equal(result.state.g_params, straight.state.g_params)
+
+
+def snapshot(directory):
+    return {
+        os.path.relpath(os.path.join(root, name), directory): os.path.getmtime(os.path.join(root, name))
+        for root, _, names in os.walk(directory)
+        for name in names
+    }
+
+
+def test_resume_with_a_different_model_is_refused_and_touches_nothing(tmp_path):
+    trainer.train(TrainConfig.tiny(), tmp_path, progress=False)
+    before = snapshot(tmp_path / "checkpoints")
+    config_before = (tmp_path / "config.json").read_text()
+    with pytest.raises(ConfigError, match="g_widths") as error:
+        trainer.train(TrainConfig.tiny(g_widths=(8, 8, 4), steps=9), tmp_path, progress=False)
+    assert "--g-widths" in str(error.value) and "new --workdir" in str(error.value)
+    assert snapshot(tmp_path / "checkpoints") == before
+    assert (tmp_path / "config.json").read_text() == config_before
+
+
+def test_checkpoint_that_does_not_fit_is_refused_even_without_config(tmp_path):
+    """Shapes are checked against the checkpoint itself, not only against config.json."""
+    trainer.train(TrainConfig.tiny(), tmp_path, progress=False)
+    os.remove(tmp_path / "config.json")
+    before = snapshot(tmp_path / "checkpoints")
+    with pytest.raises(CheckpointError, match="does not fit"):
+        trainer.train(TrainConfig.tiny(d_widths=(4, 4), steps=9), tmp_path, progress=False)
+    assert snapshot(tmp_path / "checkpoints") == before
+
+
+def corrupt(directory):
+    for root, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "r+b") as f:
+                f.truncate(max(os.path.getsize(path) // 2, 0))
+
+
+def test_corrupted_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
+    trainer.train(TrainConfig.tiny(), tmp_path, progress=False)
+    corrupt(tmp_path / "checkpoints" / "6")
+    result = trainer.train(TrainConfig.tiny(steps=9), tmp_path, progress=False)
+    assert result.resumed_from == 3 and result.step == 9
+    assert "checkpoint 6 is unreadable" in caplog.text
+    names = os.listdir(tmp_path / "checkpoints")
+    assert any(n.startswith("6.corrupt-") for n in names)  # moved aside, not deleted
+    straight = trainer.train(TrainConfig.tiny(steps=9), tmp_path / "b", progress=False)
+    assert leaves_equal(result.state.g_params, straight.state.g_params)
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    real_step = trainer.train_step
+
+    def poisoned(gan, state, images):
+        new_state, metrics = real_step(gan, state, images)
+        bad = jnp.where(state.step >= 4, jnp.nan, 0.0)  # iteration 5 goes wrong
+        return new_state, {**metrics, "g_loss": metrics["g_loss"] + bad}
+
+    monkeypatch.setattr(trainer, "train_step", poisoned)
+    with pytest.raises(trainer.NonFiniteLossError, match="step 5") as error:
+        trainer.train(TrainConfig.tiny(steps=9), tmp_path, progress=False)
+    assert error.value.step == 5
+    assert "checkpoint (step 3) is kept" in str(error.value)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3"]
+
+
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (["--steps", "0"], "--steps"),
+        (["--steps", "-5"], "--steps"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--arch", "resnet"], "--arch"),
+        (["--g-loss", "hinge"], "--g-loss"),
+        (["--g-lr", "0"], "--g-lr"),
+        (["--d-lr", "-1e-3"], "--d-lr"),
+        (["--d-steps", "two"], "--d-steps"),
+    ],
+)
+def test_invalid_flags_exit_2_with_one_line(flags, needle, tmp_path):
+    result = run_cli(*flags, "--workdir", str(tmp_path / "w"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_batch_larger_than_data_and_missing_data_dir_are_one_line_errors(tmp_path):
+    big = run_cli(*tiny_flags(batch_size=6000), "--workdir", str(tmp_path / "a"))
+    assert big.returncode == 2 and "--batch-size" in big.stderr and "5000" in big.stderr
+    assert "Traceback" not in big.stderr
+    missing = tmp_path / "no-such-dir"
+    gone = run_cli(*tiny_flags(data=f"idx:{missing}"), "--workdir", str(tmp_path / "b"))
+    assert gone.returncode == 2 and str(missing) in gone.stderr
+    assert "Traceback" not in gone.stderr
+
+
+def test_cli_trains_then_samples(tmp_path):
+    workdir = tmp_path / "run"
+    trained = run_cli(*tiny_flags(steps=3), "--workdir", str(workdir), "--no-progress")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    summary = json.loads(trained.stdout[trained.stdout.index("{"):])
+    assert summary["step"] == 3 and set(summary["final_metrics"]) >= {"d_loss", "g_loss"}
+    out = tmp_path / "digits.npy"
+    sampled = run_cli("sample", "--workdir", str(workdir), "--num", "10", "--out", str(out))
+    assert sampled.returncode == 0, sampled.stderr[-2000:]
+    digits = np.load(out)
+    assert digits.shape == (10, 28, 28) and digits.dtype == np.float32
+    assert digits.min() >= 0 and digits.max() <= 1 and digits.std() > 0
+    assert (tmp_path / "digits.png").exists()
+    np.testing.assert_array_equal(digits, trainer.sample(workdir, 10, seed=0))
+    assert not np.array_equal(digits, trainer.sample(workdir, 10, seed=1))
+    nothing = run_cli("sample", "--workdir", str(tmp_path / "nothing"), "--out", str(out))
+    assert nothing.returncode == 2 and "not a training workdir" in nothing.stderr
