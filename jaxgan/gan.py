@@ -37,7 +37,8 @@ class GAN:
       g_loss: ``"minimax"`` (Eq. 1) or ``"nonsaturating"`` (Section 3); see ``jaxgan.losses``.
       d_steps: k of Algorithm 1: discriminator updates per generator update.
       ema_decay: if set, ``GANState.g_ema_params`` tracks an exponential moving average of the
-        generator's parameters with this decay, for sampling.
+        generator's parameters for sampling, with decay ``min(ema_decay, (1 + t) / (10 + t))``
+        at iteration t (a warm-up, so early samples are not dominated by the initialization).
       data_shape: the shape of one data sample (``(28, 28, 1)`` for MNIST; ``(1,)`` for 1-D toys).
     """
 

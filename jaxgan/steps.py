@@ -107,7 +107,11 @@ def g_step(gan: GAN, state: GANState, key: jax.Array, *, batch_size: int):
     g_params = optax.apply_updates(state.g_params, updates)
     g_ema_params = state.g_ema_params
     if gan.ema_decay is not None:
-        g_ema_params = optax.incremental_update(g_params, g_ema_params, 1.0 - gan.ema_decay)
+        # Warm-up (as tf.train.ExponentialMovingAverage with num_updates): early on, when the
+        # EMA would still be dominated by the random initialization, it follows G closely.
+        t = state.step.astype(jnp.float32)
+        decay = jnp.minimum(gan.ema_decay, (1.0 + t) / (10.0 + t))
+        g_ema_params = optax.incremental_update(g_params, g_ema_params, 1.0 - decay)
     new_state = state.replace(
         g_params=g_params,
         g_opt_state=g_opt_state,

@@ -314,15 +314,23 @@ def test_g_step_follows_the_chosen_loss_gradient(key):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
-def test_ema_tracks_generator(key):
-    decay = 0.75
-    gan = tiny_gan(ema_decay=decay)
+@pytest.mark.parametrize(
+    "ema_decay, step, decay",
+    [
+        (0.999, 0, 0.1),  # warm-up: (1 + 0) / (10 + 0)
+        (0.999, 90, 0.91),  # warm-up: 91 / 100
+        (0.75, 90, 0.75),  # the configured decay once the warm-up value exceeds it
+    ],
+)
+def test_ema_tracks_generator(ema_decay, step, decay, key):
+    gan = tiny_gan(ema_decay=ema_decay)
     state = gan.init(key)
     assert tree_equal(state.g_ema_params, state.g_params)
+    state = state.replace(step=jnp.asarray(step, jnp.int32))
     new, _ = jaxgan.train_step(gan, state, real_batch())
     expected = jax.tree.map(lambda old, p: decay * old + (1 - decay) * p, state.g_params, new.g_params)
     for got, want in zip(jax.tree.leaves(new.g_ema_params), jax.tree.leaves(expected)):
-        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
     assert tiny_gan().init(key).g_ema_params is None
 
 
