@@ -46,7 +46,10 @@ class Checkpointer:
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
-            item_names=("state", "meta"),
+            item_handlers={
+                "state": ocp.StandardCheckpointHandler(),
+                "meta": ocp.JsonCheckpointHandler(),
+            },
         )
 
     def all_steps(self) -> list[int]:
@@ -87,8 +90,8 @@ class Checkpointer:
         failures = []
         for step in reversed(steps):
             try:
-                stored = ocp.StandardCheckpointer().metadata(self._path(step, "state"))
-                stored = _shapes_by_name(stored.item_metadata)
+                stored = self._manager.item_metadata(step)["state"]
+                stored = _shapes_by_name(getattr(stored, "item_metadata", stored))
                 if not stored or None in stored.values():
                     raise ValueError("array metadata is missing or unreadable")
                 if stored != expected:
@@ -122,11 +125,8 @@ class Checkpointer:
             f"no checkpoint in {self.directory} could be restored: " + "; ".join(failures)
         )
 
-    def _path(self, step: int, item: str = "") -> str:
-        return os.path.join(self.directory, str(step), item)
-
     def _quarantine(self, step: int) -> str:
-        source = self._path(step).rstrip(os.sep)
+        source = os.path.join(self.directory, str(step))
         target = f"{source}.corrupt-{int(time.time())}"
         os.rename(source, target)
         self._manager.reload()

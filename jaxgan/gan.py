@@ -27,9 +27,9 @@ class GAN:
     """A generative adversarial net (Goodfellow et al. 2014) ready to train.
 
     Attributes:
-      generator: Flax module, noise ``[batch, latent_dim]`` -> images ``[batch, 28, 28, 1]``;
-        it must have an ``output_range`` attribute ``(low, high)``.
-      discriminator: Flax module, images -> logits ``[batch]``, called as ``(x, train=...)``.
+      generator: Flax module, noise ``[batch, latent_dim]`` -> samples ``[batch, *data_shape]``,
+        called as ``(z, train=...)``; it must have an ``output_range`` attribute ``(low, high)``.
+      discriminator: Flax module, samples -> logits ``[batch]``, called as ``(x, train=...)``.
       g_optimizer: any ``optax.GradientTransformation`` for G's parameters.
       d_optimizer: any ``optax.GradientTransformation`` for D's parameters.
       latent_dim: size of the noise vector z.

