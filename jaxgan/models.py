@@ -19,10 +19,12 @@ Two pairs:
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxgan.layers import ConvTranspose
 
@@ -36,25 +38,64 @@ __all__ = [
     "DCGANDiscriminator",
     "Maxout",
     "make_models",
+    "symmetric_uniform",
+    "init_sigmoid_bias_from_marginals",
     "ARCHITECTURES",
 ]
 
 
+def symmetric_uniform(scale: float) -> Callable:
+    """Initializer drawing from U(-scale, scale), pylearn2's ``irange`` (the paper's code)."""
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -scale, scale)
+
+    return init
+
+
 class MLPGenerator(nn.Module):
-    """Goodfellow et al. 2014's MNIST generator: 1200 ReLU -> 1200 ReLU -> 784 sigmoid."""
+    """Goodfellow et al. 2014's MNIST generator: 1200 ReLU -> 1200 ReLU -> 784 sigmoid.
+
+    ``init_range``: weights start as U(-init_range, init_range) as in the paper's code
+    (``irange: .05``); ``None`` uses Flax's default (LeCun normal). The paper's code also sets
+    the output bias to the logit of the data's mean pixel values:
+    ``init_sigmoid_bias_from_marginals``.
+    """
 
     hidden: Sequence[int] = (1200, 1200)
     output_range: tuple[float, float] = (0.0, 1.0)
+    init_range: float | None = 0.05
     dtype: Any = jnp.float32  # computation dtype; parameters stay float32
 
     @nn.compact
     def __call__(self, z, *, train: bool = False):  # z: [batch, latent_dim]
         del train  # no dropout or batch statistics in G
+        dense = _dense(self.init_range, self.dtype)
         x = z
         for width in self.hidden:
-            x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
-        x = nn.sigmoid(nn.Dense(784, dtype=self.dtype)(x))
+            x = nn.relu(dense(width)(x))
+        x = nn.sigmoid(dense(784)(x))
         return x.reshape((z.shape[0],) + IMAGE_SHAPE)  # [batch, 28, 28, 1] in [0, 1]
+
+
+def _dense(init_range: float | None, dtype) -> Callable[..., nn.Dense]:
+    if init_range is None:
+        return functools.partial(nn.Dense, dtype=dtype)
+    return functools.partial(nn.Dense, dtype=dtype, kernel_init=symmetric_uniform(init_range))
+
+
+def init_sigmoid_bias_from_marginals(g_params, images: np.ndarray, *, eps: float = 1e-7):
+    """Sets a sigmoid generator's output bias to logit(mean pixel) of ``images`` in [0, 1].
+
+    The paper's code does this (pylearn2 ``init_sigmoid_bias_from_marginals``), so G starts
+    out drawing the average digit instead of uniform gray. Returns new parameters.
+    """
+    mean = np.clip(np.asarray(images, np.float64).reshape(len(images), -1).mean(0), eps, 1 - eps)
+    last = sorted(k for k in g_params if k.startswith("Dense_"))[-1]
+    bias = jnp.asarray(np.log(mean) - np.log1p(-mean), jnp.float32)
+    if bias.shape != g_params[last]["bias"].shape:
+        raise ValueError(f"{last} bias has shape {g_params[last]['bias'].shape}, images give {bias.shape}")
+    return {**g_params, last: {**g_params[last], "bias": bias}}
 
 
 class Maxout(nn.Module):
@@ -62,11 +103,12 @@ class Maxout(nn.Module):
 
     units: int
     pieces: int
+    init_range: float | None = None
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x):  # x: [batch, features]
-        y = nn.Dense(self.units * self.pieces, dtype=self.dtype)(x)
+        y = _dense(self.init_range, self.dtype)(self.units * self.pieces)(x)
         return y.reshape(x.shape[:-1] + (self.units, self.pieces)).max(axis=-1)
 
 
@@ -78,6 +120,7 @@ class MaxoutDiscriminator(nn.Module):
     num_layers: int = 2
     input_dropout: float = 0.2
     hidden_dropout: float = 0.5
+    init_range: float | None = 0.005  # the paper's code: irange .005
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -85,9 +128,10 @@ class MaxoutDiscriminator(nn.Module):
         x = x.reshape((x.shape[0], -1))
         x = nn.Dropout(self.input_dropout, deterministic=not train)(x)
         for _ in range(self.num_layers):
-            x = Maxout(self.units, self.pieces, dtype=self.dtype)(x)
+            x = Maxout(self.units, self.pieces, self.init_range, dtype=self.dtype)(x)
             x = nn.Dropout(self.hidden_dropout, deterministic=not train)(x)
-        return nn.Dense(1, dtype=self.dtype)(x)[:, 0].astype(jnp.float32)  # [batch] logits
+        logits = _dense(self.init_range, self.dtype)(1)(x)
+        return logits[:, 0].astype(jnp.float32)  # [batch] logits
 
 
 class DCGANGenerator(nn.Module):
