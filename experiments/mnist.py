@@ -3,6 +3,8 @@
     python -m experiments.mnist                      # the default DCGAN, offline-capable data
     python -m experiments.mnist --arch mlp --g-loss minimax --steps 5000 --workdir runs/mlp
     python -m experiments.mnist sample --workdir runs/mnist --num 1000 --out digits.npy
+    python -m experiments.mnist --batch-size 256 --num-devices 8      # data parallel, 8 devices
+    python -m experiments.mnist --multihost --workdir /shared/runs/mnist  # on every host
 
 Every field of ``jaxgan.config.TrainConfig`` is a flag (``--help``). Rerunning with the same
 ``--workdir`` resumes from its newest checkpoint. This module only parses the command line;
@@ -55,6 +57,13 @@ _HELP = {
     "sample_every": "steps between sample grids",
     "checkpoint_every": "steps between checkpoints",
     "keep_checkpoints": "how many recent checkpoints to keep",
+    "num_devices": "devices per process to split each batch over (data parallelism through "
+    "jax.sharding; batch statistics are global); 'all' = all local devices. "
+    "--batch-size must be divisible by the total number of devices",
+    "multihost": "join a multi-host run (jax.distributed.initialize) first: start the same "
+    "command on every host (Cloud TPU VMs, SLURM and Open MPI are detected; elsewhere set "
+    "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID); each host loads its own "
+    "rows of every batch; --workdir must be on a file system all hosts share",
 }
 
 
@@ -81,6 +90,23 @@ def _optional_float(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}")
 
 
+def _optional_int(text: str) -> int | None:
+    if text.lower() in ("all", "none"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'all', got {text!r}")
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def _train_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m experiments.mnist",
@@ -100,6 +126,10 @@ def _train_parser() -> argparse.ArgumentParser:
             kwargs["type"] = _widths
         elif field.name == "ema_decay":
             kwargs["type"] = _optional_float
+        elif field.name == "num_devices":
+            kwargs.update(type=_optional_int, default="all", metavar="N")
+        elif hints[field.name] is bool:  # "--multihost" alone means true
+            kwargs.update(type=_bool, nargs="?", const=True, metavar="BOOL")
         elif hints[field.name] in (int, float, str):
             kwargs["type"] = hints[field.name]
         parser.add_argument(flag, **kwargs)

@@ -128,7 +128,10 @@ class Checkpointer:
     def _quarantine(self, step: int) -> str:
         source = os.path.join(self.directory, str(step))
         target = f"{source}.corrupt-{int(time.time())}"
-        os.rename(source, target)
+        if jax.process_index() == 0:  # one process renames; all wait for it
+            os.rename(source, target)
+        if jax.process_count() > 1:
+            ocp.multihost.sync_global_processes(f"jaxgan_quarantine_{step}")
         self._manager.reload()
         return target
 

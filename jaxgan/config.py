@@ -51,6 +51,11 @@ class TrainConfig:
       sample_every: steps between sample grids.
       checkpoint_every: steps between checkpoints.
       keep_checkpoints: how many recent checkpoints to keep.
+      num_devices: devices per process to split each batch over (``jaxgan.sharding``);
+        ``None``: all local devices. ``batch_size`` must be divisible by the total number
+        of devices (``num_devices`` times the number of processes).
+      multihost: join a multi-host run (``jax.distributed.initialize``) before anything
+        else; each process then feeds its own rows of every global batch.
     """
 
     arch: str = "dcgan"
@@ -74,6 +79,8 @@ class TrainConfig:
     sample_every: int = 500
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
+    num_devices: int | None = None
+    multihost: bool = False
 
     def validate(self) -> "TrainConfig":
         """Raises ``ConfigError`` naming the first invalid field; returns ``self``."""
@@ -99,6 +106,14 @@ class TrainConfig:
         for field in ("adam_b1", "adam_b2"):
             if not 0 <= getattr(self, field) < 1:
                 raise ConfigError(field, f"must be in [0, 1), got {getattr(self, field)!r}")
+        if self.num_devices is not None and (
+            not isinstance(self.num_devices, int) or self.num_devices < 1
+        ):
+            raise ConfigError(
+                "num_devices", f"must be a positive integer or None (all), got {self.num_devices!r}"
+            )
+        if not isinstance(self.multihost, bool):
+            raise ConfigError("multihost", f"must be true or false, got {self.multihost!r}")
         if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
             raise ConfigError("ema_decay", f"must be in [0, 1), got {self.ema_decay!r}")
         if self.arch == "mlp" and (self.g_widths is not None or self.d_widths is not None):

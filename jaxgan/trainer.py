@@ -12,6 +12,13 @@ Workdir layout::
     samples/latest.png     the newest grid
     losses.png             the loss curves
     checkpoints/N/         Orbax checkpoints (state + data position), the newest few
+
+Several devices (``config.num_devices``, default all local ones): the state is replicated on a
+``jaxgan.sharding`` mesh and every batch is split over it (data parallelism, synchronized
+batch normalization); one device in one process takes the plain ``jax.jit`` path. Several
+hosts (``config.multihost``): every process runs ``train`` with the same config and workdir
+(on a file system they all share); each feeds its own rows of every global batch, all of
+them take part in each checkpoint, and only process 0 writes logs, grids and plots.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import numpy as np
 import optax
 
 from jaxgan import data as data_lib
+from jaxgan import sharding as sharding_lib
 from jaxgan.checkpoint import Checkpointer, CheckpointError
 from jaxgan.config import MODEL_FIELDS, ConfigError, TrainConfig
 from jaxgan.gan import GAN
@@ -143,6 +151,63 @@ def _check_resume_config(workdir: str, config: TrainConfig) -> None:
         log.warning("resuming %s with changed settings: %s", workdir, "; ".join(changed))
 
 
+def _make_mesh(config: TrainConfig) -> jax.sharding.Mesh | None:
+    """The data-parallel mesh of ``config``, or ``None`` for one device in one process."""
+    local = jax.local_device_count()
+    per_process = local if config.num_devices is None else config.num_devices
+    if per_process > local:
+        raise ConfigError(
+            "num_devices",
+            f"{per_process} requested but this process has {local} {jax.default_backend()} "
+            f"device{'s' if local > 1 else ''}",
+        )
+    _check_batch_size(
+        config.batch_size, devices_per_process=per_process, process_count=jax.process_count()
+    )
+    if per_process * jax.process_count() == 1:
+        return None
+    return sharding_lib.make_mesh(per_process)
+
+
+def _check_batch_size(batch_size: int, *, devices_per_process: int, process_count: int) -> None:
+    """Each process loads ``batch_size / process_count`` rows and each device gets an equal
+    share of the batch: both divisions must be exact."""
+    if batch_size % process_count:
+        raise ConfigError(
+            "batch_size",
+            f"{batch_size} is not divisible by the {process_count} processes, each of which "
+            f"loads an equal share of every batch; use a multiple of {process_count}",
+        )
+    devices = devices_per_process * process_count
+    if batch_size % devices:
+        raise ConfigError(
+            "batch_size",
+            f"{batch_size} is not divisible by the {devices} devices it is split over "
+            f"({devices_per_process} per process x {process_count} process"
+            f"{'es' if process_count > 1 else ''}); use a multiple of {devices}, or set "
+            "--num-devices",
+        )
+
+
+class _ProcessBatches(data_lib.BatchIterator):
+    """One process's rows of every global batch of a ``BatchIterator`` (multi-host runs).
+
+    Every process draws the same global batches (same images, same seed) and keeps rows
+    ``host_slice(batch, process_index, process_count, axis=1)``: the rows its devices hold on a
+    ``jaxgan.sharding.make_mesh`` mesh. The position (``get_state``) is that of the global
+    stream, the same in every process, so checkpoints resume the same way on any number of
+    hosts. ``_draw`` is where both ``next()`` and ``prefetch_to_device`` get their batches.
+    """
+
+    def __init__(self, images, *, process_index: int, process_count: int, **kwargs):
+        super().__init__(images, **kwargs)
+        self._process = (process_index, process_count)
+
+    def _draw(self):
+        batch, position = super()._draw()  # [k, batch, 28, 28, 1]
+        return data_lib.host_slice(batch, *self._process, axis=1), position
+
+
 class _Progress:
     """A tqdm bar on a terminal; plain periodic lines otherwise (logs, CI, notebooks' files)."""
 
@@ -196,6 +261,10 @@ def train(
     """
     start = time.perf_counter()
     config.validate()
+    if config.multihost:
+        sharding_lib.initialize_multihost()  # before anything else touches the devices
+    mesh = _make_mesh(config)
+    primary = jax.process_index() == 0
     workdir = os.path.abspath(os.fspath(workdir))
     os.makedirs(workdir, exist_ok=True)
     _check_resume_config(workdir, config)
@@ -209,13 +278,25 @@ def train(
         )
     gan = make_gan(config)
     state = gan.init(jax.random.key(config.seed))
-    batches = data_lib.BatchIterator(
-        mnist.images,
+    if mesh is not None:
+        # Replicated before the restore too: the template's shardings are those Orbax
+        # restores into.
+        state = sharding_lib.place_state(state, mesh)
+    batch_options = dict(
         batch_size=config.batch_size,
         seed=config.seed,
         output_range=gan.output_range,
         minibatches=config.d_steps,
     )
+    if jax.process_count() > 1:
+        batches = _ProcessBatches(
+            mnist.images,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+            **batch_options,
+        )
+    else:
+        batches = data_lib.BatchIterator(mnist.images, **batch_options)
     checkpointer = Checkpointer(
         os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
     )
@@ -224,24 +305,34 @@ def train(
     if restored is not None:
         resumed_from, state, meta = restored
         batches.set_state(meta["data"])
+        if mesh is not None:
+            state = sharding_lib.place_state(state, mesh)  # a no-op unless a leaf moved
         log.info("resumed %s from step %d", workdir, resumed_from)
-    config.save(os.path.join(workdir, "config.json"))
+    if primary:
+        config.save(os.path.join(workdir, "config.json"))
     step = int(state.step)
     last_checkpoint = resumed_from
 
-    step_fn = jax.jit(functools.partial(train_step, gan), donate_argnums=0)
     sample_fn = _sampler(gan)
     sample_noise = _sample_noise(gan, config.seed, SAMPLE_GRID_SIZE)
+    batch_sharding = None
+    if mesh is None:
+        step_fn = jax.jit(functools.partial(train_step, gan), donate_argnums=0)
+    else:
+        step_fn = sharding_lib.shard_train_step(gan, mesh, step=train_step)
+        batch_sharding = sharding_lib.batch_sharding(mesh)
+        sample_noise = jax.device_put(sample_noise, sharding_lib.replicated_sharding(mesh))
     samples_dir = os.path.join(workdir, "samples")
     os.makedirs(samples_dir, exist_ok=True)
 
-    writer = MetricsWriter(workdir, resume_step=step)
-    bar = _Progress(config.steps, step, progress)
+    # Logs, grids and plots come from process 0 only; every process computes the same values.
+    writer = MetricsWriter(workdir, resume_step=step) if primary else None
+    bar = _Progress(config.steps, step, progress and primary)
     pending: list[dict[str, jax.Array]] = []  # device metrics since the last flush
     window_start, window_step = time.perf_counter(), step
     final_metrics: dict[str, float] = {}
     first_grid = None
-    stream = data_lib.prefetch_to_device(batches, size=2)
+    stream = data_lib.prefetch_to_device(batches, size=2, sharding=batch_sharding)
     try:
         while step < config.steps:
             state, metrics = step_fn(state, next(stream))
@@ -265,23 +356,27 @@ def train(
                 final_metrics = {k: float(np.mean([r[k] for r in values])) for k in values[-1]}
                 final_metrics["steps_per_s"] = (step - window_step) / max(now - window_start, 1e-9)
                 window_start, window_step = now, step
-                writer.write(step, final_metrics)
+                if writer is not None:
+                    writer.write(step, final_metrics)
                 bar.update(step, len(values), final_metrics)
             if step % config.sample_every == 0 or is_last:
+                # Every process runs the sampler: a computation on the mesh involves them all.
                 grid = np.asarray(sample_fn(*_sampling_params(state), sample_noise), np.float32)
-                save_grid(grid, os.path.join(samples_dir, f"step_{step:06d}.png"))
-                save_grid(grid, os.path.join(samples_dir, "latest.png"))
+                if primary:
+                    save_grid(grid, os.path.join(samples_dir, f"step_{step:06d}.png"))
+                    save_grid(grid, os.path.join(samples_dir, "latest.png"))
                 if first_grid is None:
                     first_grid = time.perf_counter() - start
-            if save_now:
+            if save_now:  # every process, each writing its part of the state
                 checkpointer.save(step, state, {"data": batches.get_state(), "step": step})
                 last_checkpoint = step
     finally:
         stream.close()
         bar.close()
-        writer.close()
         checkpointer.close()
-        plot_losses(read_metrics(writer.path), os.path.join(workdir, "losses.png"))
+        if writer is not None:
+            writer.close()
+            plot_losses(read_metrics(writer.path), os.path.join(workdir, "losses.png"))
     return TrainResult(
         state=state,
         gan=gan,
