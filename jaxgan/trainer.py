@@ -43,7 +43,7 @@ from jaxgan.checkpoint import Checkpointer, CheckpointError
 from jaxgan.config import MODEL_FIELDS, ConfigError, TrainConfig
 from jaxgan.gan import GAN
 from jaxgan.images import save_grid
-from jaxgan.models import make_models
+from jaxgan.models import init_sigmoid_bias_from_marginals, make_models
 from jaxgan.state import GANState
 from jaxgan.steps import train_step
 from jaxgan.summary import MetricsWriter, plot_losses, read_metrics
@@ -127,6 +127,14 @@ def _sampler(gan: GAN):
     return jax.jit(
         lambda params, stats, z: gan.to_unit_interval(gan.generate(params, z, batch_stats=stats))
     )
+
+
+def _init_output_bias_from_data(state: GANState, images: np.ndarray) -> GANState:
+    """The paper's code starts its sigmoid generator at the data's mean image
+    (``init_sigmoid_bias_from_marginals``); the EMA starts from the same parameters."""
+    g_params = init_sigmoid_bias_from_marginals(state.g_params, images / 255.0)
+    ema = None if state.g_ema_params is None else jax.tree.map(jnp.copy, g_params)
+    return state.replace(g_params=g_params, g_ema_params=ema)
 
 
 def _check_resume_config(workdir: str, config: TrainConfig) -> None:
@@ -278,6 +286,8 @@ def train(
         )
     gan = make_gan(config)
     state = gan.init(jax.random.key(config.seed))
+    if config.arch == "mlp":
+        state = _init_output_bias_from_data(state, mnist.images)
     if mesh is not None:
         # Replicated before the restore too: the template's shardings are those Orbax
         # restores into.

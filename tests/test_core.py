@@ -423,3 +423,14 @@ def test_jitted_train_step_compiles_once(key):
     for i in range(3):
         state, _ = step(state, real_batch(seed=i))
     assert step._cache_size() == 1
+
+
+def test_sigmoid_bias_from_marginals_starts_g_at_the_mean_image(key):
+    """The paper's code initializes G's output bias to logit(mean pixel): at z = 0 (hidden
+    units all zero) G draws exactly the data's mean image."""
+    g, d = jaxgan.make_models("mlp")
+    gan = jaxgan.GAN(g, d, optax.sgd(0.1), optax.sgd(0.1))
+    images = np.random.default_rng(0).uniform(0, 1, (50, 28, 28))
+    params = models.init_sigmoid_bias_from_marginals(gan.init(key).g_params, images)
+    drawn = gan.generate(params, jnp.zeros((1, 100)))[0, ..., 0]
+    np.testing.assert_allclose(drawn, images.mean(0), atol=1e-6)
