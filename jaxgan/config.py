@@ -61,7 +61,7 @@ class TrainConfig:
     arch: str = "dcgan"
     g_loss: str = "nonsaturating"
     d_steps: int = 1
-    steps: int = 2000
+    steps: int = 1800
     batch_size: int = 64
     seed: int = 0
     data: str = "auto"
