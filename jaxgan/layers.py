@@ -1,10 +1,422 @@
-"""Layers shared by the models.
+"""Layers shared by the models: strided convolutions that XLA:CPU runs fast.
 
-``ConvTranspose`` is the transposed convolution the DCGAN generator uses. It has the parameter
-names and shapes of ``flax.linen.ConvTranspose`` so checkpoints and user code depend only on
-those.
+``ConvTranspose`` and ``Conv`` are ``flax.linen.ConvTranspose`` and ``flax.linen.Conv``: the
+same attributes, the same parameters (``kernel`` ``[*kernel_size, in, out]``, ``bias``
+``[out]``) and the same function, to float32 rounding. Only how the strided layers are
+computed, and differentiated, changes (profiled in ``benchmarks/results.md``):
+
+* A transposed convolution with stride s is a convolution of the input dilated by s (s - 1
+  zeros between pixels). Its output phase ``y[s*m + r]`` (r = 0 .. s-1 per spatial axis) is an
+  ordinary stride-1 convolution of the undilated input with the taps ``kernel[t0(r)::s]``
+  that land on real pixels, so the forward pass here is s^d such phase convolutions
+  interleaved by depth-to-space (``phase_conv_transpose``): every multiplication is by an
+  input pixel, never by an inserted zero (the sub-pixel view of Shi et al. 2016, "Real-Time
+  Single Image and Video Super-Resolution Using an Efficient Sub-Pixel Convolutional Neural
+  Network", made exact).
+* The gradients of both layers are written out (``jax.custom_vjp``) so that XLA never sees a
+  convolution of a dilated input: the input gradient of a transposed convolution is a strided
+  convolution, the input gradient of a strided convolution is a transposed convolution
+  (computed by phases), and the kernel gradient of a transposed convolution is taken as the
+  kernel gradient of that strided convolution. Left to autodiff, XLA:CPU (jaxlib 0.10.2,
+  2 cores) ran the kernel gradient of the DCGAN's stride-2 transposed convolution about 30x
+  slower than its forward pass (125 ms against 4 ms at batch 64; 7 ms here), and the input
+  gradient of the discriminator's stride-2 convolution 2x slower than the phase form at
+  batch >= 128 (shared/PERF-NOTES.md; ``benchmarks/results.md``).
+
+These custom gradients support reverse mode, to any order; forward mode (``jax.jvp``,
+``jax.jacfwd``) through the strided layers is not supported.
 """
 
-from flax.linen import ConvTranspose
+from __future__ import annotations
 
-__all__ = ["ConvTranspose"]
+import functools
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax.linen.linear import canonicalize_padding
+from jax import lax
+
+__all__ = ["ConvTranspose", "Conv", "conv_transpose", "strided_conv", "phase_conv_transpose"]
+
+
+def _dimension_numbers(num_spatial: int) -> tuple[str, str, str]:
+    """Channels-last dimension numbers (NHWC, HWIO, NHWC for two spatial axes)."""
+    if not 1 <= num_spatial <= 3:
+        raise ValueError(f"1 to 3 spatial axes are supported, got {num_spatial}")
+    spatial = "DHW"[-num_spatial:]
+    return ("N" + spatial + "C", spatial + "IO", "N" + spatial + "C")
+
+
+def _transpose_pads(kernel_size: Sequence[int], strides: Sequence[int], padding) -> list:
+    """The (low, high) padding of the dilated input that ``lax.conv_transpose`` applies."""
+    if isinstance(padding, str):
+        padding = [padding] * len(kernel_size)
+    pads = []
+    for k, s, p in zip(kernel_size, strides, padding):
+        if p == "SAME":  # lax.conv_transpose's _conv_transpose_padding, kernel dilation 1
+            total = k + s - 2
+            low = k - 1 if s > k - 1 else int(np.ceil(total / 2))
+        elif p == "VALID":
+            total = k + s - 2 + max(k - s, 0)
+            low = k - 1
+        else:  # an explicit (low, high) pair is the padding of the dilated input itself
+            low, high = p
+            total = low + high
+        pads.append((low, total - low))
+    return pads
+
+
+def _phase(n: int, k: int, s: int, low: int, out_len: int, r: int):
+    """Output phase ``r`` of one axis: which taps it uses and how to pad the input.
+
+    Output position ``o = s*m + r`` of the dilated-input correlation is
+    ``sum_t w[t] * x[(o + t - low) / s]`` over the taps t that make the index whole; those are
+    ``t = t0 + s*u`` and then the index is ``m + u + shift``. So phase r is the stride-1
+    correlation of x (padded by ``-shift`` before) with ``w[t0::s]``.
+
+    Returns:
+      ``(t0, taps, length, (pad_low, pad_high))``: first tap, number of taps, number of
+      outputs of this phase, and the padding (negative: cropping) of the undilated input.
+    """
+    t0 = (low - r) % s
+    taps = len(range(t0, k, s))
+    length = len(range(r, out_len, s))
+    shift = (r + t0 - low) // s  # exact: r + t0 - low is a multiple of s
+    pad_low = -shift
+    pad_high = length + taps - 1 - n - pad_low
+    return t0, taps, length, (pad_low, pad_high)
+
+
+def phase_conv_transpose(
+    inputs: jax.Array,
+    kernel: jax.Array,
+    strides: Sequence[int],
+    pads: Sequence[tuple[int, int]],
+    *,
+    precision=None,
+    preferred_element_type=None,
+) -> jax.Array:
+    """The forward pass of ``lax.conv_transpose(inputs, kernel, strides, pads)``, by phases.
+
+    Each output phase is one stride-1 ``lax.conv_general_dilated`` of the undilated input
+    with the kernel taps that reach it (``_phase``); the phases are interleaved by
+    depth-to-space. No multiplication by an inserted zero. Differentiate ``conv_transpose``,
+    not this function: autodiff of the phases is correct but slower.
+
+    Args:
+      inputs: ``[batch, *spatial, in]`` (NHWC for two spatial axes).
+      kernel: ``[*kernel_size, in, out]``, used as ``lax.conv_transpose`` with
+        ``transpose_kernel=False`` uses it (not flipped).
+      strides: the stride of each spatial axis.
+      pads: the ``(low, high)`` padding of the dilated input per spatial axis (what
+        ``lax.conv_transpose`` computes from ``"SAME"``/``"VALID"``; see ``_transpose_pads``).
+      precision, preferred_element_type: passed to each ``lax.conv_general_dilated``.
+
+    Returns:
+      ``[batch, *out_spatial, out]`` with ``out = (n - 1) * s + 1 + low + high - k + 1`` per
+      axis: the same values as ``lax.conv_transpose``, up to float summation order.
+    """
+    num_spatial = inputs.ndim - 2
+    in_sizes = inputs.shape[1:-1]
+    kernel_size = kernel.shape[:num_spatial]
+    out_sizes = [  # empty (not negative) when the padding crops everything, as in XLA
+        max(0, (n - 1) * s + 1 + low + high - k + 1)
+        for n, s, (low, high), k in zip(in_sizes, strides, pads, kernel_size)
+    ]
+    dimension_numbers = _dimension_numbers(num_spatial)
+    phases = [
+        [_phase(n, k, s, low, out_len, r) for r in range(s)]
+        for n, k, s, (low, _), out_len in zip(in_sizes, kernel_size, strides, pads, out_sizes)
+    ]
+    batch, features = inputs.shape[0], kernel.shape[-1]
+    dtype = preferred_element_type or jnp.result_type(inputs, kernel)
+
+    def phase_output(rs):  # [batch, *phase_lengths, out]
+        per_axis = [phases[axis][r] for axis, r in enumerate(rs)]
+        lengths = [length for _, _, length, _ in per_axis]
+        if any(taps == 0 for _, taps, _, _ in per_axis) or 0 in lengths:
+            # No tap lands on an input pixel (kernel smaller than the stride): zeros, not a
+            # convolution with an empty kernel.
+            return jnp.zeros((batch, *lengths, features), dtype)
+        taps = tuple(slice(t0, None, s) for (t0, _, _, _), s in zip(per_axis, strides))
+        pads = [pad for _, _, _, pad in per_axis]
+        # Negative padding (cropping) is done by slicing: XLA:CPU's convolution computes
+        # wrong values for some negative paddings (seen with jaxlib 0.10.2).
+        x = inputs
+        if any(low < 0 or high < 0 for low, high in pads):
+            start = [0] + [max(0, -low) for low, _ in pads] + [0]
+            limit = ([batch] + [n - max(0, -high) for n, (_, high) in zip(in_sizes, pads)]
+                     + [inputs.shape[-1]])
+            if any(a >= b for a, b in zip(start[1:-1], limit[1:-1])):
+                return jnp.zeros((batch, *lengths, features), dtype)  # reads padding only
+            x = lax.slice(inputs, start, limit)
+            pads = [(max(0, low), max(0, high)) for low, high in pads]
+        return lax.conv_general_dilated(
+            x,
+            kernel[taps],
+            window_strides=(1,) * num_spatial,
+            padding=pads,
+            dimension_numbers=dimension_numbers,
+            precision=precision,
+            preferred_element_type=preferred_element_type,
+        )
+
+    def interleave(prefix):  # the phases whose first len(prefix) axes are fixed to prefix
+        axis = len(prefix)
+        if axis == num_spatial:
+            return phase_output(prefix)
+        s, out_len = strides[axis], out_sizes[axis]
+        parts = [interleave(prefix + (r,)) for r in range(s)]
+        if s == 1:
+            return parts[0]
+        rows = -(-out_len // s)  # phase 0 is the longest
+        parts = [
+            jnp.pad(p, [(0, rows - p.shape[1 + axis]) if i == 1 + axis else (0, 0)
+                        for i in range(p.ndim)])
+            if p.shape[1 + axis] != rows else p
+            for p in parts
+        ]
+        # depth-to-space along this axis: y[s*m + r] = phase_r[m]
+        stacked = jnp.stack(parts, axis=2 + axis)  # [..., rows, s, ...]
+        shape = stacked.shape[: 1 + axis] + (rows * s,) + stacked.shape[3 + axis:]
+        merged = stacked.reshape(shape)
+        return lax.slice_in_dim(merged, 0, out_len, axis=1 + axis)
+
+    return interleave(())
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def conv_transpose(inputs, kernel, strides, pads, precision=None, preferred_element_type=None):
+    """``lax.conv_transpose(inputs, kernel, strides, pads)`` by phases, with fast gradients.
+
+    The forward pass is ``phase_conv_transpose``. The input gradient is the adjoint strided
+    convolution; the kernel gradient uses <x_bar(kernel), x> = <y_bar, y(x, kernel)>: it is the
+    kernel gradient of the strided convolution x_bar(kernel) at cotangent x. Neither touches a
+    dilated array.
+
+    Args:
+      inputs: ``[batch, *spatial, in]``.
+      kernel: ``[*kernel_size, in, out]``, not flipped (``transpose_kernel=False``).
+      strides: the stride of each spatial axis (a tuple).
+      pads: ``(low, high)`` padding of the dilated input per spatial axis (a tuple of pairs).
+      precision, preferred_element_type: as in ``lax.conv_general_dilated``.
+    """
+    return phase_conv_transpose(
+        inputs, kernel, strides, pads,
+        precision=precision, preferred_element_type=preferred_element_type,
+    )
+
+
+def _conv_transpose_fwd(inputs, kernel, strides, pads, precision, preferred_element_type):
+    y = conv_transpose(inputs, kernel, strides, pads, precision, preferred_element_type)
+    return y, (inputs, kernel)
+
+
+def _conv_transpose_bwd(strides, pads, precision, preferred_element_type, residuals, y_bar):
+    inputs, kernel = residuals
+    dilated = functools.partial(  # only its transposes are ever computed
+        lax.conv_transpose,
+        strides=strides,
+        padding=pads,
+        dimension_numbers=_dimension_numbers(inputs.ndim - 2),
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+    )
+
+    def input_grad(kernel):  # x_bar = (d y / d x)^T y_bar: a strided convolution of y_bar
+        (inputs_bar,) = jax.linear_transpose(lambda x: dilated(x, kernel), inputs)(y_bar)
+        return inputs_bar
+
+    # linear_transpose, not vjp: the dilated forward convolution is never evaluated.
+    inputs_bar = input_grad(kernel)
+    (kernel_bar,) = jax.linear_transpose(input_grad, kernel)(inputs)
+    return inputs_bar, kernel_bar
+
+
+conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
+
+
+def _conv_input_grad_pads(in_sizes, out_sizes, kernel_size, strides, pads):
+    """Padding of the transposed convolution that is the input gradient of a convolution.
+
+    For ``y[m] = sum_t w[t] x[s*m + t - low]``, ``x_bar[i] = sum w[t] y_bar[m]`` over
+    ``s*m + t - low = i``: the transposed convolution of ``y_bar`` with the flipped kernel and
+    dilated-input padding ``(k - 1 - low, n - (M - 1) * s - 1 + low)``.
+    """
+    return tuple(
+        (k - 1 - low, n - (m - 1) * s - 1 + low)
+        for n, m, k, s, (low, _) in zip(in_sizes, out_sizes, kernel_size, strides, pads)
+    )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def strided_conv(inputs, kernel, strides, pads, precision=None):
+    """``lax.conv_general_dilated(inputs, kernel, strides, pads)`` with a phase input gradient.
+
+    Args:
+      inputs: ``[batch, *spatial, in]``.
+      kernel: ``[*kernel_size, in, out]``.
+      strides: the window strides (a tuple).
+      pads: explicit ``(low, high)`` padding per spatial axis (a tuple of pairs).
+      precision: as in ``lax.conv_general_dilated``.
+    """
+    return lax.conv_general_dilated(
+        inputs, kernel, strides, pads,
+        dimension_numbers=_dimension_numbers(inputs.ndim - 2), precision=precision,
+    )
+
+
+def _strided_conv_fwd(inputs, kernel, strides, pads, precision):
+    return strided_conv(inputs, kernel, strides, pads, precision), (inputs, kernel)
+
+
+def _strided_conv_bwd(strides, pads, precision, residuals, y_bar):
+    inputs, kernel = residuals
+    num_spatial = inputs.ndim - 2
+    flipped = jnp.flip(kernel, axis=tuple(range(num_spatial))).swapaxes(-1, -2)
+    transpose_pads = _conv_input_grad_pads(
+        inputs.shape[1:-1], y_bar.shape[1:-1], kernel.shape[:num_spatial], strides, pads
+    )
+    inputs_bar = conv_transpose(
+        y_bar, flipped, strides, transpose_pads, precision
+    ).astype(inputs.dtype)
+    (kernel_bar,) = jax.vjp(
+        lambda k: lax.conv_general_dilated(
+            inputs, k, strides, pads,
+            dimension_numbers=_dimension_numbers(num_spatial), precision=precision,
+        ),
+        kernel,
+    )[1](y_bar)
+    return inputs_bar, kernel_bar
+
+
+strided_conv.defvjp(_strided_conv_fwd, _strided_conv_bwd)
+
+
+def _spatial(value, num_spatial: int) -> tuple[int, ...]:
+    """Flax's broadcast of an int / ``None`` / sequence attribute to one int per axis."""
+    if value is None:
+        value = 1
+    return (value,) * num_spatial if isinstance(value, int) else tuple(value)
+
+
+def _flatten_batch(inputs, num_spatial: int):
+    """``inputs`` with exactly one batch axis, and the batch shape to restore (as Flax)."""
+    batch_shape = inputs.shape[: inputs.ndim - num_spatial - 1]
+    return inputs.reshape((-1,) + inputs.shape[len(batch_shape):]), batch_shape
+
+
+class ConvTranspose(nn.ConvTranspose):
+    """``flax.linen.ConvTranspose`` computed by phases, without multiplications by zeros.
+
+    Same attributes, parameters (``kernel`` ``[*kernel_size, in, out]``, ``bias`` ``[out]``)
+    and function as ``flax.linen.ConvTranspose``; ``dtype`` is the computation dtype
+    (parameters stay ``param_dtype``). Layers with a stride > 1, ``SAME``, ``VALID`` or
+    explicit padding and no kernel dilation run as ``conv_transpose``; every other
+    configuration (stride 1 everywhere, where there is nothing to gain, ``CIRCULAR``
+    padding, kernel dilation) runs Flax's own code.
+    """
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        """Applies the transposed convolution to ``inputs`` ``[*batch, *spatial, in]``."""
+        kernel_size = (
+            (self.kernel_size,) if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
+        )
+        num_spatial = len(kernel_size)
+        strides = _spatial(self.strides, num_spatial)
+        padding = canonicalize_padding(self.padding, num_spatial)
+        if (
+            (isinstance(padding, str) and padding not in ("SAME", "VALID"))
+            or any(d != 1 for d in _spatial(self.kernel_dilation, num_spatial))
+            or all(s == 1 for s in strides)
+            or not 1 <= num_spatial <= 3
+        ):
+            return super().__call__(inputs)
+
+        inputs, batch_shape = _flatten_batch(inputs, num_spatial)
+        in_features = inputs.shape[-1]
+        if self.transpose_kernel:
+            kernel_shape = kernel_size + (self.features, in_features)
+        else:
+            kernel_shape = kernel_size + (in_features, self.features)
+        if self.mask is not None and self.mask.shape != kernel_shape:
+            raise ValueError(
+                "Mask needs to have the same shape as weights. "
+                f"Shapes are: {self.mask.shape}, {kernel_shape}"
+            )
+        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
+        if self.mask is not None:
+            kernel *= self.mask
+        bias = (
+            self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias else None
+        )
+        inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        if self.transpose_kernel:  # what lax.conv_transpose does with transpose_kernel=True
+            kernel = jnp.flip(kernel, axis=tuple(range(num_spatial))).swapaxes(-1, -2)
+
+        pads = tuple(_transpose_pads(kernel_size, strides, padding))
+        y = conv_transpose(
+            inputs, kernel, strides, pads, self.precision, self.preferred_element_type
+        )
+        if bias is not None:
+            y += jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
+        return y.reshape(batch_shape + y.shape[1:])
+
+
+class Conv(nn.Conv):
+    """``flax.linen.Conv`` whose strided layers have a phase input gradient.
+
+    Same attributes, parameters and function as ``flax.linen.Conv``. Layers with a stride > 1,
+    ``SAME``, ``VALID`` or explicit padding, no input or kernel dilation and one feature group
+    run as ``strided_conv`` (the forward pass is the same ``lax.conv_general_dilated``; only the
+    input gradient changes); every other configuration runs Flax's own code.
+    """
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        """Applies the convolution to ``inputs`` ``[*batch, *spatial, in]``."""
+        kernel_size = (
+            (self.kernel_size,) if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
+        )
+        num_spatial = len(kernel_size)
+        strides = _spatial(self.strides, num_spatial)
+        padding = canonicalize_padding(self.padding, num_spatial)
+        if (
+            (isinstance(padding, str) and padding not in ("SAME", "VALID"))
+            or any(d != 1 for d in _spatial(self.input_dilation, num_spatial))
+            or any(d != 1 for d in _spatial(self.kernel_dilation, num_spatial))
+            or self.feature_group_count != 1
+            or all(s == 1 for s in strides)
+            or not 1 <= num_spatial <= 3
+        ):
+            return super().__call__(inputs)
+
+        inputs, batch_shape = _flatten_batch(inputs, num_spatial)
+        kernel_shape = kernel_size + (inputs.shape[-1], self.features)
+        if self.mask is not None and self.mask.shape != kernel_shape:
+            raise ValueError(
+                "Mask needs to have the same shape as weights. "
+                f"Shapes are: {self.mask.shape}, {kernel_shape}"
+            )
+        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
+        if self.mask is not None:
+            kernel *= self.mask
+        bias = (
+            self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias else None
+        )
+        inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        if isinstance(padding, str):
+            pads = lax.padtype_to_pads(inputs.shape[1:-1], kernel_size, strides, padding)
+        else:
+            pads = padding
+        pads = tuple((int(low), int(high)) for low, high in pads)
+        y = strided_conv(inputs, kernel, strides, pads, self.precision)
+        if bias is not None:
+            y += jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
+        return y.reshape(batch_shape + y.shape[1:])

@@ -1,0 +1,650 @@
+"""Training-step throughput of jaxgan on this machine, against a PyTorch eager reference.
+
+Run ``python -m benchmarks.train_step`` (``--help`` for options). For each architecture pair
+(``jaxgan.make_models("mlp")``, ``jaxgan.make_models("dcgan")``) and batch size it measures one
+``jaxgan.train_step`` (k = 1 D update then one G update, non-saturating G loss, Adam(2e-4,
+b1=0.5) for both players) compiled as
+``jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0)``, and the same
+iteration of ``benchmarks.torch_reference.TorchGAN`` (same architecture, losses and optimizer,
+started from the same parameters, checked to compute the same function before timing).
+
+Method (shared/PERF-NOTES.md): compile and warm up first; then repeat, alternating within
+one process, a block of JAX steps (``jax.block_until_ready`` at its end), a block of PyTorch
+steps (a host read of the loss at its end), and a 2048x2048 float32 matmul through XLA that
+measures the compute roof on the spot, so that load from other processes hits all of them
+alike; report medians over repeats. PyTorch's OpenMP threads sleep while they wait
+(``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it): spinning threads collapse when
+other processes share the cores. FLOPs are counted analytically from the architecture
+(``step_flops``) and cross-checked against XLA's ``cost_analysis()`` of the compiled step.
+
+Writes ``benchmarks/results.json`` and ``benchmarks/results.md`` (``--output-dir``) and prints
+the markdown table. Without torch (an optional dependency: ``pip install torch==2.13.0``) it
+says so and reports jaxgan's figures alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import functools
+import glob
+import json
+import os
+import platform
+import re
+import tempfile
+import time
+
+# PyTorch's OpenMP threads spin-wait by default. Where other processes share the cores, a
+# spinning thread that waits for a descheduled one stalls every parallel region: the
+# reference's MLP step measured 40x slower at load average 7 (1,000 ms instead of 25 ms).
+# Sleeping waits keep the reference fair under load; set OMP_WAIT_POLICY to override. It must
+# be set before torch loads its OpenMP runtime.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import jax  # noqa: E402 - after the OpenMP setting above
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxgan
+from jaxgan import losses
+from jaxgan.multistep import train_steps
+
+try:  # optional benchmark dependency
+    import torch
+
+    from benchmarks import torch_reference
+except ImportError:  # pragma: no cover - depends on the environment
+    torch = None
+    torch_reference = None
+
+__all__ = ["step_flops", "measure_roof", "check_reference", "benchmark", "main"]
+
+ROOF_SIZE = 2048
+LEARNING_RATE, BETA1 = 2e-4, 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# FLOP count
+
+
+def _layer_flops(arch: str, generator, discriminator) -> tuple[list[float], list[float]]:
+    """Forward FLOPs per sample of each G layer and each D layer, input side first.
+
+    2 FLOPs per multiply-add; convolutions count every kernel tap at every output position
+    (SAME-padding taps included, the usual count); a transposed convolution counts
+    in_pixels x taps x in x out (each input pixel meets each tap once: no inserted zeros).
+    Activations, normalization, losses and the optimizer are not counted.
+    """
+    if arch == "mlp":
+        widths = (100,) + tuple(generator.hidden) + (784,)
+        g = [2.0 * a * b for a, b in zip(widths[:-1], widths[1:])]
+        units, pieces = discriminator.units, discriminator.pieces
+        d_in = (784,) + (units,) * discriminator.num_layers
+        d = [2.0 * a * units * pieces for a in d_in[:-1]] + [2.0 * units]
+        return g, d
+    if arch == "dcgan":
+        w0, w1, w2 = generator.widths
+        taps = generator.kernel_size**2
+        g = [
+            2.0 * 100 * 7 * 7 * w0,  # Dense to the 7x7 projection
+            2.0 * 7 * 7 * taps * w0 * w1,  # ConvT stride 1, 7x7
+            2.0 * 7 * 7 * taps * w1 * w2,  # ConvT stride 2, 7x7 -> 14x14
+            2.0 * 14 * 14 * taps * w2 * 1,  # ConvT stride 2, 14x14 -> 28x28
+        ]
+        d1, d2 = discriminator.widths
+        taps = discriminator.kernel_size**2
+        d = [
+            2.0 * 14 * 14 * taps * 1 * d1,  # Conv stride 2, 28x28 -> 14x14
+            2.0 * 7 * 7 * taps * d1 * d2,  # Conv stride 2, 14x14 -> 7x7
+            2.0 * 7 * 7 * d2,  # Dense to one logit
+        ]
+        return g, d
+    raise ValueError(f"unknown arch {arch!r}")
+
+
+def step_flops(arch: str, generator, discriminator, batch: int, d_steps: int = 1) -> dict:
+    """Analytic FLOPs of one ``jaxgan.train_step`` (what it must compute, not what XLA runs).
+
+    D update: G forward (batch), D forward and backward on the real+fake concatenation
+    (2 x batch): kernel gradients of every D layer, input gradients of all but the first.
+    G update: G forward, D forward, D input gradients (every layer, none of D's kernel
+    gradients), G kernel gradients and input gradients of all but the first layer. A kernel
+    gradient and an input gradient each cost one forward pass of their layer.
+
+    Returns:
+      ``{"d_step": ..., "g_step": ..., "total": ...}`` in FLOPs.
+    """
+    g, d = _layer_flops(arch, generator, discriminator)
+    d_update = batch * (sum(g) + 2 * (sum(d) + sum(d) + sum(d[1:])))
+    g_update = batch * (sum(g) + sum(d) + sum(d) + sum(g) + sum(g[1:]))
+    return {
+        "d_step": d_steps * d_update,
+        "g_step": g_update,
+        "total": d_steps * d_update + g_update,
+    }
+
+
+def _xla_flops(compiled) -> float | None:
+    try:
+        analysis = compiled.cost_analysis()
+        if isinstance(analysis, (list, tuple)):
+            analysis = analysis[0]
+        return float(analysis["flops"])
+    except Exception:  # noqa: BLE001 - cost analysis is best effort
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing
+
+
+def measure_roof(size: int = ROOF_SIZE):
+    """A callable that runs one ``size`` x ``size`` float32 matmul through XLA and waits.
+
+    Returns ``(run, flops)``: ``run()`` does the matmul; ``flops = 2 * size**3``.
+    """
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    jax.block_until_ready(matmul(a, b))
+
+    def run():
+        jax.block_until_ready(matmul(a, b))
+
+    return run, 2.0 * size**3
+
+
+def _torch_roof(size: int = ROOF_SIZE) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - start)
+    return 2.0 * size**3 / float(np.median(times)) / 1e9
+
+
+class _Runner:
+    """A named block of work: ``run(n)`` does n steps (or calls) and waits for them."""
+
+    def __init__(self, name, run, steps_per_call=1):
+        self.name, self.run, self.steps_per_call = name, run, steps_per_call
+        self.calls = 1
+        self.times: list[float] = []  # seconds per step, one per repeat
+
+    def warm_up(self, min_s: float = 1.0, min_calls: int = 3, max_s: float = 30.0):
+        """Runs until the time per call settles (PyTorch needs tens of steps: its allocator
+        adapts to the step's buffers) and at least ``min_s`` and ``min_calls`` have passed."""
+        start, calls, previous = time.perf_counter(), 0, None
+        while True:
+            t = time.perf_counter()
+            self.run(1)
+            once = time.perf_counter() - t
+            calls += 1
+            settled = previous is not None and abs(once - previous) <= 0.15 * previous
+            elapsed = time.perf_counter() - start
+            if (calls >= min_calls and elapsed >= min_s and settled) or elapsed >= max_s:
+                return once
+            previous = once
+
+    def calibrate(self, target_s: float):
+        once = self.warm_up()
+        self.calls = max(1, int(round(target_s / max(once, 1e-6))))
+
+    def time_block(self):
+        start = time.perf_counter()
+        self.run(self.calls)
+        elapsed = time.perf_counter() - start
+        self.times.append(elapsed / (self.calls * self.steps_per_call))
+
+
+def _alternate(runners, repeats: int):
+    for repeat in range(repeats):
+        order = runners if repeat % 2 == 0 else runners[::-1]  # cancels drift within a pair
+        for runner in order:
+            runner.time_block()
+
+
+# ---------------------------------------------------------------------------------------------
+# The PyTorch reference: equivalence check
+
+
+def _global_norm(tree) -> float:
+    return float(np.sqrt(sum(np.sum(np.square(np.asarray(x, np.float64)))
+                             for x in jax.tree.leaves(tree))))
+
+
+def check_reference(arch: str, gan: jaxgan.GAN, state: jaxgan.GANState, batch: int = 4) -> dict:
+    """Checks that ``TorchGAN`` computes jaxgan's function, from jaxgan's parameters.
+
+    Compares, on one fixed batch: G(z) in training mode (batch statistics), D's logits,
+    the D loss (-V) and the G loss, and the global norms of their gradients (norms do not
+    depend on the parameter layout). D runs without dropout (evaluation mode) so that both
+    sides draw nothing at random.
+
+    Returns:
+      the largest relative difference of each compared quantity.
+    """
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((batch, gan.latent_dim)).astype(np.float32)
+    real = np.asarray(gan.from_unit_interval(rng.uniform(0, 1, (batch,) + gan.data_shape)),
+                      np.float32)
+    batch_stats = state.g_batch_stats
+
+    def fake(g_params):
+        images, _ = gan.generate_train(g_params, jnp.asarray(z), batch_stats=batch_stats)
+        return images
+
+    def d_loss(d_params):
+        logits = gan.discriminate(d_params, jnp.concatenate([jnp.asarray(real),
+                                                             fake(state.g_params)]), train=False)
+        return losses.discriminator_loss(real_logits=logits[:batch], fake_logits=logits[batch:])
+
+    def g_loss(g_params):
+        logits = gan.discriminate(state.d_params, fake(g_params), train=False)
+        return losses.nonsaturating_generator_loss(fake_logits=logits)
+
+    jax_d, jax_d_grads = jax.value_and_grad(d_loss)(state.d_params)
+    jax_g, jax_g_grads = jax.value_and_grad(g_loss)(state.g_params)
+    jax_images = np.asarray(fake(state.g_params))
+    jax_logits = np.asarray(gan.discriminate(state.d_params, jnp.asarray(real), train=False))
+
+    reference = torch_reference.TorchGAN(arch, batch_norm="BatchNorm_0" in state.g_params)
+    reference.load_jax_params(state.g_params, state.d_params, batch_stats)
+    reference.discriminator.eval()
+    torch_z, torch_real = torch.from_numpy(z), torch_reference.jax_images_to_torch(real)
+    with torch.no_grad():
+        torch_images = reference.generator(torch_z).numpy()
+        torch_logits = reference.discriminator(torch_real).numpy()
+    torch_d = reference.d_loss(torch_real, torch_z)
+    torch_d.backward()
+    torch_d_norm = _global_norm([p.grad.numpy() for p in reference.discriminator.parameters()])
+    reference.discriminator.requires_grad_(False)
+    torch_g = reference.g_loss(torch_z)
+    torch_g.backward()
+    torch_g_norm = _global_norm([p.grad.numpy() for p in reference.generator.parameters()])
+
+    def rel(a, b):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), 1e-12))
+
+    return {
+        "g_images": rel(torch_reference.jax_images_to_torch(jax_images).numpy(), torch_images),
+        "d_logits": rel(jax_logits, torch_logits),
+        "d_loss": rel(jax_d, torch_d.item()),
+        "g_loss": rel(jax_g, torch_g.item()),
+        "d_grad_norm": rel(_global_norm(jax_d_grads), torch_d_norm),
+        "g_grad_norm": rel(_global_norm(jax_g_grads), torch_g_norm),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark
+
+
+def make_gan(arch: str) -> jaxgan.GAN:
+    """The benchmarked GAN: ``make_models(arch)``, Adam(2e-4, b1=0.5) for both, k = 1."""
+    generator, discriminator = jaxgan.make_models(arch)
+    return jaxgan.GAN(
+        generator,
+        discriminator,
+        optax.adam(LEARNING_RATE, b1=BETA1),
+        optax.adam(LEARNING_RATE, b1=BETA1),
+        g_loss="nonsaturating",
+        d_steps=1,
+    )
+
+
+def benchmark(arch: str, batch: int, *, repeats: int, block_s: float, roof, use_torch: bool,
+              fused: int = 0) -> list[dict]:
+    """Times jaxgan's step (and PyTorch's, and ``fused`` steps per call) for one config.
+
+    Returns one record per implementation: steps/s, images/s, GFLOP/s, compile time.
+    """
+    gan = make_gan(arch)
+    state = gan.init(jax.random.key(0))
+    rng = np.random.default_rng(0)
+    real = jnp.asarray(gan.from_unit_interval(
+        rng.uniform(0, 1, (batch,) + gan.data_shape).astype(np.float32)))
+
+    step = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0)
+    start = time.perf_counter()
+    compiled = step.lower(state, real).compile()
+    compile_s = time.perf_counter() - start
+    flops = step_flops(arch, gan.generator, gan.discriminator, batch)
+    xla_flops = _xla_flops(compiled)
+
+    runners, records = [], []
+    if use_torch:
+        reference = torch_reference.TorchGAN(arch, batch_norm="BatchNorm_0" in state.g_params)
+        reference.load_jax_params(state.g_params, state.d_params, state.g_batch_stats)
+        torch_real = torch_reference.jax_images_to_torch(np.asarray(real))
+
+    holder = {"state": state}
+
+    def run_jax(n):
+        s = holder["state"]
+        for _ in range(n):
+            s, _ = compiled(s, real)
+        jax.block_until_ready(s)
+        holder["state"] = s
+
+    runners.append(_Runner("jaxgan", run_jax))
+    fused_compile_s = None
+    if fused > 1:
+        multi = jax.jit(functools.partial(train_steps, gan), donate_argnums=0)
+        reals = jnp.broadcast_to(real, (fused,) + real.shape)
+        fused_holder = {"state": gan.init(jax.random.key(0))}
+        start = time.perf_counter()
+        multi_compiled = multi.lower(fused_holder["state"], reals).compile()
+        fused_compile_s = time.perf_counter() - start
+
+        def run_fused(n):
+            s = fused_holder["state"]
+            for _ in range(n):
+                s, _ = multi_compiled(s, reals)
+            jax.block_until_ready(s)
+            fused_holder["state"] = s
+
+        runners.append(_Runner(f"jaxgan, {fused} steps per call (multistep)", run_fused, fused))
+    if use_torch:
+        def run_torch(n):
+            for _ in range(n):
+                d_loss, _ = reference.train_step(torch_real)
+            d_loss.item()
+
+        runners.append(_Runner("PyTorch eager", run_torch))
+    roof_runner = _Runner("roof", lambda n: [roof[0]() for _ in range(n)])
+    runners.append(roof_runner)
+
+    for runner in runners:  # warm up, then size each block to about block_s
+        runner.calibrate(block_s)
+    _alternate(runners, repeats)
+
+    roof_gflops = roof[1] / float(np.median(roof_runner.times)) / 1e9
+    torch_step_s = float(np.median(runners[-2].times)) if use_torch else None
+    for runner in runners[:-1]:
+        step_s = float(np.median(runner.times))
+        gflops = flops["total"] / step_s / 1e9
+        records.append({
+            "arch": arch,
+            "batch": batch,
+            "impl": runner.name,
+            "steps_per_s": 1.0 / step_s,
+            "ms_per_step": 1e3 * step_s,
+            "ms_per_step_min": 1e3 * float(np.min(runner.times)),
+            "images_per_s": batch / step_s,
+            "vs_pytorch": (torch_step_s / step_s) if torch_step_s else None,
+            "gflop_per_step": flops["total"] / 1e9,
+            "xla_gflop_per_step": (xla_flops / 1e9 if xla_flops is not None
+                                   and runner.name == "jaxgan" else None),
+            "gflops": gflops,
+            "roof_gflops": roof_gflops,
+            "roof_fraction": gflops / roof_gflops,
+            "compile_s": (compile_s if runner.name == "jaxgan" else
+                          fused_compile_s if "multistep" in runner.name else None),
+            "repeats": len(runner.times),
+            "steps_per_block": runner.calls * runner.steps_per_call,
+        })
+    return records
+
+
+# ---------------------------------------------------------------------------------------------
+# Profile: where the time of one compiled step goes
+
+
+def _describe_hlo(hlo_text: str) -> dict[str, str]:
+    """Maps each HLO instruction name to 'conv|dot <shape> <window>' of what it computes."""
+    bodies: dict[str, list[str]] = collections.defaultdict(list)
+    defs: dict[str, str] = {}
+    computation = None
+    for line in hlo_text.splitlines():
+        header = re.match(r"^\s*(?:ENTRY\s+)?%?([\w.\-]+)\s*\(.*\{\s*$", line)
+        if header and "=" not in line.split("(")[0]:
+            computation = header.group(1)
+            continue
+        instruction = re.match(r"^\s*(?:ROOT\s+)?%([\w.\-]+)\s*=\s*(.*)$", line)
+        if instruction and computation:
+            bodies[computation].append(instruction.group(2))
+            defs[instruction.group(1)] = instruction.group(2)
+    described = {}
+    for name, text in defs.items():
+        core = text
+        called = re.search(r"calls=%([\w.\-]+)", text)
+        if called:
+            inner = [t for t in bodies.get(called.group(1), [])
+                     if "convolution(" in t or " dot(" in t]
+            if inner:
+                core = inner[0]
+        shape = core.split(" ")[0]
+        kind = ("conv" if "convolution(" in core else "dot" if " dot(" in core else "other")
+        window = re.search(r"window=\{[^}]*\}", core)
+        described[name] = f"{kind} {shape} {window.group(0) if window else ''}".strip()
+    return described
+
+
+def profile_step(arch: str, batch: int, *, iters: int = 5, top: int = 15) -> dict:
+    """Per-HLO-op time of one compiled ``train_step`` (jax.profiler trace of XLA:CPU thunks).
+
+    Times are the wall time of each op on the thread that ran it, summed over threads and
+    averaged over ``iters`` steps; ops that run concurrently on the two cores both count.
+    """
+    gan = make_gan(arch)
+    state = gan.init(jax.random.key(0))
+    real = jnp.zeros((batch,) + gan.data_shape, jnp.float32)
+    compiled = jax.jit(functools.partial(jaxgan.train_step, gan)).lower(state, real).compile()
+    described = _describe_hlo(compiled.as_text())
+    for _ in range(2):
+        jax.block_until_ready(compiled(state, real))
+    directory = tempfile.mkdtemp(prefix="jaxgan-profile-")
+    jax.profiler.start_trace(directory)
+    for _ in range(iters):
+        jax.block_until_ready(compiled(state, real))
+    jax.profiler.stop_trace()
+    path = glob.glob(os.path.join(directory, "**", "*.xplane.pb"), recursive=True)[0]
+    data = jax.profiler.ProfileData.from_file(path)
+    per_op: dict[str, float] = collections.defaultdict(float)
+    for plane in data.planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_XLAEigen"):
+                continue
+            for event in line.events:
+                if event.name.startswith(("ThunkExecutor", "Slinky")):
+                    continue
+                per_op[event.name] += event.duration_ns / 1e6 / iters
+    total = sum(per_op.values())
+    by_kind: dict[str, float] = collections.defaultdict(float)
+    for name, ms in per_op.items():
+        by_kind[described.get(name, "other").split(" ")[0]] += ms
+    ops = sorted(per_op.items(), key=lambda item: -item[1])[:top]
+    return {
+        "arch": arch,
+        "batch": batch,
+        "total_ms": total,
+        "by_kind_ms": dict(by_kind),
+        "top_ops": [{"op": name, "ms": ms, "what": described.get(name, "")} for name, ms in ops],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def _fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(results: dict) -> str:
+    """The results as a markdown document (table first)."""
+    lines = [
+        "| arch | batch | implementation | steps/s | images/s | ms/step | vs PyTorch | "
+        "GFLOP/step | GFLOP/s | % of roof | compile s |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results["records"]:
+        lines.append(
+            f"| {r['arch']} | {r['batch']} | {r['impl']} | {r['steps_per_s']:.2f} | "
+            f"{r['images_per_s']:.0f} | {r['ms_per_step']:.1f} | "
+            f"{_fmt(r['vs_pytorch'], '.2f')}{'x' if r['vs_pytorch'] else ''} | "
+            f"{r['gflop_per_step']:.2f} | {r['gflops']:.0f} | {100 * r['roof_fraction']:.0f}% | "
+            f"{_fmt(r['compile_s'], '.1f')} |"
+        )
+    m = results["machine"]
+    notes = [
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores; jax {m['jax']}, flax {m['flax']}, "
+        f"optax {m['optax']}, torch {m['torch'] or 'not installed'} "
+        f"(torch threads: {m['torch_threads']}, OMP_WAIT_POLICY={m['omp_wait_policy']}; "
+        f"XLA uses all cores; XLA_FLAGS={m['xla_flags']!r}). "
+        f"Run {results['date']}; load average {m['load_before']} before, "
+        f"{m['load_after']} after (other processes share these cores).",
+        "",
+        f"Roof: {results['roof_gflops']:.0f} GFLOP/s, a {ROOF_SIZE}x{ROOF_SIZE} float32 matmul "
+        "through XLA timed between the steps (median); PyTorch's matmul: "
+        f"{_fmt(results.get('torch_roof_gflops'), '.0f')} GFLOP/s.",
+        "",
+        "One step = one `jaxgan.train_step` (one D update on real+fake, one G update), "
+        "non-saturating loss, Adam(2e-4, b1=0.5). images/s = real images consumed per "
+        "second (batch x steps/s). Medians of "
+        f"{results['settings']['repeats']} alternating repeats after warm-up; "
+        "vs PyTorch = PyTorch's time per step / ours.",
+        "",
+        "GFLOP/step is analytic (`benchmarks.train_step.step_flops`): 2 FLOPs per "
+        "multiply-add of the dense and convolution layers that the step must compute (SAME "
+        "padding taps included; transposed convolutions without inserted zeros; kernel and "
+        "input gradients each one forward pass; elementwise work, normalization and Adam not "
+        "counted). XLA's `cost_analysis()` of the compiled step: "
+        + ", ".join(f"{r['arch']}/{r['batch']}: {r['xla_gflop_per_step']:.2f} GFLOP"
+                    for r in results["records"] if r["xla_gflop_per_step"] is not None)
+        + " (it counts what XLA runs, elementwise work included).",
+    ]
+    if results.get("reference_check"):
+        notes += ["", "PyTorch reference check (largest relative difference, same parameters): "
+                  + "; ".join(f"{arch}: " + ", ".join(f"{k} {v:.1e}" for k, v in check.items())
+                              for arch, check in results["reference_check"].items()) + "."]
+    if not results["machine"]["torch"]:
+        notes += ["", "torch is not installed (`pip install torch==2.13.0`): no PyTorch "
+                  "comparison in this run."]
+    for prof in results.get("profiles", []):
+        notes += [
+            "",
+            f"Profile, {prof['arch']} batch {prof['batch']}: {prof['total_ms']:.1f} ms of op "
+            "time per step (summed over threads); by kind: "
+            + ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(prof["by_kind_ms"].items(),
+                                                              key=lambda kv: -kv[1])) + ".",
+            "",
+            "| ms | share | op | computes |",
+            "| ---: | ---: | --- | --- |",
+        ] + [f"| {op['ms']:.2f} | {100 * op['ms'] / prof['total_ms']:.1f}% | {op['op']} | "
+             f"{op['what']} |" for op in prof["top_ops"]]
+    return "\n".join(lines + notes) + "\n"
+
+
+def _machine(torch_threads) -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    import flax
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "torch": torch.__version__ if torch is not None else None,
+        "torch_threads": torch_threads,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+        "load_before": None,
+        "load_after": None,
+    }
+
+
+def main(argv=None) -> dict:
+    """Parses the command line, runs the benchmark, prints and writes the results."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", nargs="+", default=["mlp", "dcgan"],
+                        choices=["mlp", "dcgan"])
+    parser.add_argument("--batch", nargs="+", type=int, default=[64, 256])
+    parser.add_argument("--repeats", type=int, default=9,
+                        help="alternating repeats per configuration (median reported)")
+    parser.add_argument("--block-s", type=float, default=0.5,
+                        help="seconds of work per timed block")
+    parser.add_argument("--quick", action="store_true",
+                        help="batch 64 only, 3 repeats of short blocks")
+    parser.add_argument("--fused", type=int, default=10,
+                        help="also time jaxgan.multistep.train_steps with this many steps "
+                             "per call for the MLP pair (0: off)")
+    parser.add_argument("--torch-threads", type=int, default=os.cpu_count(),
+                        help="torch.set_num_threads (default: all cores, like XLA)")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    parser.add_argument("--profile", action="store_true",
+                        help="add a per-op profile of each jaxgan step to the report")
+    parser.add_argument("--output-dir", default=os.path.dirname(os.path.abspath(__file__)))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.batch, args.repeats, args.block_s = [64], 3, 0.2
+
+    use_torch = torch is not None and not args.no_torch
+    if torch is None and not args.no_torch:
+        print("torch is not installed (pip install torch==2.13.0): "
+              "reporting jaxgan's figures only.")
+    if use_torch:
+        torch.set_num_threads(args.torch_threads)
+    machine = _machine(args.torch_threads if use_torch else None)
+    machine["load_before"] = [round(x, 2) for x in os.getloadavg()]
+
+    roof = measure_roof()
+    results = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": machine,
+        "settings": vars(args),
+        "records": [],
+        "reference_check": {},
+    }
+    for arch in args.arch:
+        if use_torch:
+            gan = make_gan(arch)
+            check = check_reference(arch, gan, gan.init(jax.random.key(0)))
+            results["reference_check"][arch] = check
+            if max(check.values()) > 1e-3:
+                raise RuntimeError(f"the PyTorch reference does not compute jaxgan's {arch} "
+                                   f"function: {check}")
+        for batch in args.batch:
+            print(f"benchmarking {arch} at batch {batch} ...", flush=True)
+            results["records"] += benchmark(
+                arch, batch, repeats=args.repeats, block_s=args.block_s, roof=roof,
+                use_torch=use_torch, fused=args.fused if arch == "mlp" else 0,
+            )
+    results["roof_gflops"] = float(np.median([r["roof_gflops"] for r in results["records"]]))
+    for r in results["records"]:  # one roof for the whole run: the median of all its blocks
+        r["roof_fraction"] = r["gflops"] / results["roof_gflops"]
+    if use_torch:
+        results["torch_roof_gflops"] = _torch_roof()
+    if args.profile:
+        results["profiles"] = [profile_step(arch, batch) for arch in args.arch
+                               for batch in args.batch[:1]]
+    machine["load_after"] = [round(x, 2) for x in os.getloadavg()]
+
+    text = markdown(results)
+    print(text)
+    os.makedirs(args.output_dir, exist_ok=True)
+    with open(os.path.join(args.output_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    with open(os.path.join(args.output_dir, "results.md"), "w") as f:
+        f.write("# Training-step benchmark\n\nWritten by `python -m benchmarks.train_step`.\n\n")
+        f.write(text)
+    return results
+
+
+if __name__ == "__main__":
+    main()
