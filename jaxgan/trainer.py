@@ -30,7 +30,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
