@@ -31,6 +31,7 @@ import gzip
 import logging
 import math
 import os
+import re
 import threading
 import urllib.error
 import urllib.request
@@ -46,6 +47,7 @@ __all__ = [
     "SOURCES",
     "SPLITS",
     "parse_source",
+    "parse_split",
     "load_mnist",
     "BatchIterator",
     "prefetch_to_device",
@@ -57,6 +59,9 @@ log = logging.getLogger(__name__)
 
 SOURCES = ("auto", "tfds", "embedded", "idx:DIR")
 SPLITS = ("train", "test")
+# A split with an optional row range, as tfds writes it: "train", "train[:50000]",
+# "train[50000:]", "test[100:200]".
+_SPLIT_PATTERN = re.compile(r"^(?P<name>[a-z]+)(?:\[(?P<start>\d*):(?P<stop>\d*)\])?$")
 
 IMAGE_HW = (28, 28)
 NUM_CLASSES = 10
@@ -145,12 +150,15 @@ def parse_source(source: str) -> tuple[str, str | None]:
 def load_mnist(
     source: str = "auto", split: str = "train", *, probe: Callable[[], bool] | None = None
 ) -> MnistData:
-    """Loads one split of MNIST into memory.
+    """Loads one split of MNIST, or a range of its rows, into memory.
 
     Args:
       source: ``"auto"``, ``"tfds"``, ``"embedded"`` or ``"idx:DIR"`` (see the module
         docstring).
-      split: ``"train"`` or ``"test"``.
+      split: ``"train"`` or ``"test"``, optionally with a range of rows in tfds' slicing
+        syntax: ``"train[:50000]"`` (rows 0-49,999, the training rows of Goodfellow et al.
+        2014), ``"train[50000:]"`` (the rest, their validation rows). Every source slices the
+        same way, in its stored order.
       probe: returns whether the MNIST download host can be reached; used by ``"auto"``
         and ``"tfds"`` when the data set is not prepared locally. Default: an HTTP HEAD
         request with a 2 s limit. Tests pass a stub.
@@ -163,16 +171,49 @@ def load_mnist(
         path or setting to fix).
     """
     kind, directory = parse_source(source)
-    if split not in SPLITS:
-        raise DataError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+    name, rows = parse_split(split)
     probe = probe or _probe_download_host
     if kind == "auto":
-        kind = _choose_auto(split, probe)
+        kind = _choose_auto(name, probe)
     if kind == "tfds":
-        return _load_tfds(split, probe)
-    if kind == "idx":
-        return _load_idx(directory, split)
-    return _load_embedded(split)
+        data = _load_tfds(name, probe)
+    elif kind == "idx":
+        data = _load_idx(directory, name)
+    else:
+        data = _load_embedded(name)
+    if rows is None:
+        return data
+    start, stop = rows
+    stop = len(data.images) if stop is None else stop
+    if not start < stop <= len(data.images):
+        raise DataError(
+            f"split {split!r}: rows {start}:{stop} are not within the {len(data.images)} "
+            f"rows of {data.source}; use a non-empty range inside 0:{len(data.images)}"
+        )
+    return MnistData(
+        data.images[start:stop].copy(), data.labels[start:stop].copy(),
+        f"{data.source} rows {start}:{stop}",
+    )
+
+
+def parse_split(split: str) -> tuple[str, tuple[int, int | None] | None]:
+    """Validates a split string; returns ``(name, rows)``, ``rows = (start, stop or None)``
+    or ``None`` for the whole split.
+
+    Raises:
+      DataError: an unknown split name or a malformed range.
+    """
+    match = _SPLIT_PATTERN.match(split) if isinstance(split, str) else None
+    if match is None or match["name"] not in SPLITS:
+        raise DataError(
+            f"unknown split {split!r}: use one of {', '.join(SPLITS)}, optionally with a row "
+            "range such as train[:50000] or train[50000:]"
+        )
+    if "[" not in split:
+        return match["name"], None
+    start = int(match["start"] or 0)
+    stop = int(match["stop"]) if match["stop"] else None
+    return match["name"], (start, stop)
 
 
 def _choose_auto(split: str, probe: Callable[[], bool]) -> str:

@@ -52,6 +52,35 @@ def test_parse_source_rejects_others_listing_the_valid_forms(source):
         assert all(form in message for form in data.SOURCES)
 
 
+def test_row_ranges_slice_every_source_alike(tmp_path):
+    images = np.broadcast_to(np.arange(30, dtype=np.uint8)[:, None, None], (30, 28, 28))
+    labels = (np.arange(30) % 10).astype(np.uint8)
+    write_idx(tmp_path, "train", images, labels, gzipped=False)
+    source = f"idx:{tmp_path}"
+    for split, rows in (("train[:20]", range(0, 20)), ("train[20:]", range(20, 30)),
+                        ("train[5:7]", range(5, 7)), ("train", range(30))):
+        mnist = data.load_mnist(source, split)
+        np.testing.assert_array_equal(mnist.images[:, 0, 0], list(rows))
+        np.testing.assert_array_equal(mnist.labels, np.asarray(rows) % 10)
+    assert data.load_mnist(source, "train[20:]").source.endswith("rows 20:30")
+    embedded = data.load_mnist("embedded", "train")
+    tail = data.load_mnist("embedded", "train[4990:]")
+    np.testing.assert_array_equal(tail.images, embedded.images[4990:])
+    np.testing.assert_array_equal(tail.labels, embedded.labels[4990:])
+
+
+@pytest.mark.parametrize("split,message", [
+    ("train[3:3]", "rows 3:3 are not within the 5000 rows"),
+    ("train[:5001]", "rows 0:5001 are not within the 5000 rows"),
+    ("train[a:b]", "unknown split"),
+    ("train[:10", "unknown split"),
+])
+def test_bad_row_ranges_are_one_line_errors(split, message):
+    with pytest.raises(DataError, match=message) as error:
+        data.load_mnist("embedded", split)
+    assert "\n" not in str(error.value)
+
+
 def test_unknown_split_is_an_error():
     with pytest.raises(DataError, match="unknown split 'validation'"):
         data.load_mnist("embedded", split="validation")
