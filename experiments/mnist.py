@@ -50,8 +50,12 @@ _HELP = {
     "latent_dim": "size of the noise vector z",
     "noise": "noise prior p_z",
     "ema_decay": "decay of the generator EMA used for samples; 'none' to disable",
-    "g_widths": "DCGAN generator widths w0,w1,w2 (default 256,128,64)",
+    "g_widths": "DCGAN generator widths w0,...,wn: the 7x7 projection, stride-1 layers, the "
+    "14x14 layer (default 256,128,64)",
     "d_widths": "DCGAN discriminator widths (default 64,128)",
+    "kernel_size": "DCGAN kernel size, both players",
+    "g_dense": "width of a fully connected hidden layer before G's projection; 'none' for none",
+    "d_dense": "width of a fully connected hidden layer before D's logit; 'none' for none",
     "dtype": "computation dtype (parameters stay float32)",
     "log_every": "steps between metric records / progress updates",
     "sample_every": "steps between sample grids",
@@ -126,6 +130,8 @@ def _train_parser() -> argparse.ArgumentParser:
             kwargs["type"] = _widths
         elif field.name == "ema_decay":
             kwargs["type"] = _optional_float
+        elif field.name in ("g_dense", "d_dense"):
+            kwargs.update(type=_optional_int, metavar="N")
         elif field.name == "num_devices":
             kwargs.update(type=_optional_int, default="all", metavar="N")
         elif hints[field.name] is bool:  # "--multihost" alone means true

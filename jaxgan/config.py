@@ -17,7 +17,9 @@ DTYPES = ("float32", "bfloat16")
 
 # Fields that fix the shapes of the parameters and optimizer states: a workdir's checkpoints
 # can only be resumed with the values they were trained with.
-MODEL_FIELDS = ("arch", "latent_dim", "g_widths", "d_widths", "ema_decay")
+MODEL_FIELDS = (
+    "arch", "latent_dim", "g_widths", "d_widths", "kernel_size", "g_dense", "d_dense", "ema_decay"
+)
 
 
 class ConfigError(ValueError):
@@ -46,6 +48,9 @@ class TrainConfig:
       noise: p_z, ``"normal"`` or ``"uniform"``.
       ema_decay: decay of the generator EMA used for samples; ``None`` for no EMA.
       g_widths, d_widths: DCGAN widths (``None``: the defaults of ``jaxgan.models``).
+      kernel_size: the DCGAN pair's square kernel size.
+      g_dense, d_dense: width of the DCGAN generator's / discriminator's fully connected
+        hidden layer (``None``: none).
       dtype: computation dtype, ``"float32"`` or ``"bfloat16"`` (parameters stay float32).
       log_every: steps between metric records and progress updates.
       sample_every: steps between sample grids.
@@ -74,6 +79,9 @@ class TrainConfig:
     ema_decay: float | None = 0.999
     g_widths: tuple[int, ...] | None = None
     d_widths: tuple[int, ...] | None = None
+    kernel_size: int = 5
+    g_dense: int | None = None
+    d_dense: int | None = None
     dtype: str = "float32"
     log_every: int = 50
     sample_every: int = 500
@@ -95,7 +103,7 @@ class TrainConfig:
                 raise ConfigError(
                     field, f"unknown value {getattr(self, field)!r}; choose one of {', '.join(options)}"
                 )
-        for field in ("d_steps", "steps", "batch_size", "latent_dim", "log_every",
+        for field in ("d_steps", "steps", "batch_size", "latent_dim", "kernel_size", "log_every",
                       "sample_every", "checkpoint_every", "keep_checkpoints"):
             value = getattr(self, field)
             if not isinstance(value, int) or value < 1:
@@ -118,13 +126,22 @@ class TrainConfig:
             raise ConfigError("ema_decay", f"must be in [0, 1), got {self.ema_decay!r}")
         if self.arch == "mlp" and (self.g_widths is not None or self.d_widths is not None):
             raise ConfigError("g_widths", "arch mlp has the paper's fixed widths")
-        for field, count in (("g_widths", 3), ("d_widths", None)):
+        if self.arch == "mlp" and self.kernel_size != 5:
+            raise ConfigError("kernel_size", "arch mlp has no convolutions; leave it at 5")
+        for field in ("g_dense", "d_dense"):
+            value = getattr(self, field)
+            if value is not None and self.arch == "mlp":
+                raise ConfigError(field, "arch mlp has the paper's fixed layers")
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(field, f"must be a positive integer or None, got {value!r}")
+        for field, count in (("g_widths", 2), ("d_widths", 1)):
             widths = getattr(self, field)
             if widths is None:
                 continue
-            if (count and len(widths) != count) or not widths or min(widths) < 1:
-                need = f"{count} positive integers" if count else "positive integers"
-                raise ConfigError(field, f"must be {need}, got {widths!r}")
+            if len(widths) < count or min(widths) < 1:
+                raise ConfigError(
+                    field, f"must be at least {count} positive integers, got {widths!r}"
+                )
         return self
 
     @classmethod

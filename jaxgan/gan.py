@@ -123,6 +123,47 @@ class GAN:
         rngs = {"dropout": key} if train and key is not None else None
         return self.discriminator.apply({"params": d_params}, x, train=train, rngs=rngs)
 
+    def standing_batch_stats(
+        self, g_params, key: jax.Array, *, num_batches: int = 20, batch_size: int = 256
+    ):
+        """Batch-normalization statistics of G with ``g_params``: "standing statistics".
+
+        G runs in training mode on ``num_batches`` batches of fresh noise; each normalization
+        layer's batch means and variances are averaged over the batches. Use them to sample
+        with weights whose running averages were never tracked, such as the EMA
+        (``GANState.g_ema_params``): the running averages in ``GANState.g_batch_stats`` belong
+        to the live ``g_params``, and normalizing other weights' activations with them shifts
+        every sample (Brock et al. 2019, "standing statistics").
+
+        The generator must expose ``batch_norm_momentum`` (as ``DCGANGenerator`` does): it is
+        set to 0 so that the updated running averages are exactly one batch's statistics.
+        Returns ``{}`` for a generator without batch normalization. Jit it as a whole.
+        """
+        z = jax.ShapeDtypeStruct((1, self.latent_dim), jnp.float32)
+        shapes = jax.eval_shape(
+            lambda z: self.generator.init(jax.random.key(0), z, train=False), z
+        ).get("batch_stats")
+        if not shapes:
+            return {}
+        # Any finite values do: with momentum 0 the update is 0 * old + 1 * batch statistic.
+        template = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        if not hasattr(self.generator, "batch_norm_momentum"):
+            raise ValueError(
+                f"{type(self.generator).__name__} has batch statistics but no "
+                "batch_norm_momentum field: standing statistics need one"
+            )
+        one_batch = self.generator.clone(batch_norm_momentum=0.0)
+
+        def batch_stats(key):
+            noise = self.sample_noise(key, batch_size)
+            _, updates = one_batch.apply(
+                _variables(g_params, template), noise, train=True, mutable=["batch_stats"]
+            )
+            return updates["batch_stats"]
+
+        stats = jax.lax.map(batch_stats, jax.random.split(key, num_batches))
+        return jax.tree.map(lambda s: jnp.mean(s, axis=0), stats)
+
     @property
     def output_range(self) -> tuple[float, float]:
         """The interval G's images lie in; real images must be scaled to it."""

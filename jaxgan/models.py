@@ -135,27 +135,36 @@ class MaxoutDiscriminator(nn.Module):
 
 
 class DCGANGenerator(nn.Module):
-    """DCGAN generator for 28x28x1: Dense -> 7x7 -> ConvT s1 -> ConvT s2 (14x14) -> ConvT s2.
+    """DCGAN generator for 28x28x1 (Radford et al. 2016): a projection to 7x7, transposed
+    convolutions up to 28x28.
 
-    ``widths = (w0, w1, w2)``: channels of the 7x7 projection, of the 7x7 stride-1 transposed
-    convolution and of the 14x14 one. Each hidden layer is followed by batch normalization and
-    ReLU, the output by ``tanh`` (Radford et al. 2016, Section 3): without the normalization
-    this generator saturates to blank images early in training.
+    ``widths = (w0, ..., wn)``: channels of the 7x7 projection, then of each transposed
+    convolution: those before the last stay at 7x7 (stride 1), the last goes to 14x14
+    (stride 2), and a final stride-2 transposed convolution makes the 28x28x1 image. The
+    default ``(256, 128, 64)`` is TensorFlow's DCGAN tutorial; ``(128, 64)`` with
+    ``dense_width=1024`` and ``kernel_size=4`` is InfoGAN's MNIST generator (Chen et al.
+    2016). ``dense_width``: an optional fully connected hidden layer before the projection.
+    Each hidden layer is followed by batch normalization and ReLU, the output by ``tanh``
+    (Radford et al. 2016, Section 3): without the normalization this generator saturates to
+    blank images early in training.
 
     Batch normalization: with ``train=True`` it normalizes by the statistics of the batch
     and the caller must let the ``batch_stats`` collection be updated (``mutable``); with
-    ``train=False`` it uses those running averages, so each output depends only on its own z.
+    ``train=False`` it uses the given statistics (the running averages, or standing
+    statistics: ``GAN.standing_batch_stats``), so each output depends only on its own z.
     """
 
     widths: Sequence[int] = (256, 128, 64)
     kernel_size: int = 5
+    dense_width: int | None = None
     output_range: tuple[float, float] = (-1.0, 1.0)
     dtype: Any = jnp.float32
     batch_norm_momentum: float = 0.9
 
     @nn.compact
     def __call__(self, z, *, train: bool = False):  # z: [batch, latent_dim]
-        w0, w1, w2 = self.widths
+        if len(self.widths) < 2:
+            raise ValueError(f"DCGANGenerator needs at least 2 widths, got {self.widths}")
         k = (self.kernel_size, self.kernel_size)
         conv_t = functools.partial(ConvTranspose, kernel_size=k, padding="SAME", dtype=self.dtype)
         norm = functools.partial(
@@ -165,19 +174,30 @@ class DCGANGenerator(nn.Module):
             epsilon=1e-5,
             dtype=self.dtype,
         )
-        x = nn.Dense(7 * 7 * w0, use_bias=False, dtype=self.dtype)(z)
+        x = z
+        if self.dense_width is not None:
+            x = nn.relu(norm()(nn.Dense(self.dense_width, use_bias=False, dtype=self.dtype)(x)))
+        w0, *rest = self.widths
+        x = nn.Dense(7 * 7 * w0, use_bias=False, dtype=self.dtype)(x)
         x = nn.relu(norm()(x.reshape((z.shape[0], 7, 7, w0))))
-        x = nn.relu(norm()(conv_t(w1, strides=(1, 1), use_bias=False)(x)))  # [batch, 7, 7, w1]
-        x = nn.relu(norm()(conv_t(w2, strides=(2, 2), use_bias=False)(x)))  # [batch, 14, 14, w2]
+        for i, width in enumerate(rest):
+            stride = 2 if i == len(rest) - 1 else 1  # [batch, 7, 7, w] ... [batch, 14, 14, wn]
+            x = nn.relu(norm()(conv_t(width, strides=(stride, stride), use_bias=False)(x)))
         x = conv_t(1, strides=(2, 2))(x)  # [batch, 28, 28, 1]
         return jnp.tanh(x)
 
 
 class DCGANDiscriminator(nn.Module):
-    """DCGAN discriminator: Conv 5x5 s2 -> leaky ReLU(0.2), twice, then one logit."""
+    """DCGAN discriminator: stride-2 convolutions with leaky ReLU(0.2), then one logit.
+
+    ``widths``: channels of each stride-2 convolution (28 -> 14 -> 7 for two).
+    ``dense_width``: an optional fully connected hidden layer (leaky ReLU) before the logit,
+    as InfoGAN's MNIST discriminator. No batch statistics: train and eval are the same.
+    """
 
     widths: Sequence[int] = (64, 128)
     kernel_size: int = 5
+    dense_width: int | None = None
     negative_slope: float = 0.2
     dtype: Any = jnp.float32
 
@@ -189,6 +209,8 @@ class DCGANDiscriminator(nn.Module):
             x = nn.Conv(width, k, strides=(2, 2), padding="SAME", dtype=self.dtype)(x)
             x = nn.leaky_relu(x, self.negative_slope)
         x = x.reshape((x.shape[0], -1))
+        if self.dense_width is not None:
+            x = nn.leaky_relu(nn.Dense(self.dense_width, dtype=self.dtype)(x), self.negative_slope)
         return nn.Dense(1, dtype=self.dtype)(x)[:, 0].astype(jnp.float32)  # [batch] logits
 
 
@@ -196,7 +218,14 @@ ARCHITECTURES = ("mlp", "dcgan")
 
 
 def make_models(
-    arch: str, *, dtype: Any = jnp.float32, g_widths=None, d_widths=None
+    arch: str,
+    *,
+    dtype: Any = jnp.float32,
+    g_widths=None,
+    d_widths=None,
+    kernel_size: int = 5,
+    g_dense: int | None = None,
+    d_dense: int | None = None,
 ) -> tuple[nn.Module, nn.Module]:
     """Returns ``(generator, discriminator)`` for ``arch`` in ``ARCHITECTURES``.
 
@@ -204,17 +233,25 @@ def make_models(
       arch: ``"mlp"`` (the paper's MNIST pair) or ``"dcgan"``.
       dtype: computation dtype (``jnp.bfloat16`` for mixed precision); parameters and the
         discriminator's logits stay float32.
-      g_widths: DCGAN generator widths ``(w0, w1, w2)``; ``None`` for the default.
+      g_widths: DCGAN generator widths ``(w0, ..., wn)``; ``None`` for the default.
       d_widths: DCGAN discriminator widths; ``None`` for the default.
+      kernel_size: the DCGAN pair's square kernel size (both players).
+      g_dense, d_dense: width of the DCGAN generator's / discriminator's fully connected
+        hidden layer, or ``None`` for none.
     """
     if arch == "mlp":
-        if g_widths is not None or d_widths is not None:
-            raise ValueError("arch 'mlp' has fixed widths (the paper's); drop g_widths/d_widths")
+        if (g_widths, d_widths, g_dense, d_dense) != (None,) * 4 or kernel_size != 5:
+            raise ValueError(
+                "arch 'mlp' has the paper's fixed widths and layers; drop g_widths/d_widths/kernel_size/"
+                "g_dense/d_dense"
+            )
         return MLPGenerator(dtype=dtype), MaxoutDiscriminator(dtype=dtype)
     if arch == "dcgan":
-        g = DCGANGenerator(dtype=dtype) if g_widths is None else DCGANGenerator(
-            widths=tuple(g_widths), dtype=dtype)
-        d = DCGANDiscriminator(dtype=dtype) if d_widths is None else DCGANDiscriminator(
-            widths=tuple(d_widths), dtype=dtype)
+        g_options = {} if g_widths is None else {"widths": tuple(g_widths)}
+        d_options = {} if d_widths is None else {"widths": tuple(d_widths)}
+        g = DCGANGenerator(dtype=dtype, kernel_size=kernel_size, dense_width=g_dense, **g_options)
+        d = DCGANDiscriminator(
+            dtype=dtype, kernel_size=kernel_size, dense_width=d_dense, **d_options
+        )
         return g, d
     raise ValueError(f"unknown arch {arch!r}: choose one of {', '.join(ARCHITECTURES)}")

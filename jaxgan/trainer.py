@@ -61,8 +61,10 @@ log = logging.getLogger(__name__)
 
 SAMPLE_GRID_SIZE = 64  # images in each sample grid (8 x 8)
 # GAN.init derives G's, D's and the training stream's keys as folds 0, 1 and 2 of the seed's
-# key; the sample grids' fixed noise is fold 3, so it never overlaps with training.
+# key; the sample grids' fixed noise is fold 3 and the noise of the standing statistics fold 4,
+# so neither overlaps with training.
 _SAMPLE_NOISE_FOLD = 3
+_STANDING_STATS_FOLD = 4
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -96,7 +98,8 @@ def make_gan(config: TrainConfig) -> GAN:
     """The ``GAN`` described by ``config`` (Adam for both players, as DCGAN)."""
     dtype = jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
     generator, discriminator = make_models(
-        config.arch, dtype=dtype, g_widths=config.g_widths, d_widths=config.d_widths
+        config.arch, dtype=dtype, g_widths=config.g_widths, d_widths=config.d_widths,
+        kernel_size=config.kernel_size, g_dense=config.g_dense, d_dense=config.d_dense,
     )
     return GAN(
         generator=generator,
@@ -116,13 +119,24 @@ def _sample_noise(gan: GAN, seed: int, num: int) -> jax.Array:
     return gan.sample_noise(key, num)
 
 
-def _sampling_params(state: GANState):
-    """G's parameters for samples (the EMA when there is one) and its running statistics."""
-    params = state.g_ema_params if state.g_ema_params is not None else state.g_params
-    return params, state.g_batch_stats
+def _sampling_variables(gan: GAN, seed: int):
+    """A jitted ``state -> (params, batch_stats)`` of the generator that draws samples.
+
+    The weights are the EMA when there is one. A normalizing generator's statistics are the
+    standing statistics of those weights (``GAN.standing_batch_stats``, from a fixed key of
+    the run's ``seed``), not the running averages of the live weights in the state.
+    """
+    stats_key = jax.random.fold_in(jax.random.key(seed), _STANDING_STATS_FOLD)
+
+    def variables(state: GANState):
+        params = state.g_ema_params if state.g_ema_params is not None else state.g_params
+        stats = gan.standing_batch_stats(params, stats_key) if state.g_batch_stats else None
+        return params, stats
+
+    return jax.jit(variables)
 
 
-def _sampler(gan: GAN):
+def _renderer(gan: GAN):
     """A jitted ``(params, batch_stats, z) -> images in [0, 1]`` in evaluation mode."""
     return jax.jit(
         lambda params, stats, z: gan.to_unit_interval(gan.generate(params, z, batch_stats=stats))
@@ -323,7 +337,7 @@ def train(
     step = int(state.step)
     last_checkpoint = resumed_from
 
-    sample_fn = _sampler(gan)
+    sampling_variables, render = _sampling_variables(gan, config.seed), _renderer(gan)
     sample_noise = _sample_noise(gan, config.seed, SAMPLE_GRID_SIZE)
     batch_sharding = None
     if mesh is None:
@@ -371,7 +385,8 @@ def train(
                 bar.update(step, len(values), final_metrics)
             if step % config.sample_every == 0 or is_last:
                 # Every process runs the sampler: a computation on the mesh involves them all.
-                grid = np.asarray(sample_fn(*_sampling_params(state), sample_noise), np.float32)
+                grid = render(*sampling_variables(state), sample_noise)
+                grid = np.asarray(grid, np.float32)
                 if primary:
                     save_grid(grid, os.path.join(samples_dir, f"step_{step:06d}.png"))
                     save_grid(grid, os.path.join(samples_dir, "latest.png"))
@@ -427,13 +442,13 @@ def sample(
     """
     if num < 1:
         raise ValueError(f"num must be >= 1, got {num}")
-    _, gan, state, _ = load_trained(workdir)
-    params, batch_stats = _sampling_params(state)
-    generate = _sampler(gan)
+    config, gan, state, _ = load_trained(workdir)
+    params, stats = _sampling_variables(gan, config.seed)(state)
+    render = _renderer(gan)
     key = jax.random.key(seed)
     chunks = []
     for start in range(0, num, batch_size):
         size = min(batch_size, num - start)
         z = gan.sample_noise(jax.random.fold_in(key, start), batch_size)
-        chunks.append(np.asarray(generate(params, batch_stats, z), np.float32)[:size, ..., 0])
+        chunks.append(np.asarray(render(params, stats, z), np.float32)[:size, ..., 0])
     return np.concatenate(chunks)

@@ -41,6 +41,24 @@ def num_params(tree):
 # Models
 
 
+def test_dcgan_variants_layers_and_parameter_counts(key):
+    """Two G widths (no stride-1 layer), dense hidden layers and kernel 3, counted by hand."""
+    g = models.DCGANGenerator(widths=(4, 2), kernel_size=3, dense_width=6)
+    d = models.DCGANDiscriminator(widths=(2,), kernel_size=3, dense_width=3)
+    gan = jaxgan.GAN(g, d, optax.sgd(0.1), optax.sgd(0.1), latent_dim=5)
+    state = gan.init(key)
+    # G: dense 5*6 (no bias) + its batch norm 2*6; projection 6*7*7*4 + batch norm 2*4;
+    # ConvT 3*3*4*2 (7x7 -> 14x14, no bias) + batch norm 2*2; ConvT 3*3*2*1 + 1 (-> 28x28).
+    assert num_params(state.g_params) == 30 + 12 + 1176 + 8 + 72 + 4 + 19
+    # D: conv 3*3*1*2 + 2 (-> 14x14x2); dense 14*14*2*3 + 3; logit 3 + 1.
+    assert num_params(state.d_params) == 20 + 1179 + 4
+    assert sorted(state.g_batch_stats) == ["BatchNorm_0", "BatchNorm_1", "BatchNorm_2"]
+    z = gan.sample_noise(key, 3)
+    images = gan.generate(state.g_params, z, batch_stats=state.g_batch_stats)
+    assert images.shape == (3, 28, 28, 1)
+    assert gan.discriminate(state.d_params, images, train=False).shape == (3,)
+
+
 @pytest.mark.parametrize(
     "arch, g_count, d_count",
     [
@@ -434,3 +452,71 @@ def test_sigmoid_bias_from_marginals_starts_g_at_the_mean_image(key):
     params = models.init_sigmoid_bias_from_marginals(gan.init(key).g_params, images)
     drawn = gan.generate(params, jnp.zeros((1, 100)))[0, ..., 0]
     np.testing.assert_allclose(drawn, images.mean(0), atol=1e-6)
+
+
+def _recorded_batch_norm_inputs(gan, g_params, z):
+    """The input of every batch-normalization layer of G(z) in training mode, recorded with
+    ``nn.intercept_methods`` (independent of the library's statistics code)."""
+    import flax.linen as nn
+
+    inputs = {}  # layer name -> its input
+
+    def record(next_fun, args, kwargs, context):
+        if isinstance(context.module, nn.BatchNorm) and context.method_name == "__call__":
+            inputs[context.module.name] = np.asarray(args[0], np.float64)
+        return next_fun(*args, **kwargs)
+
+    variables = {"params": g_params, "batch_stats": gan.init(jax.random.key(0)).g_batch_stats}
+    with nn.intercept_methods(record):
+        gan.generator.apply(variables, z, train=True, mutable=["batch_stats"])
+    return [inputs[name] for name in sorted(inputs)]
+
+
+def test_standing_statistics_are_the_sampling_weights_batch_statistics(key):
+    """Samples from the EMA weights are normalized by the EMA weights' own batch statistics,
+    averaged over the standing batches (and those differ from the live G's running averages)."""
+    gan = tiny_gan(ema_decay=0.5)
+    state = gan.init(key)
+    step = jax.jit(functools.partial(jaxgan.train_step, gan))
+    for i in range(4):
+        state, _ = step(state, real_batch(seed=i))
+    ema = state.g_ema_params
+    stats_key, num_batches, batch_size = jax.random.key(7), 3, 16
+    standing = gan.standing_batch_stats(
+        ema, stats_key, num_batches=num_batches, batch_size=batch_size
+    )
+
+    # By hand: the same noise batches, each layer's per-channel mean and (biased) variance
+    # of its recorded input, averaged over the batches.
+    per_batch = []
+    for batch_key in jax.random.split(stats_key, num_batches):
+        z = gan.sample_noise(batch_key, batch_size)
+        layers = _recorded_batch_norm_inputs(gan, ema, z)
+        per_batch.append([(x.reshape(-1, x.shape[-1]).mean(0), x.reshape(-1, x.shape[-1]).var(0))
+                          for x in layers])
+    names = sorted(standing)
+    assert names == [f"BatchNorm_{i}" for i in range(len(per_batch[0]))]
+    for i, name in enumerate(names):
+        mean = np.mean([batch[i][0] for batch in per_batch], axis=0)
+        var = np.mean([batch[i][1] for batch in per_batch], axis=0)
+        np.testing.assert_allclose(standing[name]["mean"], mean, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(standing[name]["var"], var, rtol=1e-4, atol=1e-5)
+        # The live generator's running averages are other numbers.
+        assert not np.allclose(state.g_batch_stats[name]["mean"], mean, rtol=1e-2, atol=1e-3)
+
+    # Sampling with them is G in evaluation mode normalized by exactly these statistics.
+    z = gan.sample_noise(jax.random.key(1), 5)
+    by_hand = {name: {"mean": jnp.asarray(np.mean([b[i][0] for b in per_batch], 0), jnp.float32),
+                      "var": jnp.asarray(np.mean([b[i][1] for b in per_batch], 0), jnp.float32)}
+               for i, name in enumerate(names)}
+    np.testing.assert_allclose(gan.generate(ema, z, batch_stats=standing),
+                               gan.generate(ema, z, batch_stats=by_hand), atol=1e-5)
+    assert not np.allclose(gan.generate(ema, z, batch_stats=standing),
+                           gan.generate(ema, z, batch_stats=state.g_batch_stats), atol=1e-3)
+
+
+def test_standing_statistics_of_a_generator_without_normalization_are_empty(key):
+    g, d = jaxgan.make_models("mlp")
+    gan = jaxgan.GAN(generator=g, discriminator=d, g_optimizer=optax.sgd(0.1),
+                     d_optimizer=optax.sgd(0.1))
+    assert gan.standing_batch_stats(gan.init(key).g_params, key, num_batches=2) == {}

@@ -75,7 +75,8 @@ def test_sample_grids_use_one_fixed_noise_batch(tmp_path):
     expected_noise = trainer._sample_noise(gan, 0, trainer.SAMPLE_GRID_SIZE)
     again = trainer._sample_noise(gan, 0, trainer.SAMPLE_GRID_SIZE)
     np.testing.assert_array_equal(expected_noise, again)
-    images = trainer._sampler(gan)(*trainer._sampling_params(result.state), expected_noise)
+    params, stats = trainer._sampling_variables(gan, 0)(result.state)
+    images = trainer._renderer(gan)(params, stats, expected_noise)
     from jaxgan.images import make_grid
 
     with Image.open(tmp_path / "samples" / "step_000003.png") as png:
@@ -142,6 +143,21 @@ def snapshot(directory):
         for root, _, names in os.walk(directory)
         for name in names
     }
+
+
+@pytest.mark.parametrize("overrides, field", [
+    (dict(g_widths=(8,)), "g_widths"),
+    (dict(d_widths=()), "d_widths"),
+    (dict(kernel_size=0), "kernel_size"),
+    (dict(g_dense=0), "g_dense"),
+    (dict(arch="mlp", g_widths=None, d_widths=None, d_dense=64), "d_dense"),
+    (dict(arch="mlp", g_widths=None, d_widths=None, kernel_size=3), "kernel_size"),
+])
+def test_bad_model_settings_name_their_flag(overrides, field):
+    with pytest.raises(ConfigError) as error:
+        TrainConfig.tiny(**overrides).validate()
+    assert error.value.field == field
+    assert str(error.value).startswith("--" + field.replace("_", "-"))
 
 
 def test_resume_with_a_different_model_is_refused_and_touches_nothing(tmp_path):
