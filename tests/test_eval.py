@@ -114,6 +114,28 @@ def test_classifier_score_hand_case_and_splits():
     assert (mean, std) == pytest.approx((5.5, 4.5), rel=1e-9)
 
 
+def test_mean_confidence_hand_values():
+    # softmax([0, 0]) tops at 1/2, softmax([log 3, 0]) at 3/4: mean 5/8.
+    assert metrics.mean_confidence(np.array([[0.0, 0.0], [np.log(3.0), 0.0]])) == pytest.approx(0.625)
+    assert metrics.mean_confidence(np.zeros((4, 10))) == pytest.approx(0.1)
+    assert metrics.mean_confidence(np.array([[1000.0, 0.0, -5.0]])) == pytest.approx(1.0)
+
+
+def test_eval_data_with_given_validation_and_real_digits():
+    rng = np.random.default_rng(3)
+    train = (rng.uniform(size=(12, 28, 28)) * 255).astype(np.uint8)
+    test = rng.uniform(size=(5, 28, 28)).astype(np.float32)
+    validation = rng.uniform(size=(4, 28, 28)).astype(np.float32)
+    numbered = np.broadcast_to(np.arange(40, dtype=np.uint8)[:, None, None], (40, 28, 28))
+    data = jeval.make_eval_data(train, test, np.arange(5), validation_images=validation,
+                                real_images=numbered, num_real=25)
+    np.testing.assert_array_equal(data.validation, validation)
+    assert len(data.train) == 12  # the generator's digits stay whole: memorization's reference
+    values = np.rint(data.real[:, 0, 0] * 255).astype(int)
+    assert len(values) == 25 and len(set(values)) == 25 and set(values) <= set(range(40))
+    assert np.any(np.diff(values) < 0)  # a random subset in a random order
+
+
 def test_class_histogram_and_rarest_share():
     histogram = metrics.class_histogram(np.array([0, 0, 1, 3, 3, 3]), num_classes=4)
     np.testing.assert_array_equal(histogram, [2, 1, 0, 3])
@@ -357,3 +379,41 @@ def test_evaluate_command_on_a_samples_file(tmp_path):
     assert generator["parzen"]["sigma"] in generator["parzen"]["sigmas"]
     assert report["classifier"]["config"]["steps"] == 3  # the tiny preset
     assert "generator" in result.stdout
+
+
+@pytest.mark.skipif(
+    not os.path.exists(os.path.join(SHARED_MNIST, "train-labels-idx1-ubyte.gz")),
+    reason="needs the full MNIST train split IDX files at ../shared/mnist",
+)
+def test_evaluate_command_with_a_full_reference_split_follows_the_papers_rows(tmp_path):
+    from jaxgan.data import load_mnist
+
+    samples = load_mnist("embedded", "train").images[::50][:100].astype(np.float32) / 255.0
+    np.save(tmp_path / "digits.npy", samples)
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.evaluate", "--samples", str(tmp_path / "digits.npy"),
+         "--reference", "--num-samples", "200", "--classifier-preset", "tiny",
+         "--cache-dir", str(tmp_path / "cache"), "--test-data", f"idx:{SHARED_MNIST}",
+         "--reference-data", f"idx:{SHARED_MNIST}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "digits.eval.json").read_text())
+    assert report["data"]["reference"].endswith("rows 0:50000")
+    assert report["data"]["parzen_validation"].endswith("rows 50000:51000")
+    assert report["data"]["num_parzen_validation"] == 1000
+    assert report["classifier"]["trained_on"].endswith("rows 0:50000")
+    assert report["rows"]["real"]["num_samples"] == 200  # as many real digits as --num-samples
+    assert report["rows"]["noise"]["num_samples"] == 200
+    assert "mean_confidence" in report["rows"]["generator"]
+
+
+def test_evaluate_without_a_test_split_names_the_flag(tmp_path, monkeypatch):
+    np.save(tmp_path / "digits.npy", np.zeros((10, 28, 28), np.float32))
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.evaluate", "--samples", str(tmp_path / "digits.npy"),
+         "--test-data", f"idx:{tmp_path / 'missing'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "missing" in result.stderr

@@ -4,7 +4,7 @@ The public surface:
 
 * Metrics (pure functions of arrays, ``jaxgan.eval.metrics``): ``frechet_distance``,
   ``frechet_distance_from_activations``, ``classifier_score``, ``class_histogram``,
-  ``rarest_class_share``, ``parzen_log_likelihood``, ``select_parzen_sigma``,
+  ``rarest_class_share``, ``mean_confidence``, ``parzen_log_likelihood``, ``select_parzen_sigma``,
   ``parzen_window_evaluation``, ``nearest_neighbor_distances``, ``memorization_check``.
 * The classifier they look through (``jaxgan.eval.classifier``): ``ClassifierConfig``,
   ``train_classifier``, ``load_or_train_classifier`` (Orbax cache), ``classifier_outputs``,
@@ -31,6 +31,7 @@ from jaxgan.eval.metrics import (
     classifier_score,
     frechet_distance,
     frechet_distance_from_activations,
+    mean_confidence,
     memorization_check,
     nearest_neighbor_distances,
     parzen_log_likelihood,
@@ -65,6 +66,7 @@ __all__ = [
     "classifier_score",
     "frechet_distance",
     "frechet_distance_from_activations",
+    "mean_confidence",
     "memorization_check",
     "nearest_neighbor_distances",
     "parzen_log_likelihood",

@@ -185,6 +185,16 @@ def rarest_class_share(histogram: np.ndarray) -> float:
     return float(histogram.min() / total)
 
 
+def mean_confidence(logits: np.ndarray) -> float:
+    """The classifier's mean confidence: the mean over samples of the largest softmax
+    probability. Near 1 for clear digits (real MNIST test digits score about 0.99 with a
+    good classifier), 1/num_classes for images it cannot place at all."""
+    logits = np.asarray(logits, np.float64)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)
+    return float(probabilities.max(axis=-1).mean())
+
+
 # ---------------------------------------------------------------------------------------------
 # Squared distances in batches (shared by the Parzen window and the nearest neighbours)
 

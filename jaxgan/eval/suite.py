@@ -14,6 +14,7 @@ What a row holds (all against the test split unless stated):
 * ``classifier_score`` / ``classifier_score_std``: Salimans et al. 2016's score with the
   MNIST classifier, mean and std over ``num_score_splits`` parts;
 * ``class_histogram`` / ``rarest_class_share``: predicted classes of the samples;
+* ``mean_confidence``: the classifier's mean top softmax probability on the samples;
 * ``parzen``: Goodfellow et al. 2014's Parzen-window log-likelihood of the test digits, in
   nats (mean, standard error, the sigma chosen on the validation digits, the grid);
 * ``memorization``: nearest-training-digit distances of the samples against those of the
@@ -92,28 +93,45 @@ def make_eval_data(
     test_images,
     test_labels,
     *,
+    validation_images=None,
+    real_images=None,
     num_validation: int = PARZEN_VALIDATION,
+    num_real: int = PARZEN_CENTRES,
     seed: int = 0,
 ) -> EvalData:
-    """Splits the training digits into Parzen validation digits and the ``real`` reference.
+    """The real digits of an evaluation; by default split from the training digits.
 
     Args:
       train_images: the generator's training digits, uint8 0..255 or float [0, 1],
         ``[N, 28, 28]``.
       test_images: the test digits, same forms.
       test_labels: int ``[n]``.
-      num_validation: how many training digits choose the Parzen sigma.
-      seed: seeds the permutation that picks them.
+      validation_images: the digits that choose the Parzen sigma (Goodfellow et al.: MNIST
+        train rows 50,000-50,999); ``None``: ``num_validation`` training digits drawn at random.
+      real_images: the digits of the ``real`` reference row (e.g. held-out digits of a larger
+        set); ``None``: the training digits not drawn for validation.
+      num_validation: how many training digits choose the Parzen sigma when
+        ``validation_images`` is not given.
+      num_real: at most this many digits make the ``real`` row (give as many as the
+        generator's samples: the Frechet distance is biased by the sample size).
+      seed: seeds the permutations that pick them.
     """
     train = _unit_images(train_images, "train_images")
     test = _unit_images(test_images, "test_images")
-    if not 0 < num_validation < len(train):
-        raise ValueError(f"num_validation must be in (0, {len(train)}), got {num_validation}")
-    order = np.random.default_rng(seed).permutation(len(train))
-    validation = train[order[:num_validation]]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(train))
+    if validation_images is None:
+        if not 0 < num_validation < len(train):
+            raise ValueError(f"num_validation must be in (0, {len(train)}), got {num_validation}")
+        validation, rest = train[order[:num_validation]], train[order[num_validation:]]
+    else:
+        validation, rest = _unit_images(validation_images, "validation_images"), train[order]
+    if real_images is not None:
+        real = _unit_images(real_images, "real_images")
+        rest = real[rng.permutation(len(real))]
     # Kept in shuffled order: data sets are often sorted by class (the embedded digits are),
     # and the classifier score's splits must each be a random sample, as a generator's are.
-    real = train[order[num_validation : num_validation + PARZEN_CENTRES]]
+    real = rest[:num_real]
     return EvalData(train, validation, real, test, np.asarray(test_labels, np.int64))
 
 
@@ -196,6 +214,7 @@ def evaluate_samples(
     score, score_std = metrics.classifier_score(
         logits, num_splits=min(num_score_splits, len(samples))
     )
+    confidence = metrics.mean_confidence(logits)
     histogram = metrics.class_histogram(logits)
 
     start = time.perf_counter()
@@ -218,6 +237,7 @@ def evaluate_samples(
         "classifier_score_std": score_std,
         "class_histogram": [int(c) for c in histogram],
         "rarest_class_share": metrics.rarest_class_share(histogram),
+        "mean_confidence": confidence,
         "parzen": {
             **dataclasses.asdict(parzen),
             "sigma_on_grid_edge": parzen.sigma_on_grid_edge,
@@ -252,6 +272,7 @@ def format_table(rows: dict[str, dict[str, Any]]) -> str:
     """A plain-text table of rows from ``evaluate_samples``, one line per row."""
     header = (
         f"{'row':<12} {'n':>6} {'FID feat':>9} {'FID logit':>9} {'score':>12} {'rarest':>7} "
+        f"{'conf':>6} "
         f"{'Parzen LL (nats)':>17} {'sigma':>6} {'NN gen':>7} {'NN test':>7} {'ratio':>6}"
     )
     lines = [header, "-" * len(header)]
@@ -263,6 +284,7 @@ def format_table(rows: dict[str, dict[str, Any]]) -> str:
         lines.append(
             f"{name:<12} {row['num_samples']:>6} {row['fid_features']:>9.3f} "
             f"{row['fid_logits']:>9.3f} {score:>12} {row['rarest_class_share']:>7.4f} "
+            f"{row['mean_confidence']:>6.3f} "
             f"{parzen_text:>17} {parzen['sigma']:>5.3f}{edge} {memo['generated_median']:>7.3f} "
             f"{memo['heldout_median']:>7.3f} {_ratio(memo['ratio']):>6}"
         )
