@@ -21,7 +21,7 @@ import os
 import sys
 import typing
 
-from jaxgan.config import DTYPES, ConfigError, TrainConfig
+from jaxgan.config import DTYPES, PRESETS, ConfigError, TrainConfig, preset
 from jaxgan.gan import NOISE_DISTRIBUTIONS
 from jaxgan.losses import GENERATOR_LOSSES
 from jaxgan.models import ARCHITECTURES
@@ -111,19 +111,38 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _preset_text(name: str) -> str:
+    values = PRESETS[name]
+    if not values:
+        return "the defaults shown above"
+    return ", ".join(
+        f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, tuple) else v}"
+        for k, v in values.items()
+    )
+
+
 def _train_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m experiments.mnist",
         description="Train a GAN (Goodfellow et al. 2014) on MNIST. "
         "Subcommand: 'sample' (python -m experiments.mnist sample --help).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Presets (each flag given explicitly overrides the preset's value): "
+        + "; ".join(f"{name}: {_preset_text(name)}" for name in PRESETS),
     )
-    parser.add_argument("--workdir", default=DEFAULT_WORKDIR, help="run directory (resumed if it has checkpoints)")
+    parser.add_argument("--preset", default="default", choices=tuple(PRESETS),
+                        help="a named configuration (listed below); default: %(default)s")
+    parser.add_argument("--workdir", default=DEFAULT_WORKDIR,
+                        help="run directory (resumed if it has checkpoints); default: %(default)s")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
     hints = typing.get_type_hints(TrainConfig)
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
-        kwargs = dict(default=field.default, help=_HELP[field.name])
+        # SUPPRESS: only flags given on the command line reach the config, on top of the
+        # preset's values; the help shows the default preset's value.
+        shown = "none" if field.default is None else field.default
+        if isinstance(shown, tuple):
+            shown = ",".join(map(str, shown))
+        kwargs = dict(default=argparse.SUPPRESS, help=f"{_HELP[field.name]} (default: {shown})")
         if field.name in _CHOICES:
             kwargs["choices"] = _CHOICES[field.name]
         elif field.name in ("g_widths", "d_widths"):
@@ -133,7 +152,8 @@ def _train_parser() -> argparse.ArgumentParser:
         elif field.name in ("g_dense", "d_dense"):
             kwargs.update(type=_optional_int, metavar="N")
         elif field.name == "num_devices":
-            kwargs.update(type=_optional_int, default="all", metavar="N")
+            kwargs.update(type=_optional_int, metavar="N",
+                          help=f"{_HELP[field.name]} (default: all)")
         elif hints[field.name] is bool:  # "--multihost" alone means true
             kwargs.update(type=_bool, nargs="?", const=True, metavar="BOOL")
         elif hints[field.name] in (int, float, str):
@@ -161,13 +181,14 @@ def _fail(message: str, status: int = 2) -> typing.NoReturn:
 
 def run_train(argv: list[str]) -> None:
     args = _train_parser().parse_args(argv)
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if hasattr(args, f.name)}
     from jaxgan import trainer
     from jaxgan.checkpoint import CheckpointError
     from jaxgan.data import DataError
 
     try:
-        config = TrainConfig(**values).validate()
+        config = preset(args.preset, **given).validate()
         result = trainer.train(config, args.workdir, progress=not args.no_progress)
     except (ConfigError, DataError, CheckpointError) as error:
         _fail(str(error))

@@ -265,3 +265,23 @@ def test_cli_trains_then_samples(tmp_path):
     assert not np.array_equal(digits, trainer.sample(workdir, 10, seed=1))
     nothing = run_cli("sample", "--workdir", str(tmp_path / "nothing"), "--out", str(out))
     assert nothing.returncode == 2 and "not a training workdir" in nothing.stderr
+
+
+def test_presets_apply_and_explicit_flags_override_them(tmp_path):
+    from jaxgan.config import PRESETS, preset
+
+    assert preset("default") == TrainConfig()
+    dcgan = preset("dcgan", steps=7)
+    assert dcgan.g_widths == (256, 128, 64) and dcgan.d_widths == (64, 128)
+    assert dcgan.steps == 7 and dcgan.batch_size == PRESETS["dcgan"]["batch_size"]
+    with pytest.raises(ConfigError, match="unknown preset 'nope'"):
+        preset("nope")
+    # On the command line: the preset's widths reach the workdir's config.json, with the one
+    # flag given on top of them.
+    trained = run_cli("--preset", "dcgan", "--steps", "1", "--batch-size", "8", "--data",
+                      "embedded", "--latent-dim", "8", "--g-widths", "8,4",
+                      "--workdir", str(tmp_path), "--no-progress")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    saved = TrainConfig.load(tmp_path / "config.json")
+    assert saved.g_widths == (8, 4) and saved.d_widths == (64, 128) and saved.steps == 1
+    assert saved.kernel_size == PRESETS["dcgan"]["kernel_size"]
