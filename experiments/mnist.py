@@ -51,8 +51,8 @@ _HELP = {
     "noise": "noise prior p_z",
     "ema_decay": "decay of the generator EMA used for samples; 'none' to disable",
     "g_widths": "DCGAN generator widths w0,...,wn: the 7x7 projection, stride-1 layers, the "
-    "14x14 layer (default 256,128,64)",
-    "d_widths": "DCGAN discriminator widths (default 64,128)",
+    "14x14 layer",
+    "d_widths": "DCGAN discriminator widths, one per stride-2 convolution",
     "kernel_size": "DCGAN kernel size, both players",
     "g_dense": "width of a fully connected hidden layer before G's projection; 'none' for none",
     "d_dense": "width of a fully connected hidden layer before D's logit; 'none' for none",

@@ -9,14 +9,21 @@ from typing import Any
 
 from jaxgan.gan import NOISE_DISTRIBUTIONS
 from jaxgan.losses import GENERATOR_LOSSES
-from jaxgan.models import ARCHITECTURES
+from jaxgan.models import ARCHITECTURES, DCGANDiscriminator, DCGANGenerator
 
-__all__ = ["TrainConfig", "ConfigError", "MODEL_FIELDS", "DTYPES", "PRESETS", "preset"]
+__all__ = [
+    "TrainConfig", "ConfigError", "MODEL_FIELDS", "DCGAN_FIELDS", "DTYPES", "PRESETS", "preset"
+]
 
 DTYPES = ("float32", "bfloat16")
 
 # Fields that fix the shapes of the parameters and optimizer states: a workdir's checkpoints
 # can only be resumed with the values they were trained with.
+# The fields of the DCGAN pair only (arch mlp is the paper's fixed pair).
+DCGAN_FIELDS = ("g_widths", "d_widths", "kernel_size", "g_dense", "d_dense")
+# What DCGAN widths of None meant before the defaults were set: the modules' own defaults.
+_MODULE_WIDTHS = (DCGANGenerator.widths, DCGANDiscriminator.widths)
+
 MODEL_FIELDS = (
     "arch", "latent_dim", "g_widths", "d_widths", "kernel_size", "g_dense", "d_dense", "ema_decay"
 )
@@ -47,7 +54,8 @@ class TrainConfig:
       latent_dim: size of z.
       noise: p_z, ``"normal"`` or ``"uniform"``.
       ema_decay: decay of the generator EMA used for samples; ``None`` for no EMA.
-      g_widths, d_widths: DCGAN widths (``None``: the defaults of ``jaxgan.models``).
+      g_widths, d_widths: DCGAN widths (``None``: the defaults of ``jaxgan.models``, the
+        ``"dcgan"`` preset's).
       kernel_size: the DCGAN pair's square kernel size.
       g_dense, d_dense: width of the DCGAN generator's / discriminator's fully connected
         hidden layer (``None``: none).
@@ -63,27 +71,29 @@ class TrainConfig:
         else; each process then feeds its own rows of every global batch.
     """
 
+    # The defaults are the default run: chosen by measured quality per minute on a 2-core CPU
+    # (python -m experiments.sweep; the table is in docs/default_sweep.md).
     arch: str = "dcgan"
     g_loss: str = "nonsaturating"
     d_steps: int = 1
-    steps: int = 1800
-    batch_size: int = 64
+    steps: int = 5500
+    batch_size: int = 32
     seed: int = 0
     data: str = "auto"
-    g_lr: float = 2e-4
-    d_lr: float = 2e-4
+    g_lr: float = 2e-3
+    d_lr: float = 2e-3
     adam_b1: float = 0.5
     adam_b2: float = 0.999
     latent_dim: int = 100
     noise: str = "normal"
     ema_decay: float | None = 0.999
-    g_widths: tuple[int, ...] | None = None
-    d_widths: tuple[int, ...] | None = None
+    g_widths: tuple[int, ...] | None = (64, 32, 32)
+    d_widths: tuple[int, ...] | None = (16, 32)
     kernel_size: int = 5
     g_dense: int | None = None
     d_dense: int | None = None
     dtype: str = "float32"
-    log_every: int = 50
+    log_every: int = 100
     sample_every: int = 500
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
@@ -124,14 +134,16 @@ class TrainConfig:
             raise ConfigError("multihost", f"must be true or false, got {self.multihost!r}")
         if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
             raise ConfigError("ema_decay", f"must be in [0, 1), got {self.ema_decay!r}")
-        if self.arch == "mlp" and (self.g_widths is not None or self.d_widths is not None):
-            raise ConfigError("g_widths", "arch mlp has the paper's fixed widths")
-        if self.arch == "mlp" and self.kernel_size != 5:
-            raise ConfigError("kernel_size", "arch mlp has no convolutions; leave it at 5")
+        if self.arch == "mlp":
+            # The DCGAN fields do not apply to the paper's pair: their defaults are ignored,
+            # anything else is a mistake.
+            for field in DCGAN_FIELDS:
+                if getattr(self, field) != _FIELD_DEFAULTS[field]:
+                    raise ConfigError(
+                        field, "arch mlp has the paper's fixed widths and layers; drop this flag"
+                    )
         for field in ("g_dense", "d_dense"):
             value = getattr(self, field)
-            if value is not None and self.arch == "mlp":
-                raise ConfigError(field, "arch mlp has the paper's fixed layers")
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(field, f"must be a positive integer or None, got {value!r}")
         for field, count in (("g_widths", 2), ("d_widths", 1)):
@@ -143,6 +155,20 @@ class TrainConfig:
                     field, f"must be at least {count} positive integers, got {widths!r}"
                 )
         return self
+
+    def model(self) -> dict[str, Any]:
+        """The settings that fix the parameters' shapes, as the model is built: a workdir's
+        checkpoints resume only into a config with the same ``model()``. DCGAN widths left
+        ``None`` (workdirs of earlier versions) are the module defaults; arch mlp has none."""
+        values = {field: getattr(self, field) for field in MODEL_FIELDS}
+        values["ema_decay"] = self.ema_decay is not None  # only its presence shapes the state
+        if self.arch == "mlp":
+            for field in DCGAN_FIELDS:
+                values.pop(field)
+        else:
+            values["g_widths"] = tuple(self.g_widths or _MODULE_WIDTHS[0])
+            values["d_widths"] = tuple(self.d_widths or _MODULE_WIDTHS[1])
+        return values
 
     @classmethod
     def tiny(cls, **overrides: Any) -> "TrainConfig":
@@ -179,6 +205,8 @@ class TrainConfig:
         with open(path) as f:
             return cls.from_json(json.load(f))
 
+
+_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 # Named configurations: ``preset(name, **overrides)``; the command line's ``--preset``. Each
 # lists only what differs from the ``TrainConfig`` defaults (the "default" preset).

@@ -40,7 +40,7 @@ import optax
 from jaxgan import data as data_lib
 from jaxgan import sharding as sharding_lib
 from jaxgan.checkpoint import Checkpointer, CheckpointError
-from jaxgan.config import MODEL_FIELDS, ConfigError, TrainConfig
+from jaxgan.config import ConfigError, TrainConfig
 from jaxgan.gan import GAN
 from jaxgan.images import save_grid
 from jaxgan.models import init_sigmoid_bias_from_marginals, make_models
@@ -97,10 +97,11 @@ class TrainResult:
 def make_gan(config: TrainConfig) -> GAN:
     """The ``GAN`` described by ``config`` (Adam for both players, as DCGAN)."""
     dtype = jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
-    generator, discriminator = make_models(
-        config.arch, dtype=dtype, g_widths=config.g_widths, d_widths=config.d_widths,
-        kernel_size=config.kernel_size, g_dense=config.g_dense, d_dense=config.d_dense,
+    dcgan = {} if config.arch == "mlp" else dict(
+        g_widths=config.g_widths, d_widths=config.d_widths, kernel_size=config.kernel_size,
+        g_dense=config.g_dense, d_dense=config.d_dense,
     )
+    generator, discriminator = make_models(config.arch, dtype=dtype, **dcgan)
     return GAN(
         generator=generator,
         discriminator=discriminator,
@@ -156,12 +157,13 @@ def _check_resume_config(workdir: str, config: TrainConfig) -> None:
     if not os.path.exists(path):
         return
     old = TrainConfig.load(path)
-    for field in MODEL_FIELDS:
-        if getattr(old, field) != getattr(config, field):
+    old_model, new_model = old.model(), config.model()
+    for field in new_model:
+        if old_model.get(field) != new_model[field]:
             raise ConfigError(
                 field,
-                f"workdir {workdir} was trained with {field}={getattr(old, field)!r}, not "
-                f"{getattr(config, field)!r}; its checkpoints need the same model: use a new "
+                f"workdir {workdir} was trained with {field}={old_model.get(field)!r}, not "
+                f"{new_model[field]!r}; its checkpoints need the same model: use a new "
                 "--workdir or the original value",
             )
     changed = [
@@ -348,6 +350,9 @@ def train(
         sample_noise = jax.device_put(sample_noise, sharding_lib.replicated_sharding(mesh))
     samples_dir = os.path.join(workdir, "samples")
     os.makedirs(samples_dir, exist_ok=True)
+    if primary:
+        log.info("sample grids every %d steps: %s", config.sample_every,
+                 os.path.join(samples_dir, "latest.png"))
 
     # Logs, grids and plots come from process 0 only; every process computes the same values.
     writer = MetricsWriter(workdir, resume_step=step) if primary else None

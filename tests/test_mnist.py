@@ -150,14 +150,32 @@ def snapshot(directory):
     (dict(d_widths=()), "d_widths"),
     (dict(kernel_size=0), "kernel_size"),
     (dict(g_dense=0), "g_dense"),
-    (dict(arch="mlp", g_widths=None, d_widths=None, d_dense=64), "d_dense"),
-    (dict(arch="mlp", g_widths=None, d_widths=None, kernel_size=3), "kernel_size"),
 ])
 def test_bad_model_settings_name_their_flag(overrides, field):
     with pytest.raises(ConfigError) as error:
         TrainConfig.tiny(**overrides).validate()
     assert error.value.field == field
     assert str(error.value).startswith("--" + field.replace("_", "-"))
+
+
+@pytest.mark.parametrize("field, value", [
+    ("g_widths", (8, 4)), ("d_widths", (8,)), ("kernel_size", 3), ("d_dense", 64),
+])
+def test_dcgan_settings_are_refused_for_the_mlp_pair(field, value):
+    TrainConfig(arch="mlp").validate()  # the DCGAN defaults do not get in the way
+    with pytest.raises(ConfigError, match="arch mlp has the paper's fixed") as error:
+        TrainConfig(arch="mlp", **{field: value}).validate()
+    assert error.value.field == field
+
+
+def test_model_settings_of_earlier_workdirs_resume():
+    """Widths left None by earlier versions meant the modules' defaults: the dcgan preset's."""
+    from jaxgan.config import preset
+
+    earlier = TrainConfig.from_json({"arch": "dcgan", "g_widths": None, "d_widths": None})
+    assert earlier.model() == preset("dcgan").model()
+    assert earlier.model() != TrainConfig().model()
+    assert TrainConfig(arch="mlp").model() == {"arch": "mlp", "latent_dim": 100, "ema_decay": True}
 
 
 def test_resume_with_a_different_model_is_refused_and_touches_nothing(tmp_path):
