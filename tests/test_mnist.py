@@ -303,3 +303,18 @@ def test_presets_apply_and_explicit_flags_override_them(tmp_path):
     saved = TrainConfig.load(tmp_path / "config.json")
     assert saved.g_widths == (8, 4) and saved.d_widths == (64, 128) and saved.steps == 1
     assert saved.kernel_size == PRESETS["dcgan"]["kernel_size"]
+
+
+def test_training_on_a_row_range_of_the_train_split(tmp_path):
+    from jaxgan.checkpoint import Checkpointer
+
+    result = trainer.train(TrainConfig.tiny(steps=1, train_split="train[:100]"), tmp_path,
+                           progress=False)
+    checkpointer = Checkpointer(tmp_path / "checkpoints")
+    try:
+        _, _, meta = checkpointer.restore_latest(result.state)
+    finally:
+        checkpointer.close()
+    assert meta["data"]["num_examples"] == 100  # the batches came from those 100 rows
+    with pytest.raises(ConfigError, match="--train-split"):
+        TrainConfig.tiny(train_split="test").validate()
