@@ -107,7 +107,7 @@ CANDIDATES: dict[str, tuple[str, list[str]]] = {
          "--g-lr", "2e-3", "--d-lr", "2e-3"],
     ),
     "g64_b32_lr1e-3": (
-        "g64_b32_lr5e-4 with Adam 1e-3",
+        "widths (64,32)/(32,64) (no stride-1 layer), kernel 5, batch 32, Adam 1e-3",
         ["--g-widths", "64,32", "--d-widths", "32,64", "--batch-size", "32", "--steps", "4400",
          "--g-lr", "1e-3", "--d-lr", "1e-3"],
     ),
@@ -170,13 +170,13 @@ def _summary(log_path: str) -> dict:
     with open(log_path) as f:
         text = f.read()
     start = text.rfind("\n{")
-    return json.loads(text[start:]) if start >= 0 else {}
+    return json.JSONDecoder().raw_decode(text[start + 1:])[0] if start >= 0 else {}
 
 
 def table(root: str, names: list[str], seeds: list[int]) -> str:
     """A markdown table of every evaluated run, and ``ROOT/sweep.json`` beside it."""
     rows, records = [], []
-    header = ("| candidate | seed | steps | train s (1 core) | FID | rarest class | confidence "
+    header = ("| candidate | seed | steps | train s | FID | rarest class | confidence "
               "| Parzen (nats) | what it tests |")
     rows += [header, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for name in names:
