@@ -1,0 +1,40 @@
+"""The quality sweep's wiring: candidate commands and the table built from recorded runs."""
+
+import dataclasses
+import json
+
+from experiments import mnist, sweep
+from jaxgan.config import TrainConfig, preset
+
+
+def config_of(command):
+    """The TrainConfig that ``python -m experiments.mnist`` would build from ``command``."""
+    args = mnist._train_parser().parse_args(command[3:])  # drop python -m experiments.mnist
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if hasattr(args, f.name)}
+    return preset(args.preset, **given)
+
+
+def test_candidates_start_from_the_base_flags_and_default_from_the_defaults():
+    assert config_of(sweep.train_command("default", 2, "W")) == TrainConfig(seed=2)
+    tiny = config_of(sweep.train_command("tiny_k5_lr2e-3", 0, "W"))
+    # The base (batch 64) survives; the candidate's own learning rates override the base's.
+    assert tiny.batch_size == 64 and tiny.g_lr == tiny.d_lr == 2e-3
+    assert tiny.g_widths == (64, 32, 16) and tiny.d_widths == (16, 32)
+
+
+def test_table_reads_the_recorded_runs(tmp_path):
+    run = tmp_path / "default" / "seed1"
+    run.mkdir(parents=True)
+    summary = {"workdir": str(run), "step": 5500, "seconds": 250.5}
+    (run / "train.log").write_text("a log line\n" + json.dumps(summary, indent=2)
+                                   + "\n\tElapsed (wall clock) time: 4:20\n")
+    row = {"fid_features": 12.345, "rarest_class_share": 0.0874, "mean_confidence": 0.95,
+           "parzen": {"mean": 200.04}}
+    (run / "eval.json").write_text(json.dumps({"rows": {"generator": row}}))
+    markdown = sweep.table(str(tmp_path), ["default", "tiny_k5"], [0, 1])
+    lines = markdown.splitlines()
+    assert len(lines) == 3  # header, rule, the one recorded run
+    assert lines[2].startswith("| default | 1 | 5500 | 250.5 | 12.3 | 0.087 | 0.950 | 200.0 |")
+    records = json.loads((tmp_path / "sweep.json").read_text())
+    assert records[0]["fid"] == 12.345 and records[0]["steps"] == 5500
