@@ -469,14 +469,17 @@ def test_one_device_keeps_the_plain_jit_path(tmp_path):
 
 def test_command_line_documents_and_parses_the_multi_device_options():
     from experiments import mnist
+    from jaxgan.config import TrainConfig
 
     parser = mnist._train_parser()
     text = " ".join(parser.format_help().split())
     assert "--num-devices N" in text and "all local devices" in text
     assert "--multihost" in text and "JAX_COORDINATOR_ADDRESS" in text
     assert "divisible by the total number of devices" in text
+    # Flags not given leave the preset's values (TrainConfig's defaults): all devices, one host.
     defaults = parser.parse_args([])
-    assert defaults.num_devices is None and defaults.multihost is False
+    assert not hasattr(defaults, "num_devices") and not hasattr(defaults, "multihost")
+    assert TrainConfig().num_devices is None and TrainConfig().multihost is False
     args = parser.parse_args(["--num-devices", "4", "--multihost"])
     assert args.num_devices == 4 and args.multihost is True
     assert parser.parse_args(["--multihost", "false", "--num-devices", "all"]).multihost is False
