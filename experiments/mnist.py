@@ -105,6 +105,15 @@ def _optional_int(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected an integer or 'all', got {text!r}")
 
 
+def _optional_width(text: str) -> int | None:
+    if text.lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a width (an integer) or 'none', got {text!r}")
+
+
 def _bool(text: str) -> bool:
     if text.lower() in ("true", "1", "yes"):
         return True
@@ -152,7 +161,7 @@ def _train_parser() -> argparse.ArgumentParser:
         elif field.name == "ema_decay":
             kwargs["type"] = _optional_float
         elif field.name in ("g_dense", "d_dense"):
-            kwargs.update(type=_optional_int, metavar="N")
+            kwargs.update(type=_optional_width, metavar="N")
         elif field.name == "num_devices":
             kwargs.update(type=_optional_int, metavar="N",
                           help=f"{_HELP[field.name]} (default: all)")
