@@ -87,31 +87,23 @@ def _widths(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
 
 
-def _optional_float(text: str) -> float | None:
-    if text.lower() == "none":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}")
+def _optional(convert, none_words: tuple[str, ...], expected: str):
+    """An argparse type: ``convert(text)``, or ``None`` for any of ``none_words``."""
+
+    def parse(text: str):
+        if text.lower() in none_words:
+            return None
+        try:
+            return convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+
+    return parse
 
 
-def _optional_int(text: str) -> int | None:
-    if text.lower() in ("all", "none"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or 'all', got {text!r}")
-
-
-def _optional_width(text: str) -> int | None:
-    if text.lower() == "none":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a width (an integer) or 'none', got {text!r}")
+_optional_float = _optional(float, ("none",), "a number or 'none'")
+_optional_int = _optional(int, ("all", "none"), "an integer or 'all'")
+_optional_width = _optional(int, ("none",), "a width (an integer) or 'none'")
 
 
 def _bool(text: str) -> bool:
