@@ -13,11 +13,12 @@ Sources, chosen by a string (``parse_source``, ``load_mnist``):
   download host answers within 2 s; otherwise ``embedded``. It logs one line saying which
   and why, and never waits on tfds' download retries.
 
-Data order (``BatchIterator``): epoch ``e`` visits the examples in the permutation drawn by
-``numpy.random.default_rng((seed, e))``, in batches of ``batch_size``, dropping the remainder.
-The position is two integers (epoch, batch within the epoch), saved in checkpoints, so a
-resumed run sees exactly the batches an uninterrupted one would (on the same NumPy version:
-NumPy does not promise ``Generator`` streams across versions).
+Data order (``BatchIterator``): epoch ``e`` visits the examples in the order
+``epoch_permutation(seed, e, N)``, in batches of ``batch_size``, dropping the remainder. The
+permutation is computed here from SplitMix64 (integer arithmetic specified in this module), not
+from a NumPy or JAX random stream, which neither library promises to keep across releases. The
+position is two integers (epoch, batch within the epoch), saved in checkpoints, so a resumed run
+sees exactly the batches an uninterrupted one would, under any NumPy or JAX version.
 
 Multi-host: every process runs the same seeded ``BatchIterator`` over the same data, so all of
 them draw the same global batch; ``host_slice`` cuts out the rows a process feeds to its devices.
@@ -50,6 +51,7 @@ __all__ = [
     "parse_split",
     "load_mnist",
     "BatchIterator",
+    "epoch_permutation",
     "prefetch_to_device",
     "DevicePrefetcher",
     "host_slice",
@@ -463,11 +465,45 @@ def _one_line(error: BaseException) -> str:
 # ---------------------------------------------------------------------------------------------
 # Batches
 
+# Names the rule that orders the data; saved with every data position.
+DATA_ORDER = "splitmix64-argsort-v1"
+_GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's output function (Steele, Lea & Flood 2014) on uint64, elementwise.
+
+    The stream seeded with ``s`` is ``splitmix64(s + k * 0x9E3779B97F4A7C15)``, k = 1, 2, ...
+    (all mod 2**64); for ``s = 0`` it starts 0xE220A8397B1DCDAF.
+    """
+    z = np.asarray(x, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The order in which epoch ``epoch`` of a ``seed``-ed run visits ``n`` examples.
+
+    Every example gets a 64-bit key, the SplitMix64 stream of a per-(seed, epoch) state, and
+    the examples are sorted by key (ties, about n**2 / 2**65 of them, by index). Uniform
+    over permutations, and defined by integer arithmetic alone, so it never changes with a
+    NumPy or JAX release.
+
+    Returns:
+      int64 ``[n]``, a permutation of ``range(n)``.
+    """
+    state = splitmix64(splitmix64(np.uint64(seed % 2**64)) ^ np.uint64(epoch % 2**64))
+    with np.errstate(over="ignore"):
+        counters = state + np.arange(1, n + 1, dtype=np.uint64) * _GOLDEN_GAMMA
+    return np.argsort(splitmix64(counters), kind="stable").astype(np.int64)
+
 
 class BatchIterator:
     """Endless shuffled minibatches of images as float32 ``[batch, 28, 28, 1]``.
 
-    Epoch ``e`` visits the images in the order ``default_rng((seed, e)).permutation(N)``,
+    Epoch ``e`` visits the images in the order ``epoch_permutation(seed, e, N)``,
     ``N // batch_size`` batches of it, the remainder dropped. Pixel values 0..255 map
     linearly onto ``output_range`` (0 -> low, 255 -> high, both exact).
 
@@ -543,6 +579,7 @@ class BatchIterator:
         """The position after the batches consumed so far, as JSON-ready plain ints."""
         epoch, batch = self._consumed
         return {
+            "order": DATA_ORDER,
             "seed": self.seed,
             "epoch": epoch,
             "batch": batch,
@@ -572,6 +609,12 @@ class BatchIterator:
             )
         if epoch < 0 or not 0 <= batch < self.batches_per_epoch:
             raise DataError(f"invalid data position: epoch {epoch}, batch {batch}")
+        if state.get("order") != DATA_ORDER:
+            log.warning(
+                "the saved data position comes from an earlier jaxgan whose data order was "
+                "NumPy's; the run continues at epoch %d, batch %d in jaxgan's own order "
+                "(equally random, not the one it started with)", epoch, batch,
+            )
         self.seed = seed
         self._permutation_cache = None
         self._produced = self._consumed = (epoch, batch)
@@ -579,9 +622,9 @@ class BatchIterator:
 
     def _permutation(self, epoch: int) -> np.ndarray:
         if self._permutation_cache is None or self._permutation_cache[0] != epoch:
-            # SeedSequence entropy must be non-negative; any int seed maps to one.
-            rng = np.random.default_rng((self.seed % 2**64, epoch))
-            self._permutation_cache = (epoch, rng.permutation(len(self._images)))
+            self._permutation_cache = (
+                epoch, epoch_permutation(self.seed, epoch, len(self._images))
+            )
         return self._permutation_cache[1]
 
     def _draw(self) -> tuple[np.ndarray, tuple[int, int]]:

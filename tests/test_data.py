@@ -1,6 +1,8 @@
 """The MNIST data layer: sources, IDX parsing and its errors, batch order, resume, prefetch."""
 
+import collections
 import gzip
+import hashlib
 import json
 import logging
 import os
@@ -374,7 +376,8 @@ def test_restored_state_continues_bit_identically():
     original = data.BatchIterator(images, seed=7, **kwargs)
     take(original, 4)  # 8 minibatches: one epoch (5 batches) and 3 into the next
     state = json.loads(json.dumps(original.get_state()))  # plain ints survive JSON
-    assert state == {"seed": 7, "epoch": 1, "batch": 3, "batch_size": 4, "num_examples": 23}
+    assert state == {"order": data.DATA_ORDER, "seed": 7, "epoch": 1, "batch": 3,
+                     "batch_size": 4, "num_examples": 23}
     expected = np.stack(take(original, 6))
     restored = data.BatchIterator(images, seed=999, **kwargs).set_state(state)
     np.testing.assert_array_equal(np.stack(take(restored, 6)), expected)
@@ -491,3 +494,60 @@ def test_host_slice_errors():
         data.host_slice(np.zeros((10, 2)), 0, 4)
     with pytest.raises(ValueError, match="process_index"):
         data.host_slice(np.zeros((8, 2)), 4, 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# The data order is the project's own arithmetic, fixed across NumPy and JAX releases.
+
+_MASK = 2**64 - 1
+
+
+def splitmix64_reference(x: int) -> int:
+    """SplitMix64's output function in Python integers (Steele, Lea & Flood 2014)."""
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+
+def test_splitmix64_is_the_published_generator():
+    gamma = 0x9E3779B97F4A7C15
+    # The stream seeded with 0, as every SplitMix64 implementation prints it.
+    stream = [int(data.splitmix64(np.uint64((k * gamma) & _MASK))) for k in (1, 2, 3)]
+    assert stream == [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F]
+    values = np.array([0, 1, 2**63, _MASK, 123456789], dtype=np.uint64)
+    assert data.splitmix64(values).tolist() == [splitmix64_reference(int(v)) for v in values]
+
+
+@pytest.mark.parametrize("seed, epoch, n", [(0, 0, 10), (7, 3, 33), (-1, 2, 5), (2**70, 0, 4)])
+def test_epoch_permutation_sorts_examples_by_their_splitmix64_keys(seed, epoch, n):
+    state = splitmix64_reference(splitmix64_reference(seed % 2**64) ^ epoch)
+    keys = [splitmix64_reference((state + i * 0x9E3779B97F4A7C15) & _MASK) for i in range(1, n + 1)]
+    expected = sorted(range(n), key=lambda i: (keys[i], i))
+    assert data.epoch_permutation(seed, epoch, n).tolist() == expected
+
+
+def test_first_epoch_order_is_pinned():
+    """A golden value: if this changes, resumed runs would silently train on another order."""
+    order = data.epoch_permutation(0, 0, 5000)
+    assert sorted(order.tolist()) == list(range(5000))
+    assert order[:12].tolist() == [4967, 410, 821, 2875, 4527, 3674, 3679, 4908, 1264, 1870, 1720, 2359]
+    digest = hashlib.sha256(order.astype("<i8").tobytes()).hexdigest()
+    assert digest.startswith("f3ee5b9a09087e2e")
+    it = data.BatchIterator(numbered_images(200), batch_size=200, seed=0)
+    assert ids(next(it)).tolist() == data.epoch_permutation(0, 0, 200).tolist()
+
+
+def test_epoch_permutations_are_uniform():
+    """Over 6,000 epochs each of the 6 orders of 3 examples comes up 1,000 +- 5 sigma times."""
+    counts = collections.Counter(tuple(data.epoch_permutation(5, e, 3)) for e in range(6000))
+    assert len(counts) == 6
+    sigma = (6000 * (1 / 6) * (5 / 6)) ** 0.5
+    assert all(abs(c - 1000) < 5 * sigma for c in counts.values()), counts
+
+
+def test_a_position_saved_by_an_earlier_order_warns(caplog):
+    it = data.BatchIterator(numbered_images(20), batch_size=4, seed=1)
+    state = {k: v for k, v in it.get_state().items() if k != "order"}
+    with caplog.at_level("WARNING"):
+        it.set_state(state)
+    assert "earlier jaxgan" in caplog.text
