@@ -18,7 +18,9 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import typing
 
 from jaxgan.config import DTYPES, PRESETS, ConfigError, TrainConfig, preset
@@ -66,6 +68,8 @@ _HELP = {
     "num_devices": "devices per process to split each batch over (data parallelism through "
     "jax.sharding; batch statistics are global); 'all' = all local devices. "
     "--batch-size must be divisible by the total number of devices",
+    "strict_versions": "refuse to resume a checkpoint written under other jax, jaxlib or numpy "
+    "versions (by default: warn that the run will not be bitwise identical, and resume)",
     "multihost": "join a multi-host run (jax.distributed.initialize) first: start the same "
     "command on every host (Cloud TPU VMs, SLURM and Open MPI are detected; elsewhere set "
     "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID); each host loads its own "
@@ -182,18 +186,54 @@ def _fail(message: str, status: int = 2) -> typing.NoReturn:
     sys.exit(status)
 
 
+# Exit statuses of a run stopped by a signal after writing its checkpoint: the shell's own for
+# death by that signal (128 + number), so schedulers that retry preempted jobs still do.
+STOPPED_STATUS = {signal.SIGTERM: 128 + signal.SIGTERM, signal.SIGINT: 128 + signal.SIGINT}
+
+
+class _StopOnSignal:
+    """SIGTERM/SIGINT set a stop request (training checkpoints and returns); a second signal
+    gets the default behaviour back (exit now; the last checkpoint on disk stays)."""
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.received: int | None = None
+        self._previous = {}
+
+    def __enter__(self) -> "_StopOnSignal":
+        for number in STOPPED_STATUS:
+            self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number, frame) -> None:
+        self.received = number
+        self.event.set()
+        for restored, handler in self._previous.items():
+            signal.signal(restored, handler)
+        print(f"{signal.Signals(number).name}: finishing this step and writing a checkpoint "
+              "(send it again to stop at once)", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc_info) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+
 def run_train(argv: list[str]) -> None:
     args = _train_parser().parse_args(argv)
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
              if hasattr(args, f.name)}
     from jaxgan import trainer
     from jaxgan.checkpoint import CheckpointError
+    from jaxgan.config import WorkdirError
     from jaxgan.data import DataError
 
     try:
         config = preset(args.preset, **given).validate()
-        result = trainer.train(config, args.workdir, progress=not args.no_progress)
-    except (ConfigError, DataError, CheckpointError) as error:
+        with _StopOnSignal() as signals:
+            result = trainer.train(
+                config, args.workdir, progress=not args.no_progress, stop=signals.event
+            )
+    except (ConfigError, WorkdirError, DataError, CheckpointError) as error:
         _fail(str(error))
     except trainer.NonFiniteLossError as error:
         _fail(str(error), status=1)
@@ -201,6 +241,7 @@ def run_train(argv: list[str]) -> None:
         "workdir": os.path.abspath(args.workdir),
         "step": result.step,
         "resumed_from": result.resumed_from,
+        "stopped": result.stopped,
         "seconds": round(result.seconds, 1),
         "seconds_to_first_grid": None
         if result.seconds_to_first_grid is None
@@ -208,6 +249,14 @@ def run_train(argv: list[str]) -> None:
         "final_metrics": {k: round(v, 4) for k, v in result.final_metrics.items()},
     }
     print(json.dumps(summary, indent=2))
+    if result.stopped:
+        name = signal.Signals(signals.received).name if signals.received else "a stop request"
+        print(
+            f"stopped by {name} at step {result.step} of {config.steps}: checkpoint "
+            f"{result.step} is in {os.path.abspath(args.workdir)}; run the same command to "
+            "resume", file=sys.stderr,
+        )
+        sys.exit(STOPPED_STATUS.get(signals.received, 1))
 
 
 def run_sample(argv: list[str]) -> None:

@@ -2,19 +2,24 @@
 
 Saving is atomic: Orbax writes each step into a temporary directory and renames it into place
 only when it is complete, so a run killed mid-save leaves the previous checkpoints intact and
-no half-written step is ever listed. Restoring walks back from the newest step: a checkpoint
-that fails to restore (corrupted, truncated) is reported, moved aside to
-``<step>.corrupt-<time>`` (kept, not deleted) and the previous one is tried.
+no half-written step is ever listed. Each checkpoint's metadata holds a digest of its arrays,
+checked on restore, so flipped bytes (which Orbax itself reads without complaint) count as a
+fault of that checkpoint. Restoring walks back from the newest step, trying each
+twice: a transient read error moves nothing, and a checkpoint is set aside (moved to
+``<step>.corrupt-<time>``, kept, not deleted) only by training, and only when it fails twice
+while an older one restores cleanly (``Checkpointer.restore_latest``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxgan.state import GANState
@@ -39,10 +44,22 @@ class Checkpointer:
     Args:
       directory: where the numbered step directories live (created if missing).
       max_to_keep: how many of the newest checkpoints to keep.
+      attempts: how many times a checkpoint is tried before the previous one is.
+      retry_delay: seconds between those attempts.
     """
 
-    def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        max_to_keep: int = 3,
+        attempts: int = 2,
+        retry_delay: float = 1.0,
+    ):
+        if attempts < 1:
+            raise ValueError(f"attempts must be >= 1, got {attempts}")
         self.directory = os.path.abspath(os.fspath(directory))
+        self._attempts, self._retry_delay = attempts, retry_delay
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
@@ -62,87 +79,162 @@ class Checkpointer:
         Returns once the arrays are copied off the device; the files are written in the
         background (``wait`` or ``close`` blocks until they are complete).
         """
+        saveable = _to_saveable(state)
+        meta = {**meta, _DIGEST: state_digest(saveable)}
         self._manager.save(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_to_saveable(state)), meta=ocp.args.JsonSave(meta)
+                state=ocp.args.StandardSave(saveable), meta=ocp.args.JsonSave(meta)
             ),
         )
 
-    def restore_latest(self, template: GANState) -> tuple[int, GANState, dict[str, Any]] | None:
+    def restore_latest(
+        self, template: GANState, *, set_aside: bool = False
+    ) -> tuple[int, GANState, dict[str, Any]] | None:
         """Restores the newest checkpoint that restores cleanly, or ``None`` if there is none.
+
+        A checkpoint that fails to restore is tried once more (a transient read error of a
+        network file system passes); if it fails again the previous one is tried. A failed
+        checkpoint is its own fault only when an older one then restores cleanly with the same
+        code: with ``set_aside`` (training, which would otherwise save over it) it is then
+        moved to ``<step>.corrupt-<time>``, kept, never deleted; without (sampling,
+        evaluation) nothing is moved. When no checkpoint restores, nothing is moved either.
+        On several processes each one tries every step and they agree on the outcome, so all
+        restore the same step and only process 0 moves files.
 
         Args:
           template: a state of the current model (e.g. from ``GAN.init``); it gives the tree
             structure, shapes, dtypes and shardings to restore into.
+          set_aside: move checkpoints that are shown to be corrupt out of the way.
 
         Raises:
           CheckpointError: the checkpoints exist but their shapes do not fit ``template``
-            (the model changed), or none of them could be read.
+            (the model changed), or none of them could be restored (naming the newest's
+            error).
         """
         self._manager.wait_until_finished()
         steps = self.all_steps()
         if not steps:
             return None
-        saveable = _to_saveable(template)
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, saveable)
-        expected = _shapes_by_name(saveable)
-        failures = []
+        failed: list[tuple[int, BaseException]] = []
         for step in reversed(steps):
-            try:
-                stored = self._manager.item_metadata(step)["state"]
-                stored = _shapes_by_name(getattr(stored, "item_metadata", stored))
-                if not stored or None in stored.values():
-                    raise ValueError("array metadata is missing or unreadable")
-                if stored != expected:
-                    raise CheckpointError(
-                        f"checkpoint {step} in {self.directory} does not fit the current model "
-                        f"({_describe_difference(stored, expected)}); use a new workdir or the "
-                        "model settings it was trained with"
-                    )
-                restored = self._manager.restore(
-                    step,
-                    args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
-                    ),
-                )
-            except CheckpointError:
-                raise
-            except Exception as error:  # noqa: BLE001 - any failure means: try an older one
-                failures.append(f"step {step}: {_first_line(error)}")
-                moved = self._quarantine(step)
+            restored, error = None, None
+            for attempt in range(1, self._attempts + 1):
+                try:
+                    restored, error = self._restore_step(step, template), None
+                except CheckpointError:
+                    raise
+                except Exception as caught:  # noqa: BLE001 - judged below: retry, then older
+                    restored, error = None, caught
+                # Every process must take the same decision about the same step.
+                if _all_processes(error is None):
+                    break
+                restored = None
+                error = error or RuntimeError("restoring failed on another process")
                 log.warning(
-                    "checkpoint %d is unreadable (%s); moved it to %s and trying the previous one",
-                    step, _first_line(error), moved,
+                    "restoring checkpoint %d failed (attempt %d of %d): %s",
+                    step, attempt, self._attempts, _first_line(error),
                 )
+                if attempt < self._attempts:
+                    time.sleep(self._retry_delay)
+            if restored is None:
+                failed.append((step, error))
                 continue
-            key_impl = jax.random.key_impl(template.key)
-            state = restored.state.replace(
-                key=jax.random.wrap_key_data(restored.state.key, impl=key_impl)
-            )
-            return step, state, dict(restored.meta)
+            for bad_step, bad_error in failed:
+                if set_aside:
+                    moved = self._set_aside(bad_step)
+                    log.warning(
+                        "checkpoint %d fails to restore (%s) while the older checkpoint %d "
+                        "restores: moved it to %s", bad_step, _first_line(bad_error), step, moved,
+                    )
+                else:
+                    log.warning(
+                        "checkpoint %d fails to restore (%s); using the older checkpoint %d "
+                        "(nothing moved)", bad_step, _first_line(bad_error), step,
+                    )
+            return step, *restored
+        newest, error = failed[0]
         raise CheckpointError(
-            f"no checkpoint in {self.directory} could be restored: " + "; ".join(failures)
+            f"none of the {len(failed)} checkpoints in {self.directory} could be restored "
+            f"(nothing was moved); the newest, step {newest}, fails with: {_first_line(error)}"
         )
 
-    def _quarantine(self, step: int) -> str:
+    def _restore_step(self, step: int, template: GANState) -> tuple[GANState, dict[str, Any]]:
+        """Restores checkpoint ``step`` into ``template``'s structure; raises on any fault."""
+        saveable = _to_saveable(template)
+        expected = _shapes_by_name(saveable)
+        stored = self._manager.item_metadata(step)["state"]
+        stored = _shapes_by_name(getattr(stored, "item_metadata", stored))
+        if not stored or None in stored.values():
+            raise ValueError("array metadata is missing or unreadable")
+        if stored != expected:
+            raise CheckpointError(
+                f"checkpoint {step} in {self.directory} does not fit the current model "
+                f"({_describe_difference(stored, expected)}); use a new workdir or the "
+                "model settings it was trained with"
+            )
+        restored = self._manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(
+                    jax.tree.map(ocp.utils.to_shape_dtype_struct, saveable)
+                ),
+                meta=ocp.args.JsonRestore(),
+            ),
+        )
+        meta = dict(restored.meta)
+        if _DIGEST in meta and state_digest(restored.state) != meta[_DIGEST]:
+            # Orbax reads flipped bytes in array data without complaint: the digest written
+            # with the checkpoint catches them.
+            raise ValueError("the arrays read back do not match the digest saved with them")
+        key_impl = jax.random.key_impl(template.key)
+        state = restored.state.replace(
+            key=jax.random.wrap_key_data(restored.state.key, impl=key_impl)
+        )
+        return state, meta
+
+    def _set_aside(self, step: int) -> str:
         source = os.path.join(self.directory, str(step))
         target = f"{source}.corrupt-{int(time.time())}"
         if jax.process_index() == 0:  # one process renames; all wait for it
             os.rename(source, target)
         if jax.process_count() > 1:
-            ocp.multihost.sync_global_processes(f"jaxgan_quarantine_{step}")
+            ocp.multihost.sync_global_processes(f"jaxgan_set_aside_{step}")
         self._manager.reload()
         return target
-
-    def wait(self) -> None:
-        """Blocks until every save in flight is on disk."""
-        self._manager.wait_until_finished()
 
     def close(self) -> None:
         """Finishes pending saves and releases the manager."""
         self._manager.wait_until_finished()
         self._manager.close()
+
+
+_DIGEST = "state_blake2b"
+
+
+def state_digest(tree) -> str:
+    """A BLAKE2b digest of a tree's arrays: their names, dtypes, shapes and bytes.
+
+    Reads this process's first copy of each array (the whole array for the replicated
+    states of ``jaxgan.sharding``).
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for path, leaf in jax.tree.leaves_with_path(tree):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            leaf = leaf.addressable_data(0)
+        value = np.ascontiguousarray(jax.device_get(leaf))
+        digest.update(f"{jax.tree_util.keystr(path)}|{value.dtype}|{value.shape}|".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def _all_processes(ok: bool) -> bool:
+    """``ok`` on every process (a collective on several processes; ``ok`` itself on one)."""
+    if jax.process_count() == 1:
+        return ok
+    from jax.experimental import multihost_utils
+
+    return bool(np.all(multihost_utils.process_allgather(np.asarray(ok, np.int32))))
 
 
 def _first_line(error: BaseException) -> str:

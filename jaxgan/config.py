@@ -12,7 +12,7 @@ from jaxgan.losses import GENERATOR_LOSSES
 from jaxgan.models import ARCHITECTURES, DCGANDiscriminator, DCGANGenerator
 
 __all__ = [
-    "TrainConfig", "ConfigError", "MODEL_FIELDS", "DCGAN_FIELDS", "DTYPES", "PRESETS", "preset"
+    "TrainConfig", "ConfigError", "WorkdirError", "MODEL_FIELDS", "DCGAN_FIELDS", "DTYPES", "PRESETS", "preset"
 ]
 
 DTYPES = ("float32", "bfloat16")
@@ -35,6 +35,11 @@ class ConfigError(ValueError):
     def __init__(self, field: str, message: str):
         super().__init__(f"--{field.replace('_', '-')}: {message}")
         self.field = field
+
+
+class WorkdirError(ValueError):
+    """A run directory cannot be used: not a directory, not writable, or its ``config.json``
+    is unreadable. The message is one line that names the path."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +77,9 @@ class TrainConfig:
         of devices (``num_devices`` times the number of processes).
       multihost: join a multi-host run (``jax.distributed.initialize``) before anything
         else; each process then feeds its own rows of every global batch.
+      strict_versions: refuse to resume a checkpoint written under other jax, jaxlib or numpy
+        versions (by default such a resume warns: it will not be bitwise identical to an
+        uninterrupted run).
     """
 
     # The defaults are the default run: chosen by measured quality per minute on a 2-core CPU
@@ -103,6 +111,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     num_devices: int | None = None
     multihost: bool = False
+    strict_versions: bool = False
 
     def validate(self) -> "TrainConfig":
         """Raises ``ConfigError`` naming the first invalid field; returns ``self``."""
@@ -139,8 +148,9 @@ class TrainConfig:
             raise ConfigError(
                 "num_devices", f"must be a positive integer or None (all), got {self.num_devices!r}"
             )
-        if not isinstance(self.multihost, bool):
-            raise ConfigError("multihost", f"must be true or false, got {self.multihost!r}")
+        for field in ("multihost", "strict_versions"):
+            if not isinstance(getattr(self, field), bool):
+                raise ConfigError(field, f"must be true or false, got {getattr(self, field)!r}")
         if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
             raise ConfigError("ema_decay", f"must be in [0, 1), got {self.ema_decay!r}")
         if self.arch == "mlp":
@@ -211,8 +221,23 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "TrainConfig":
-        with open(path) as f:
-            return cls.from_json(json.load(f))
+        """Reads a config written by ``save``.
+
+        Raises:
+          WorkdirError: the file cannot be read or is not a config (garbage, truncated).
+        """
+        try:
+            with open(path) as f:
+                values = json.load(f)
+            if not isinstance(values, dict):
+                raise ValueError(f"a JSON {type(values).__name__}, not an object")
+            return cls.from_json(values)
+        except (OSError, ValueError, TypeError) as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise WorkdirError(
+                f"{os.fspath(path)} is not a readable training config ({reason}); restore it "
+                "or delete it (a deleted one is rewritten from the flags given)"
+            ) from error
 
 
 _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}

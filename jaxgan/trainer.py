@@ -29,8 +29,10 @@ import logging
 import math
 import os
 import sys
+import tempfile
+import threading
 import time
-from typing import Callable
+from typing import Callable, Union
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +42,7 @@ import optax
 from jaxgan import data as data_lib
 from jaxgan import sharding as sharding_lib
 from jaxgan.checkpoint import Checkpointer, CheckpointError
-from jaxgan.config import ConfigError, TrainConfig
+from jaxgan.config import ConfigError, TrainConfig, WorkdirError
 from jaxgan.gan import GAN
 from jaxgan.images import save_grid
 from jaxgan.models import init_sigmoid_bias_from_marginals, make_models
@@ -52,7 +54,10 @@ __all__ = [
     "make_gan",
     "train",
     "sample",
+    "load_trained",
+    "prepare_workdir",
     "TrainResult",
+    "StopRequest",
     "NonFiniteLossError",
     "SAMPLE_GRID_SIZE",
 ]
@@ -92,6 +97,11 @@ class TrainResult:
     final_metrics: dict[str, float]
     seconds: float
     seconds_to_first_grid: float | None
+    stopped: bool = False  # ended early on a stop request, with a checkpoint at ``step``
+
+
+# A stop request for ``train``: an event (e.g. set by a signal handler) or a callable.
+StopRequest = Union[threading.Event, Callable[[], bool]]
 
 
 def make_gan(config: TrainConfig) -> GAN:
@@ -150,6 +160,93 @@ def _init_output_bias_from_data(state: GANState, images: np.ndarray) -> GANState
     g_params = init_sigmoid_bias_from_marginals(state.g_params, images / 255.0)
     ema = None if state.g_ema_params is None else jax.tree.map(jnp.copy, g_params)
     return state.replace(g_params=g_params, g_ema_params=ema)
+
+
+def prepare_workdir(workdir: str | os.PathLike) -> str:
+    """Creates ``workdir`` if needed and checks that it is a writable directory.
+
+    Returns:
+      its absolute path.
+
+    Raises:
+      WorkdirError: it is a file, cannot be created, or cannot be written.
+    """
+    workdir = os.path.abspath(os.fspath(workdir))
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise WorkdirError(f"workdir {workdir} is a file, not a directory; choose another path")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=workdir):
+            pass
+    except OSError as error:
+        raise WorkdirError(
+            f"workdir {workdir} cannot be used ({error.strerror or type(error).__name__}); "
+            "choose a directory you can write to"
+        ) from error
+    return workdir
+
+
+def library_versions() -> dict[str, str]:
+    """The versions whose change can change a run's numbers; recorded in every checkpoint."""
+    import jaxlib
+
+    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "numpy": np.__version__}
+
+
+def _check_versions(meta: dict, step: int, strict: bool) -> None:
+    saved, now = meta.get("versions"), library_versions()
+    if saved == now:
+        return
+    changed = (
+        "versions not recorded (an earlier jaxgan)" if saved is None
+        else ", ".join(f"{k} {saved.get(k)} -> {v}" for k, v in now.items() if saved.get(k) != v)
+    )
+    if strict:
+        raise CheckpointError(
+            f"checkpoint {step} was written under other library versions ({changed}); "
+            "install those, or drop --strict-versions to resume anyway"
+        )
+    log.warning(
+        "resuming checkpoint %d under other library versions (%s): the run will not be "
+        "bitwise identical to an uninterrupted one", step, changed,
+    )
+
+
+def _to_host(tree):
+    """Every device-to-host read of the training loop goes through here (tests count them)."""
+    return jax.device_get(tree)
+
+
+class _StopCheck:
+    """Whether to stop after this step: the caller's request, agreed by all processes.
+
+    One process: the request is read after every step. Several: JAX's preemption sync point
+    (set when the coordination service sees a preemption notice, on every process at the
+    same step) is read after every step, and the callers' requests are gathered at every
+    ``interval`` steps, so that all processes stop at the same step.
+    """
+
+    def __init__(self, request: StopRequest | None, interval: int):
+        self._request, self._interval = request, interval
+
+    def _local(self) -> bool:
+        if self._request is None:
+            return False
+        if isinstance(self._request, threading.Event):
+            return self._request.is_set()
+        return bool(self._request())
+
+    def __call__(self, step: int) -> bool:
+        if jax.process_count() == 1:
+            return self._local()
+        from jax.experimental import multihost_utils
+
+        if multihost_utils.reached_preemption_sync_point(step):
+            return True
+        if step % self._interval:
+            return False
+        flags = multihost_utils.process_allgather(np.asarray(self._local(), np.int32))
+        return bool(np.any(flags))
 
 
 def _check_resume_config(workdir: str, config: TrainConfig) -> None:
@@ -267,6 +364,7 @@ def train(
     *,
     progress: bool = True,
     on_step: Callable[[int], None] | None = None,
+    stop: StopRequest | None = None,
 ) -> TrainResult:
     """Trains (or resumes) a GAN on MNIST as ``config`` says, writing into ``workdir``.
 
@@ -276,11 +374,19 @@ def train(
         one that restores cleanly and continues up to ``config.steps``.
       progress: show a progress bar (or periodic lines when stderr is not a terminal).
       on_step: called with the step number after every iteration (for tests and notebooks).
+      stop: a stop request (a ``threading.Event`` or a callable returning True to stop),
+        read after every step: training then logs, writes a checkpoint of that step, waits
+        for it to be on disk and returns with ``stopped=True``; rerunning resumes from it.
+        The command line sets one on SIGTERM/SIGINT; in a notebook, Ctrl-C still interrupts
+        as usual. On several processes all stop at the same step (callables are polled
+        every ``log_every`` steps there).
 
     Raises:
       ConfigError: an invalid setting, or one that does not fit the workdir's checkpoints.
+      WorkdirError: the workdir cannot be written, or its config.json cannot be read.
       jaxgan.data.DataError: the data cannot be loaded.
-      CheckpointError: checkpoints exist but none can be restored into this model.
+      CheckpointError: checkpoints exist but none can be restored into this model (or, with
+        ``strict_versions``, they were written under other library versions).
       NonFiniteLossError: a loss became NaN/inf; the last good checkpoint is kept.
     """
     start = time.perf_counter()
@@ -289,8 +395,7 @@ def train(
         sharding_lib.initialize_multihost()  # before anything else touches the devices
     mesh = _make_mesh(config)
     primary = jax.process_index() == 0
-    workdir = os.path.abspath(os.fspath(workdir))
-    os.makedirs(workdir, exist_ok=True)
+    workdir = prepare_workdir(workdir)
     _check_resume_config(workdir, config)
 
     mnist = data_lib.load_mnist(config.data, split=config.train_split)
@@ -327,9 +432,10 @@ def train(
         os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
     )
     resumed_from = None
-    restored = checkpointer.restore_latest(state)
+    restored = checkpointer.restore_latest(state, set_aside=True)
     if restored is not None:
         resumed_from, state, meta = restored
+        _check_versions(meta, resumed_from, config.strict_versions)
         batches.set_state(meta["data"])
         if mesh is not None:
             state = sharding_lib.place_state(state, mesh)  # a no-op unless a leaf moved
@@ -361,19 +467,26 @@ def train(
     window_start, window_step = time.perf_counter(), step
     final_metrics: dict[str, float] = {}
     first_grid = None
+    stopped = False
+    should_stop = _StopCheck(stop, config.log_every)
+    versions = library_versions()
     stream = data_lib.prefetch_to_device(batches, size=2, sharding=batch_sharding)
     try:
-        while step < config.steps:
-            state, metrics = step_fn(state, next(stream))
+        while step < config.steps and not stopped:
+            batch = next(stream)
+            # The step's inputs are on the device already: no host-to-device copy per step.
+            with jax.transfer_guard_host_to_device("disallow"):
+                state, metrics = step_fn(state, batch)
             pending.append(metrics)
             step += 1
             if on_step is not None:
                 on_step(step)
-            is_last = step == config.steps
+            stopped = should_stop(step) and step < config.steps
+            is_last = step == config.steps or stopped
             save_now = step % config.checkpoint_every == 0 or is_last
-            if step % config.log_every == 0 or save_now or is_last:
+            if step % config.log_every == 0 or save_now:
                 # One host sync per interval: every step's metrics are checked for NaN/inf.
-                values = jax.device_get(pending)
+                values = _to_host(pending)
                 pending = []
                 for offset, record in enumerate(values):
                     if not all(math.isfinite(float(v)) for v in record.values()):
@@ -388,18 +501,22 @@ def train(
                 if writer is not None:
                     writer.write(step, final_metrics)
                 bar.update(step, len(values), final_metrics)
-            if step % config.sample_every == 0 or is_last:
+            if step % config.sample_every == 0 or (is_last and not stopped):
                 # Every process runs the sampler: a computation on the mesh involves them all.
                 grid = render(*sampling_variables(state), sample_noise)
-                grid = np.asarray(grid, np.float32)
+                grid = np.asarray(_to_host(grid), np.float32)
                 if primary:
                     save_grid(grid, os.path.join(samples_dir, f"step_{step:06d}.png"))
                     save_grid(grid, os.path.join(samples_dir, "latest.png"))
                 if first_grid is None:
                     first_grid = time.perf_counter() - start
             if save_now:  # every process, each writing its part of the state
-                checkpointer.save(step, state, {"data": batches.get_state(), "step": step})
+                checkpointer.save(
+                    step, state, {"data": batches.get_state(), "step": step, "versions": versions}
+                )
                 last_checkpoint = step
+        if stopped:
+            log.info("stop requested: stopped at step %d, checkpoint %d written", step, step)
     finally:
         stream.close()
         bar.close()
@@ -415,6 +532,7 @@ def train(
         final_metrics=final_metrics,
         seconds=time.perf_counter() - start,
         seconds_to_first_grid=first_grid,
+        stopped=stopped,
     )
 
 
@@ -427,7 +545,7 @@ def load_trained(workdir: str | os.PathLike) -> tuple[TrainConfig, GAN, GANState
     config = TrainConfig.load(config_path)
     gan = make_gan(config)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
-    try:
+    try:  # read only: a checkpoint that fails is skipped, never moved
         restored = checkpointer.restore_latest(gan.init(jax.random.key(config.seed)))
     finally:
         checkpointer.close()

@@ -199,26 +199,6 @@ def test_checkpoint_that_does_not_fit_is_refused_even_without_config(tmp_path):
     assert snapshot(tmp_path / "checkpoints") == before
 
 
-def corrupt(directory):
-    for root, _, names in os.walk(directory):
-        for name in names:
-            path = os.path.join(root, name)
-            with open(path, "r+b") as f:
-                f.truncate(max(os.path.getsize(path) // 2, 0))
-
-
-def test_corrupted_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
-    trainer.train(TrainConfig.tiny(), tmp_path, progress=False)
-    corrupt(tmp_path / "checkpoints" / "6")
-    result = trainer.train(TrainConfig.tiny(steps=9), tmp_path, progress=False)
-    assert result.resumed_from == 3 and result.step == 9
-    assert "checkpoint 6 is unreadable" in caplog.text
-    names = os.listdir(tmp_path / "checkpoints")
-    assert any(n.startswith("6.corrupt-") for n in names)  # moved aside, not deleted
-    straight = trainer.train(TrainConfig.tiny(steps=9), tmp_path / "b", progress=False)
-    assert leaves_equal(result.state.g_params, straight.state.g_params)
-
-
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     real_step = trainer.train_step
 
