@@ -24,7 +24,6 @@ says so and reports jaxgan's figures alone.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import datetime
 import functools
@@ -49,6 +48,7 @@ import numpy as np
 import optax
 
 import jaxgan
+from experiments.cli import Parser, fail, writable_directory
 from jaxgan import losses
 from jaxgan.multistep import train_steps
 
@@ -571,7 +571,7 @@ def _machine(torch_threads) -> dict:
 
 def main(argv=None) -> dict:
     """Parses the command line, runs the benchmark, prints and writes the results."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m benchmarks.train_step", description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", nargs="+", default=["mlp", "dcgan"],
                         choices=["mlp", "dcgan"])
     parser.add_argument("--batch", nargs="+", type=int, default=[64, 256])
@@ -591,6 +591,13 @@ def main(argv=None) -> dict:
                         help="add a per-op profile of each jaxgan step to the report")
     parser.add_argument("--output-dir", default=os.path.dirname(os.path.abspath(__file__)))
     args = parser.parse_args(argv)
+    for flag, values, low in (("--batch", args.batch, 1), ("--repeats", [args.repeats], 1),
+                              ("--fused", [args.fused], 0), ("--torch-threads", [args.torch_threads], 1)):
+        if min(values) < low:
+            fail(f"{flag}: must be >= {low}, got {min(values)}")
+    if not args.block_s > 0:
+        fail(f"--block-s: must be > 0, got {args.block_s}")
+    args.output_dir = writable_directory(args.output_dir, "--output-dir")
     if args.quick:
         args.batch, args.repeats, args.block_s = [64], 3, 0.2
 

@@ -27,9 +27,10 @@ import logging
 import os
 import sys
 import time
-import typing
 
 import numpy as np
+
+from experiments.cli import Parser, fail, output_file
 
 # MNIST's full train split: Goodfellow et al. 2014 train on rows 0-49,999 and choose the
 # Parzen sigma on rows 50,000-50,999.
@@ -39,17 +40,10 @@ _CLASSIFIER_MIN_ACCURACY = 0.98
 log = logging.getLogger("experiments.evaluate")
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (and exit status 2)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _parser() -> argparse.ArgumentParser:
     from jaxgan.eval.classifier import DEFAULT_CACHE_DIR, ClassifierConfig
 
-    parser = _Parser(
+    parser = Parser(
         prog="python -m experiments.evaluate",
         description="Evaluate generated MNIST digits against the MNIST test split.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -92,11 +86,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fail(message: str, status: int = 2) -> typing.NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(status)
-
-
 def _load_generator_samples(workdir: str, num: int, seed: int) -> np.ndarray:
     """``num`` digits from the trained generator in ``workdir``: float32 [num, 28, 28] in [0, 1]."""
     from jaxgan import trainer
@@ -105,31 +94,54 @@ def _load_generator_samples(workdir: str, num: int, seed: int) -> np.ndarray:
 
 
 def _load_samples_file(path: str) -> np.ndarray:
-    samples = np.load(path)
+    """The digits of ``--samples``, checked: [N, 28, 28] (or [N, 28, 28, 1]), uint8 or float in
+    [0, 1], finite."""
+    try:
+        samples = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        reason = "no NumPy array header" if "pickled" in str(error) else (
+            str(error).strip() or type(error).__name__)
+        fail(f"--samples {path}: not a readable .npy file ({reason})")
+    if not isinstance(samples, np.ndarray):
+        fail(f"--samples {path}: a .npz archive; give one .npy array [N, 28, 28]")
     if samples.ndim == 4 and samples.shape[-1] == 1:
         samples = samples[..., 0]
-    if samples.ndim != 3 or samples.shape[1:] != (28, 28):
-        _fail(f"--samples {path}: expected [N, 28, 28], got shape {samples.shape}")
-    if samples.dtype != np.uint8 and (samples.min() < 0 or samples.max() > 1):
-        _fail(f"--samples {path}: float digits must lie in [0, 1], got "
-              f"[{samples.min():.3g}, {samples.max():.3g}]")
+    if samples.ndim != 3 or samples.shape[1:] != (28, 28) or not len(samples):
+        fail(f"--samples {path}: expected digits [N, 28, 28], got shape {list(samples.shape)}")
+    if samples.dtype != np.uint8 and not np.issubdtype(samples.dtype, np.floating):
+        fail(f"--samples {path}: expected float32 in [0, 1] or uint8, got dtype {samples.dtype}")
+    if samples.dtype != np.uint8:
+        if not np.isfinite(samples).all():
+            fail(f"--samples {path}: contains NaN or infinite values")
+        if samples.min() < 0 or samples.max() > 1:
+            fail(f"--samples {path}: float digits must lie in [0, 1], got "
+                 f"[{samples.min():.3g}, {samples.max():.3g}]")
     return samples
 
 
-def _train_source(args) -> tuple[str, str]:
+def _check_workdir(workdir: str):
+    """The ``TrainConfig`` of a training workdir; fails in one line if it is not one."""
+    from jaxgan.config import TrainConfig, WorkdirError
+
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(config_path):
+        fail(f"--workdir {workdir} is not a training workdir (no config.json)")
+    try:
+        config = TrainConfig.load(config_path)
+    except WorkdirError as error:
+        fail(f"--workdir: {error}")
+    checkpoints = os.path.join(workdir, "checkpoints")
+    if not (os.path.isdir(checkpoints) and any(n.isdigit() for n in os.listdir(checkpoints))):
+        fail(f"--workdir {workdir} has no checkpoint yet")
+    return config
+
+
+def _train_source(args, config) -> tuple[str, str]:
     """``(source, split)`` of the digits the generator trained on."""
     if args.train_data:
         return args.train_data, "train"
-    if args.workdir:
-        config_path = os.path.join(args.workdir, "config.json")
-        if os.path.exists(config_path):
-            try:
-                with open(config_path) as f:
-                    config = json.load(f)
-                return config.get("data", "embedded"), config.get("train_split", "train")
-            except (OSError, ValueError, AttributeError) as error:
-                _fail(f"{config_path}: not a readable training config ({error}); "
-                      "give --train-data")
+    if config is not None:
+        return config.data, config.train_split
     return "embedded", "train"
 
 
@@ -175,12 +187,25 @@ def main(argv: list[str] | None = None) -> None:
     for noisy in ("absl", "orbax", "jax"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if not (args.workdir or args.samples or args.reference or args.classifier_only):
-        _fail("nothing to evaluate: give --workdir, --samples, --reference or --classifier-only")
+        fail("nothing to evaluate: give --workdir, --samples, --reference or --classifier-only")
     if args.num_samples < 1:
-        _fail(f"--num-samples must be positive, got {args.num_samples}")
+        fail(f"--num-samples must be positive, got {args.num_samples}")
+
+    # Every input is checked before any data is loaded or any classifier trained.
+    config = _check_workdir(args.workdir) if args.workdir else None
+    samples = _load_samples_file(args.samples) if args.samples else None
+    output = args.output
+    if output is None and not args.classifier_only:
+        if args.workdir:
+            output = os.path.join(args.workdir, "eval.json")
+        elif args.samples:
+            output = os.path.splitext(args.samples)[0] + ".eval.json"
+    if output is not None:
+        output = output_file(output, "--output", overwrite=None)
 
     from jaxgan import eval as jeval
     from jaxgan.checkpoint import CheckpointError
+    from jaxgan.config import WorkdirError
     from jaxgan.data import DataError, load_mnist
 
     started = time.perf_counter()
@@ -188,9 +213,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         test = _load_test(args.test_data)
         classifier_data, validation, real = _reference_splits(args.reference_data)
-        train = load_mnist(*_train_source(args))
+        train = load_mnist(*_train_source(args, config))
     except DataError as error:
-        _fail(str(error))
+        fail(str(error))
     seconds["load_data"] = time.perf_counter() - started
 
     start = time.perf_counter()
@@ -240,28 +265,21 @@ def main(argv: list[str] | None = None) -> None:
             "num_test": len(data.test),
         },
     }
-    output = args.output
     if args.classifier_only:
         _finish(report, seconds, started, output)
         return
 
     rows = {}
-    try:
-        if args.workdir:
-            start = time.perf_counter()
+    if args.workdir:
+        start = time.perf_counter()
+        try:
             samples = _load_generator_samples(args.workdir, args.num_samples, args.sample_seed)
-            seconds["sample"] = time.perf_counter() - start
-            output = output or os.path.join(args.workdir, "eval.json")
-            report["samples"] = {"workdir": os.path.abspath(args.workdir),
-                                 "seed": args.sample_seed}
-        elif args.samples:
-            samples = _load_samples_file(args.samples)
-            output = output or os.path.splitext(args.samples)[0] + ".eval.json"
-            report["samples"] = {"file": os.path.abspath(args.samples)}
-        else:
-            samples = None
-    except (CheckpointError, OSError, ValueError) as error:
-        _fail(str(error))
+        except (CheckpointError, WorkdirError) as error:
+            fail(str(error))
+        seconds["sample"] = time.perf_counter() - start
+        report["samples"] = {"workdir": os.path.abspath(args.workdir), "seed": args.sample_seed}
+    elif args.samples:
+        report["samples"] = {"file": os.path.abspath(args.samples)}
     if samples is not None:
         start = time.perf_counter()
         rows["generator"] = jeval.evaluate_samples(samples, reference)
@@ -280,7 +298,6 @@ def _finish(report: dict, seconds: dict, started: float, output: str | None) -> 
     report["seconds"] = seconds
     if output:
         tmp = f"{output}.tmp"
-        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
         with open(tmp, "w") as f:
             json.dump(report, f, indent=2)
         os.replace(tmp, output)

@@ -23,6 +23,7 @@ import sys
 import threading
 import typing
 
+from experiments.cli import Parser, fail, output_file
 from jaxgan.config import DTYPES, PRESETS, ConfigError, TrainConfig, preset
 from jaxgan.gan import NOISE_DISTRIBUTIONS
 from jaxgan.losses import GENERATOR_LOSSES
@@ -77,13 +78,6 @@ _HELP = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (and exit status 2)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _widths(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(","))
@@ -129,7 +123,7 @@ def _preset_text(name: str) -> str:
 
 
 def _train_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="python -m experiments.mnist",
         description="Train a GAN (Goodfellow et al. 2014) on MNIST. "
         "Subcommand: 'sample' (python -m experiments.mnist sample --help).",
@@ -170,7 +164,7 @@ def _train_parser() -> argparse.ArgumentParser:
 
 
 def _sample_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="python -m experiments.mnist sample",
         description="Write N generated digits as float32 [N, 28, 28] in [0, 1] (.npy) and a grid PNG.",
     )
@@ -178,12 +172,9 @@ def _sample_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num", type=int, default=64, help="number of digits")
     parser.add_argument("--out", default="samples.npy", help="output .npy path (a .png grid is written beside it)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --out (and its .png) if they exist")
     return parser
-
-
-def _fail(message: str, status: int = 2) -> typing.NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(status)
 
 
 # Exit statuses of a run stopped by a signal after writing its checkpoint: the shell's own for
@@ -234,9 +225,9 @@ def run_train(argv: list[str]) -> None:
                 config, args.workdir, progress=not args.no_progress, stop=signals.event
             )
     except (ConfigError, WorkdirError, DataError, CheckpointError) as error:
-        _fail(str(error))
+        fail(str(error))
     except trainer.NonFiniteLossError as error:
-        _fail(str(error), status=1)
+        fail(str(error), status=1)
     summary = {
         "workdir": os.path.abspath(args.workdir),
         "step": result.step,
@@ -262,20 +253,22 @@ def run_train(argv: list[str]) -> None:
 def run_sample(argv: list[str]) -> None:
     args = _sample_parser().parse_args(argv)
     if args.num < 1:
-        _fail(f"--num: must be a positive integer, got {args.num}")
+        fail(f"--num: must be a positive integer, got {args.num}")
+    if not args.out.endswith(".npy"):
+        fail(f"--out {args.out}: give a .npy file name")
+    out = output_file(args.out, "--out", overwrite=args.overwrite)
+    grid_path = output_file(out[: -len(".npy")] + ".png", "--out", overwrite=args.overwrite)
     from jaxgan import trainer
     from jaxgan.checkpoint import CheckpointError
+    from jaxgan.config import WorkdirError
     from jaxgan.images import save_grid
     import numpy as np
 
     try:
         digits = trainer.sample(args.workdir, args.num, seed=args.seed)
-    except CheckpointError as error:
-        _fail(str(error))
-    out = os.path.abspath(args.out)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
+    except (CheckpointError, WorkdirError) as error:
+        fail(str(error))
     np.save(out, digits)
-    grid_path = os.path.splitext(out)[0] + ".png"
     save_grid(digits[: min(len(digits), 100)], grid_path)
     print(json.dumps({"samples": out, "shape": list(digits.shape), "grid": grid_path}))
 

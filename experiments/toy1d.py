@@ -35,7 +35,6 @@ Run ``python -m experiments.toy1d [--quick] [--out_dir DIR] [--<config field> VA
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import json
@@ -54,6 +53,7 @@ import scipy.special
 from matplotlib.figure import Figure
 
 import jaxgan
+from experiments.cli import Parser, fail, writable_directory
 
 __all__ = [
     "Config",
@@ -127,6 +127,27 @@ class Config:
     def replace(self, **changes) -> "Config":
         """A copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
+
+    def validate(self) -> "Config":
+        """Raises ``ValueError`` (one line naming the flag) for the first invalid field."""
+        if self.noise not in ("normal", "uniform"):
+            raise ValueError(f"--noise: choose normal or uniform, got {self.noise!r}")
+        if self.g_loss not in jaxgan.losses.GENERATOR_LOSSES:
+            raise ValueError(f"--g_loss: choose one of {', '.join(jaxgan.losses.GENERATOR_LOSSES)}, "
+                             f"got {self.g_loss!r}")
+        for field in ("hidden", "batch_size", "d_steps", "pretrain_steps", "optimal_d_steps",
+                      "g_move_steps", "train_iterations", "grid_bins", "noise_quantiles"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"--{field}: must be a positive integer, got {getattr(self, field)}")
+        if self.partial_d_steps < 0:
+            raise ValueError(f"--partial_d_steps: must be >= 0, got {self.partial_d_steps}")
+        for field in ("data_std", "g_start_std", "net_scale", "d_learning_rate",
+                      "g_learning_rate", "final_lr_fraction"):
+            if not getattr(self, field) > 0:
+                raise ValueError(f"--{field}: must be > 0, got {getattr(self, field)}")
+        if not self.x_min < self.x_max:
+            raise ValueError(f"--x_min {self.x_min} must be below --x_max {self.x_max}")
+        return self
 
 
 # The preset for tests: the same code path with fewer updates and a coarser grid.
@@ -517,13 +538,16 @@ def run(config: Config) -> dict[str, Any]:
 
 
 def _parse_flags(argv: Sequence[str] | None) -> Config:
-    parser = argparse.ArgumentParser(
-        description="Goodfellow et al. 2014, Figure 1, in 1-D (see experiments/toy1d.py)."
+    parser = Parser(
+        prog="python -m experiments.toy1d",
+        description="Goodfellow et al. 2014, Figure 1, in 1-D (see experiments/toy1d.py).",
     )
     parser.add_argument("--quick", action="store_true", help="start from the small QUICK preset")
     for field in dataclasses.fields(Config):
+        dashed = "--" + field.name.replace("_", "-")
+        spellings = [f"--{field.name}"] + ([dashed] if dashed != f"--{field.name}" else [])
         parser.add_argument(
-            f"--{field.name}", type=type(field.default), default=None,
+            *spellings, type=type(field.default), default=None,
             help=f"default {field.default!r}; with --quick {getattr(QUICK, field.name)!r}",
         )
     args = parser.parse_args(argv)
@@ -533,7 +557,12 @@ def _parse_flags(argv: Sequence[str] | None) -> Config:
         for field in dataclasses.fields(Config)
         if getattr(args, field.name) is not None
     }
-    return base.replace(**changes)
+    try:
+        config = base.replace(**changes).validate()
+    except ValueError as error:
+        fail(str(error))
+    writable_directory(config.out_dir, "--out_dir")
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -1,0 +1,126 @@
+"""Every command turns bad input into one line naming what to fix and exit status 2, before
+doing any work; nothing on disk is touched.
+
+The commands' ``main`` functions run in this process (the flags are parsed exactly as from a
+shell); one subprocess test checks the same from the shell for the training command.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from benchmarks import train_step as benchmark
+from experiments import evaluate, mnist, toy1d
+from jaxgan import trainer
+from jaxgan.config import TrainConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMANDS = {"mnist": mnist.main, "evaluate": evaluate.main, "toy1d": toy1d.main,
+            "benchmark": benchmark.main}
+
+
+@pytest.fixture(scope="module")
+def place(tmp_path_factory):
+    """A directory with one good workdir and a collection of bad inputs."""
+    root = tmp_path_factory.mktemp("inputs")
+    trainer.train(TrainConfig.tiny(steps=3), root / "good", progress=False)
+    (root / "a_file").write_text("")
+    for name, text in (("garbage", "not json{"), ("truncated", '{\n  "arch": "dcg'),
+                       ("a_list", "[1, 2]")):
+        (root / name).mkdir()
+        (root / name / "config.json").write_text(text)
+    (root / "no_checkpoint").mkdir()
+    (root / "no_checkpoint" / "config.json").write_text((root / "good" / "config.json").read_text())
+    digits = np.zeros((4, 28, 28), np.float32)
+    np.save(root / "wrong_shape.npy", np.zeros((4, 32, 32), np.float32))
+    np.save(root / "wrong_dtype.npy", digits.astype(np.complex64))
+    np.save(root / "out_of_range.npy", digits + 2)
+    np.save(root / "with_nan.npy", np.where(digits == 0, np.nan, digits))
+    np.savez(root / "archive.npz", images=digits)
+    (root / "garbage.npy").write_bytes(b"\x00garbage\xff" * 10)
+    np.save(root / "exists.npy", digits)
+    return root
+
+
+# (command, arguments with {p} for the fixture's directory, what the one line must contain)
+CASES = {
+    "train: workdir cannot be created": ("mnist", "--steps 2 --workdir /proc/jaxgan-forbidden",
+                                         "workdir /proc/jaxgan-forbidden cannot be used"),
+    "train: workdir is a file": ("mnist", "--steps 2 --workdir {p}/a_file", "is a file"),
+    "train: config.json is garbage": ("mnist", "--steps 2 --workdir {p}/garbage",
+                                      "garbage/config.json is not a readable training config"),
+    "train: config.json is truncated": ("mnist", "--steps 2 --workdir {p}/truncated",
+                                        "truncated/config.json is not a readable"),
+    "train: config.json is not an object": ("mnist", "--steps 2 --workdir {p}/a_list",
+                                            "a JSON list, not an object"),
+    "sample: no workdir": ("mnist", "sample --workdir {p}/missing --out {p}/o.npy",
+                           "not a training workdir"),
+    "sample: config.json is garbage": ("mnist", "sample --workdir {p}/garbage --out {p}/o.npy",
+                                       "not a readable training config"),
+    "sample: output exists": ("mnist", "sample --workdir {p}/good --out {p}/exists.npy",
+                              "exists; choose another name or add --overwrite"),
+    "sample: output is not .npy": ("mnist", "sample --workdir {p}/good --out {p}/good",
+                                   "give a .npy file name"),
+    "sample: output not writable": ("mnist", "sample --workdir {p}/good --out /proc/x/o.npy",
+                                    "--out /proc/x cannot be written"),
+    "evaluate: samples of the wrong shape": ("evaluate", "--samples {p}/wrong_shape.npy",
+                                             "expected digits [N, 28, 28], got shape [4, 32, 32]"),
+    "evaluate: samples of the wrong dtype": ("evaluate", "--samples {p}/wrong_dtype.npy",
+                                             "got dtype complex64"),
+    "evaluate: samples out of [0, 1]": ("evaluate", "--samples {p}/out_of_range.npy",
+                                        "must lie in [0, 1]"),
+    "evaluate: samples with NaN": ("evaluate", "--samples {p}/with_nan.npy", "NaN"),
+    "evaluate: samples in an .npz": ("evaluate", "--samples {p}/archive.npz", ".npz archive"),
+    "evaluate: samples not a .npy": ("evaluate", "--samples {p}/garbage.npy",
+                                     "not a readable .npy file"),
+    "evaluate: samples missing": ("evaluate", "--samples {p}/none.npy", "No such file"),
+    "evaluate: workdir is a file": ("evaluate", "--workdir {p}/a_file", "not a training workdir"),
+    "evaluate: config.json truncated": ("evaluate", "--workdir {p}/truncated",
+                                        "not a readable training config"),
+    "evaluate: no checkpoint": ("evaluate", "--workdir {p}/no_checkpoint",
+                                "has no checkpoint yet"),
+    "evaluate: output not writable": ("evaluate", "--reference --output /proc/x/e.json",
+                                      "--output /proc/x cannot be written"),
+    "evaluate: no test split": ("evaluate", "--workdir {p}/good --test-data embedded "
+                                "--classifier-preset tiny --output {p}/e.json",
+                                "use tfds or idx:DIR"),
+    "toy1d: out_dir is a file": ("toy1d", "--quick --out_dir {p}/a_file", "is a file"),
+    "toy1d: out-dir not writable": ("toy1d", "--quick --out-dir /proc/x", "cannot be written"),
+    "toy1d: unknown noise": ("toy1d", "--noise cauchy", "--noise"),
+    "toy1d: batch size 0": ("toy1d", "--batch_size 0", "--batch_size"),
+    "toy1d: not a number": ("toy1d", "--hidden many", "--hidden"),
+    "benchmark: output dir is a file": ("benchmark", "--no-torch --output-dir {p}/a_file",
+                                        "is a file"),
+    "benchmark: batch 0": ("benchmark", "--no-torch --batch 0", "--batch"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_and_exit_2_and_touches_nothing(case, place, capsys):
+    command, arguments, needle = CASES[case]
+    before = {path: os.path.getmtime(path) for path in place.rglob("*")}
+    argv = [a.format(p=place) for a in arguments.split()]
+    with pytest.raises(SystemExit) as exit_info:
+        COMMANDS[command](argv)
+    assert exit_info.value.code == 2, case
+    err = capsys.readouterr().err.strip().splitlines()
+    err = [line for line in err if not line.startswith(("WARNING", "I0000", "W0000"))]
+    assert len(err) == 1 and needle in err[0], (case, err)
+    after = {path: os.path.getmtime(path) for path in place.rglob("*")}
+    assert after == before, case
+
+
+def test_from_the_shell_a_bad_workdir_is_one_line_without_a_traceback(tmp_path):
+    (tmp_path / "config.json").write_text("{ truncated")
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.mnist", "--steps", "2", "--workdir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        result.stderr.strip().splitlines()[-1]
+    ] and "not a readable training config" in result.stderr
+    assert "Traceback" not in result.stderr
