@@ -103,6 +103,7 @@ def _load_samples_file(path: str) -> np.ndarray:
             str(error).strip() or type(error).__name__)
         fail(f"--samples {path}: not a readable .npy file ({reason})")
     if not isinstance(samples, np.ndarray):
+        samples.close()
         fail(f"--samples {path}: a .npz archive; give one .npy array [N, 28, 28]")
     if samples.ndim == 4 and samples.shape[-1] == 1:
         samples = samples[..., 0]

@@ -261,7 +261,8 @@ def test_cli_trains_then_samples(tmp_path):
     assert (tmp_path / "digits.png").exists()
     np.testing.assert_array_equal(digits, trainer.sample(workdir, 10, seed=0))
     assert not np.array_equal(digits, trainer.sample(workdir, 10, seed=1))
-    nothing = run_cli("sample", "--workdir", str(tmp_path / "nothing"), "--out", str(out))
+    nothing = run_cli("sample", "--workdir", str(tmp_path / "nothing"), "--out",
+                      str(tmp_path / "other.npy"))
     assert nothing.returncode == 2 and "not a training workdir" in nothing.stderr
 
 
