@@ -24,7 +24,7 @@ import threading
 import typing
 
 from experiments.cli import Parser, fail, output_file
-from jaxgan.config import DTYPES, PRESETS, ConfigError, TrainConfig, preset
+from jaxgan.config import DTYPES, LR_SCHEDULES, PRESETS, ConfigError, TrainConfig, preset
 from jaxgan.gan import NOISE_DISTRIBUTIONS
 from jaxgan.losses import GENERATOR_LOSSES
 from jaxgan.models import ARCHITECTURES
@@ -36,6 +36,7 @@ _CHOICES = {
     "g_loss": tuple(GENERATOR_LOSSES),
     "noise": NOISE_DISTRIBUTIONS,
     "dtype": DTYPES,
+    "lr_schedule": LR_SCHEDULES,
 }
 _HELP = {
     "arch": "mlp = Goodfellow et al. 2014's maxout pair; dcgan = a DCGAN pair",
@@ -52,6 +53,9 @@ _HELP = {
     "d_lr": "discriminator Adam learning rate",
     "adam_b1": "Adam beta1 (both players)",
     "adam_b2": "Adam beta2 (both players)",
+    "lr_schedule": "learning rates: constant, or decayed to 0 over --steps (linear, cosine)",
+    "augment_shift": "DiffAugment translation: D sees real and generated digits shifted by up "
+    "to this many pixels (0: off)",
     "latent_dim": "size of the noise vector z",
     "noise": "noise prior p_z",
     "ema_decay": "decay of the generator EMA used for samples; 'none' to disable",

@@ -111,14 +111,32 @@ CANDIDATES: dict[str, tuple[str, list[str]]] = {
         ["--g-widths", "64,32", "--d-widths", "32,64", "--batch-size", "32", "--steps", "4400",
          "--g-lr", "1e-3", "--d-lr", "1e-3"],
     ),
+    # Second round (after the default was set): training changes on top of the default.
+    "default_linear": (
+        "the default with both learning rates decayed linearly to 0 over the run",
+        ["--lr-schedule", "linear"],
+    ),
+    "default_shift2": (
+        "the default with DiffAugment translation: D sees digits shifted by up to 2 pixels",
+        ["--augment-shift", "2"],
+    ),
+    "default_shift2_linear": (
+        "default_shift2 with the linear learning-rate decay",
+        ["--augment-shift", "2", "--lr-schedule", "linear"],
+    ),
+    "default_lr3e-3_linear": (
+        "the default with Adam 3e-3 decayed linearly to 0",
+        ["--g-lr", "3e-3", "--d-lr", "3e-3", "--lr-schedule", "linear"],
+    ),
     "mlp_adam": (
         "the paper's MLP/maxout pair with Adam 2e-4 and the default loop",
         ["--arch", "mlp", "--steps", "5000"],
     ),
 }
 
-# The settings every candidate but "default" starts from (the defaults when the sweep began);
-# a candidate's own flags come after these and override them.
+# The settings every candidate of the first round starts from (the defaults when the sweep
+# began); a candidate's own flags come after these and override them. The candidates named
+# "default*" start from the chosen default instead.
 BASE_FLAGS = ["--batch-size", "64", "--g-lr", "2e-4", "--d-lr", "2e-4"]
 
 _ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -130,7 +148,7 @@ def _run_dir(root: str, name: str, seed: int) -> str:
 
 def train_command(name: str, seed: int, workdir: str) -> list[str]:
     """The ``python -m experiments.mnist`` command of candidate ``name`` for ``seed``."""
-    base = [] if name == "default" else BASE_FLAGS
+    base = [] if name.startswith("default") else BASE_FLAGS
     return [sys.executable, "-m", "experiments.mnist", "--workdir", workdir, "--seed",
             str(seed), "--no-progress", *base, *CANDIDATES[name][1]]
 

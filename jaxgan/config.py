@@ -12,10 +12,11 @@ from jaxgan.losses import GENERATOR_LOSSES
 from jaxgan.models import ARCHITECTURES, DCGANDiscriminator, DCGANGenerator
 
 __all__ = [
-    "TrainConfig", "ConfigError", "WorkdirError", "MODEL_FIELDS", "DCGAN_FIELDS", "DTYPES", "PRESETS", "preset"
+    "TrainConfig", "ConfigError", "WorkdirError", "LR_SCHEDULES", "MODEL_FIELDS", "DCGAN_FIELDS", "DTYPES", "PRESETS", "preset"
 ]
 
 DTYPES = ("float32", "bfloat16")
+LR_SCHEDULES = ("constant", "linear", "cosine")
 
 # Fields that fix the shapes of the parameters and optimizer states: a workdir's checkpoints
 # can only be resumed with the values they were trained with.
@@ -25,7 +26,8 @@ DCGAN_FIELDS = ("g_widths", "d_widths", "kernel_size", "g_dense", "d_dense")
 _MODULE_WIDTHS = (DCGANGenerator.widths, DCGANDiscriminator.widths)
 
 MODEL_FIELDS = (
-    "arch", "latent_dim", "g_widths", "d_widths", "kernel_size", "g_dense", "d_dense", "ema_decay"
+    "arch", "latent_dim", "g_widths", "d_widths", "kernel_size", "g_dense", "d_dense", "ema_decay",
+    "lr_schedule",  # a schedule adds a step count to the optimizer states
 )
 
 
@@ -59,6 +61,10 @@ class TrainConfig:
         stay held out for evaluation).
       g_lr, d_lr: Adam learning rates of G and D.
       adam_b1, adam_b2: Adam's moment decays (both players).
+      lr_schedule: ``"constant"`` learning rates, or decayed to 0 over ``steps`` updates of
+        each player, ``"linear"``ly or on a half ``"cosine"``.
+      augment_shift: DiffAugment translation: D sees real and generated images shifted by up
+        to this many pixels (0: off); ``GAN.augment_shift``.
       latent_dim: size of z.
       noise: p_z, ``"normal"`` or ``"uniform"``.
       ema_decay: decay of the generator EMA used for samples; ``None`` for no EMA.
@@ -96,6 +102,8 @@ class TrainConfig:
     d_lr: float = 2e-3
     adam_b1: float = 0.5
     adam_b2: float = 0.999
+    lr_schedule: str = "constant"
+    augment_shift: int = 0
     latent_dim: int = 100
     noise: str = "normal"
     ema_decay: float | None = 0.999
@@ -120,6 +128,7 @@ class TrainConfig:
             "g_loss": tuple(GENERATOR_LOSSES),
             "noise": NOISE_DISTRIBUTIONS,
             "dtype": DTYPES,
+            "lr_schedule": LR_SCHEDULES,
         }
         for field, options in choices.items():
             if getattr(self, field) not in options:
@@ -136,6 +145,8 @@ class TrainConfig:
             value = getattr(self, field)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(field, f"must be a positive integer, got {value!r}")
+        if not isinstance(self.augment_shift, int) or self.augment_shift < 0:
+            raise ConfigError("augment_shift", f"must be an integer >= 0, got {self.augment_shift!r}")
         for field in ("g_lr", "d_lr"):
             if not getattr(self, field) > 0:
                 raise ConfigError(field, f"must be > 0, got {getattr(self, field)!r}")
@@ -206,6 +217,7 @@ class TrainConfig:
     def from_json(cls, values: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in values.items() if k in known}
+        values.setdefault("lr_schedule", "constant")  # workdirs from before schedules
         for field in ("g_widths", "d_widths"):
             if values.get(field) is not None:
                 values[field] = tuple(values[field])

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxgan import losses
+from jaxgan.augment import random_translate
 from jaxgan.models import IMAGE_SHAPE
 from jaxgan.state import GANState
 
@@ -39,6 +40,9 @@ class GAN:
       ema_decay: if set, ``GANState.g_ema_params`` tracks an exponential moving average of the
         generator's parameters for sampling, with decay ``min(ema_decay, (1 + t) / (10 + t))``
         at iteration t (a warm-up, so early samples are not dominated by the initialization).
+      augment_shift: DiffAugment translation (Zhao et al. 2020): if > 0, D sees every real
+        and generated image shifted by a random offset of up to this many pixels per axis
+        (the border filled with ``output_range``'s low end), in D's and G's updates alike.
       data_shape: the shape of one data sample (``(28, 28, 1)`` for MNIST; ``(1,)`` for 1-D toys).
     """
 
@@ -51,6 +55,7 @@ class GAN:
     g_loss: str = "nonsaturating"
     d_steps: int = 1
     ema_decay: float | None = None
+    augment_shift: int = 0
     data_shape: tuple[int, ...] = IMAGE_SHAPE
 
     def __post_init__(self):
@@ -59,6 +64,8 @@ class GAN:
                 f"unknown noise {self.noise!r}: choose one of {', '.join(NOISE_DISTRIBUTIONS)}"
             )
         losses.generator_loss(self.g_loss)  # raises for an unknown name
+        if not (isinstance(self.augment_shift, int) and self.augment_shift >= 0):
+            raise ValueError(f"augment_shift must be an integer >= 0, got {self.augment_shift!r}")
         if self.latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
         if self.d_steps < 1:
@@ -122,6 +129,10 @@ class GAN:
         """D's logits ``[batch]``; ``key`` feeds dropout when ``train`` is true."""
         rngs = {"dropout": key} if train and key is not None else None
         return self.discriminator.apply({"params": d_params}, x, train=train, rngs=rngs)
+
+    def augment(self, key: jax.Array, images: jax.Array) -> jax.Array:
+        """What D is shown of ``images`` in training (``augment_shift``; unchanged if 0)."""
+        return random_translate(key, images, self.augment_shift, self.output_range[0])
 
     def standing_batch_stats(
         self, g_params, key: jax.Array, *, num_batches: int = 20, batch_size: int = 256

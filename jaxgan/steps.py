@@ -26,6 +26,8 @@ from jaxgan.state import GANState
 __all__ = ["step_keys", "d_step", "g_step", "train_step"]
 
 Metrics = dict[str, jax.Array]
+# The augmentation's key is this fold of an update's key (noise and dropout split it in two).
+_AUGMENT_FOLD = 7
 
 
 def step_keys(state: GANState, d_steps: int) -> tuple[jax.Array, jax.Array]:
@@ -56,6 +58,8 @@ def d_step(gan: GAN, state: GANState, real_images: jax.Array, key: jax.Array):
     # One D call on the concatenated batch: D has no batch statistics, so this is the same
     # function as two calls, with half the kernel launches.
     both = jnp.concatenate([real_images.astype(fake_images.dtype), fake_images], axis=0)
+    if gan.augment_shift:
+        both = gan.augment(jax.random.fold_in(key, _AUGMENT_FOLD), both)
 
     def loss_fn(d_params):
         logits = gan.discriminate(d_params, both, train=True, key=dropout_key)
@@ -99,6 +103,8 @@ def g_step(gan: GAN, state: GANState, key: jax.Array, *, batch_size: int):
         fake_images, batch_stats = gan.generate_train(
             g_params, z, batch_stats=state.g_batch_stats
         )
+        if gan.augment_shift:
+            fake_images = gan.augment(jax.random.fold_in(key, _AUGMENT_FOLD), fake_images)
         fake_logits = gan.discriminate(state.d_params, fake_images, train=True, key=dropout_key)
         return g_loss_fn(fake_logits=fake_logits), batch_stats
 

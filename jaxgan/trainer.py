@@ -105,24 +105,42 @@ StopRequest = Union[threading.Event, Callable[[], bool]]
 
 
 def make_gan(config: TrainConfig) -> GAN:
-    """The ``GAN`` described by ``config`` (Adam for both players, as DCGAN)."""
+    """The ``GAN`` described by ``config`` (Adam for both players, as DCGAN; the learning
+    rates follow ``config.lr_schedule`` over ``config.steps`` iterations)."""
     dtype = jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
     dcgan = {} if config.arch == "mlp" else dict(
         g_widths=config.g_widths, d_widths=config.d_widths, kernel_size=config.kernel_size,
         g_dense=config.g_dense, d_dense=config.d_dense,
     )
     generator, discriminator = make_models(config.arch, dtype=dtype, **dcgan)
+
+    def adam(lr, updates):
+        return optax.adam(_schedule(config.lr_schedule, lr, updates), b1=config.adam_b1,
+                          b2=config.adam_b2)
+
     return GAN(
         generator=generator,
         discriminator=discriminator,
-        g_optimizer=optax.adam(config.g_lr, b1=config.adam_b1, b2=config.adam_b2),
-        d_optimizer=optax.adam(config.d_lr, b1=config.adam_b1, b2=config.adam_b2),
+        g_optimizer=adam(config.g_lr, config.steps),
+        d_optimizer=adam(config.d_lr, config.steps * config.d_steps),
+        augment_shift=config.augment_shift,
         latent_dim=config.latent_dim,
         noise=config.noise,
         g_loss=config.g_loss,
         d_steps=config.d_steps,
         ema_decay=config.ema_decay,
     )
+
+
+def _schedule(name: str, lr: float, updates: int):
+    """A learning rate ``lr`` held (``constant``) or decayed to 0 over ``updates`` updates."""
+    if name == "constant":
+        return lr
+    if name == "linear":
+        return optax.linear_schedule(lr, 0.0, updates)
+    if name == "cosine":
+        return optax.cosine_decay_schedule(lr, updates)
+    raise ConfigError("lr_schedule", f"unknown schedule {name!r}")
 
 
 def _sample_noise(gan: GAN, seed: int, num: int) -> jax.Array:

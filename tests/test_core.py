@@ -520,3 +520,106 @@ def test_standing_statistics_of_a_generator_without_normalization_are_empty(key)
     gan = jaxgan.GAN(generator=g, discriminator=d, g_optimizer=optax.sgd(0.1),
                      d_optimizer=optax.sgd(0.1))
     assert gan.standing_batch_stats(gan.init(key).g_params, key, num_batches=2) == {}
+
+
+# ---------------------------------------------------------------------------------------------
+# DiffAugment translation
+
+
+def shift_by_hand(image, dy, dx, fill):
+    """Output (y, x) = input (y - dy, x - dx), ``fill`` outside."""
+    height, width = image.shape[:2]
+    out = np.full_like(image, fill)
+    for y in range(height):
+        for x in range(width):
+            if 0 <= y - dy < height and 0 <= x - dx < width:
+                out[y, x] = image[y - dy, x - dx]
+    return out
+
+
+def test_random_translate_shifts_each_image_by_its_own_offset():
+    from jaxgan.augment import random_translate
+
+    images = np.random.default_rng(0).uniform(0, 1, (64, 6, 5, 1)).astype(np.float32)
+    out = np.asarray(random_translate(jax.random.key(3), jnp.asarray(images), 2, -1.0))
+    offsets = []
+    for image, shifted in zip(images, out):
+        matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                   if np.array_equal(shifted, shift_by_hand(image, dy, dx, -1.0))]
+        assert len(matches) == 1
+        offsets.append(matches[0])
+    assert len(set(offsets)) >= 15  # 64 draws over 25 offsets: most come up
+    same = random_translate(jax.random.key(0), jnp.asarray(images), 0, -1.0)
+    np.testing.assert_array_equal(same, images)
+
+
+def test_random_translate_passes_gradients_to_the_pixels_it_keeps():
+    from jaxgan.augment import random_translate
+
+    images = jnp.asarray(np.random.default_rng(1).uniform(0, 1, (8, 5, 5, 1)), jnp.float32)
+    key = jax.random.key(5)
+    out = np.asarray(random_translate(key, images, 1, 0.0))
+    grad = jax.grad(lambda x: jnp.sum(random_translate(key, x, 1, 0.0)))(images)
+    for image, shifted, g in zip(np.asarray(images), out, np.asarray(grad)):
+        (dy, dx), = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                     if np.array_equal(shifted, shift_by_hand(image, dy, dx, 0.0))]
+        kept = shift_by_hand(np.ones_like(image), -dy, -dx, 0.0)  # inputs that land inside
+        np.testing.assert_array_equal(g, kept)
+
+
+def test_augmented_d_step_shows_d_the_translated_real_and_fake_batch(key):
+    from jaxgan.augment import random_translate
+    from jaxgan.steps import _AUGMENT_FOLD
+
+    gan = tiny_gan(augment_shift=2)
+    state = gan.init(key)
+    real, step_key = real_batch()[0], jax.random.key(11)
+    noise_key, _ = jax.random.split(step_key)
+    fake, _ = gan.generate_train(state.g_params, gan.sample_noise(noise_key, BATCH),
+                                 batch_stats=state.g_batch_stats)
+    shown = random_translate(jax.random.fold_in(step_key, _AUGMENT_FOLD),
+                             jnp.concatenate([real, fake]), 2, -1.0)
+    logits = gan.discriminate(state.d_params, shown, train=False)  # D has no dropout
+    expected = -jaxgan.losses.value_function(real_logits=logits[:BATCH],
+                                             fake_logits=logits[BATCH:])
+    _, metrics = jaxgan.d_step(gan, state, real, step_key)
+    np.testing.assert_allclose(float(metrics["d_loss"]), float(expected), rtol=1e-5)
+    _, plain = jaxgan.d_step(tiny_gan(), state, real, step_key)
+    assert abs(float(plain["d_loss"]) - float(metrics["d_loss"])) > 1e-4
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning-rate schedules of the training configuration
+
+
+@pytest.mark.parametrize("schedule, factor", [
+    ("linear", lambda t, n: 1 - t / n),
+    ("cosine", lambda t, n: 0.5 * (1 + math.cos(math.pi * t / n))),
+])
+def test_lr_schedule_scales_adam_updates_over_each_players_updates(schedule, factor):
+    from jaxgan.config import TrainConfig
+    from jaxgan.trainer import make_gan
+
+    config = TrainConfig.tiny(steps=4, d_steps=2, lr_schedule=schedule, g_lr=1e-2, d_lr=3e-2)
+    gan = make_gan(config)
+    constant = make_gan(TrainConfig.tiny(steps=4, d_steps=2, g_lr=1e-2, d_lr=3e-2))
+    params = {"w": jnp.ones(3)}
+    grads = [{"w": jnp.asarray([0.5, -1.0, 2.0]) * (t + 1)} for t in range(8)]
+    for player, updates in (("g", 4), ("d", 8)):  # D updates twice per iteration
+        opt = getattr(gan, f"{player}_optimizer")
+        base = getattr(constant, f"{player}_optimizer")
+        state, base_state = opt.init(params), base.init(params)
+        for t in range(updates):
+            step, state = opt.update(grads[t], state, params)
+            base_step, base_state = base.update(grads[t], base_state, params)
+            np.testing.assert_allclose(step["w"], base_step["w"] * factor(t, updates),
+                                       rtol=1e-5, atol=1e-9)
+
+
+def test_workdirs_from_before_schedules_resume_with_constant_rates():
+    from jaxgan.config import TrainConfig
+
+    old = TrainConfig().to_json()
+    del old["lr_schedule"], old["augment_shift"]
+    assert TrainConfig.from_json(old).lr_schedule == "constant"
+    assert TrainConfig.from_json(old).model() == TrainConfig(lr_schedule="constant").model()

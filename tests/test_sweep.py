@@ -21,6 +21,10 @@ def test_candidates_start_from_the_base_flags_and_default_from_the_defaults():
     # The base (batch 64) survives; the candidate's own learning rates override the base's.
     assert tiny.batch_size == 64 and tiny.g_lr == tiny.d_lr == 2e-3
     assert tiny.g_widths == (64, 32, 16) and tiny.d_widths == (16, 32)
+    # Candidates named default* start from the defaults, not from the base flags.
+    assert config_of(sweep.train_command("default_9000", 0, "W")) == TrainConfig(steps=9000)
+    assert config_of(sweep.train_command("default_linear", 0, "W")) == TrainConfig(
+        lr_schedule="linear")
 
 
 def test_table_reads_the_recorded_runs(tmp_path):
