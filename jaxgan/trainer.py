@@ -534,7 +534,7 @@ def train(
                 )
                 last_checkpoint = step
         if stopped:
-            log.info("stop requested: stopped at step %d, checkpoint %d written", step, step)
+            log.info("stop requested: stopping at step %d with a checkpoint of it", step)
     finally:
         stream.close()
         bar.close()
