@@ -6,9 +6,10 @@ The public surface:
 * ``GANState``: the one training-state pytree.
 * ``d_step``, ``g_step``, ``train_step``: pure update steps; compile them with ``jax.jit``.
 * ``losses``: V(D, G) and the D and G losses; ``models``: the networks.
+* ``optim``: the paper code's optimizer (pylearn2 momentum, per-update decay, momentum ramp).
 """
 
-from jaxgan import losses, models
+from jaxgan import losses, models, optim
 from jaxgan.gan import GAN
 from jaxgan.models import make_models
 from jaxgan.state import GANState
@@ -26,4 +27,5 @@ __all__ = [
     "make_models",
     "losses",
     "models",
+    "optim",
 ]

@@ -66,7 +66,8 @@ class TrainConfig:
       augment_shift: DiffAugment translation: D sees real and generated images shifted by up
         to this many pixels (0: off); ``GAN.augment_shift``.
       latent_dim: size of z.
-      noise: p_z, ``"normal"`` or ``"uniform"``.
+      noise: p_z, ``"normal"``, ``"uniform"`` (U(-1, 1)) or ``"uniform_unit_variance"``
+        (U(-sqrt 3, sqrt 3), the paper code's).
       ema_decay: decay of the generator EMA used for samples; ``None`` for no EMA.
       g_widths, d_widths: DCGAN widths (``None``: the defaults of ``jaxgan.models``, the
         ``"dcgan"`` preset's).

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import flax.linen as nn
 import jax
@@ -20,7 +21,7 @@ from jaxgan.state import GANState
 
 __all__ = ["GAN", "NOISE_DISTRIBUTIONS"]
 
-NOISE_DISTRIBUTIONS = ("normal", "uniform")
+NOISE_DISTRIBUTIONS = ("normal", "uniform", "uniform_unit_variance")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +35,9 @@ class GAN:
       g_optimizer: any ``optax.GradientTransformation`` for G's parameters.
       d_optimizer: any ``optax.GradientTransformation`` for D's parameters.
       latent_dim: size of the noise vector z.
-      noise: the noise prior p_z: ``"normal"`` (N(0, I)) or ``"uniform"`` (U(-1, 1)^latent_dim).
+      noise: the noise prior p_z: ``"normal"`` (N(0, I)), ``"uniform"`` (U(-1, 1)^latent_dim)
+        or ``"uniform_unit_variance"`` (U(-sqrt 3, sqrt 3)^latent_dim, the prior of the
+        paper's released MNIST code).
       g_loss: ``"minimax"`` (Eq. 1) or ``"nonsaturating"`` (Section 3); see ``jaxgan.losses``.
       d_steps: k of Algorithm 1: discriminator updates per generator update.
       ema_decay: if set, ``GANState.g_ema_params`` tracks an exponential moving average of the
@@ -104,6 +107,9 @@ class GAN:
         shape = (batch_size, self.latent_dim)
         if self.noise == "uniform":
             return jax.random.uniform(key, shape, jnp.float32, -1.0, 1.0)
+        if self.noise == "uniform_unit_variance":
+            half_width = math.sqrt(3.0)
+            return jax.random.uniform(key, shape, jnp.float32, -half_width, half_width)
         return jax.random.normal(key, shape, jnp.float32)
 
     def generate(self, g_params, z: jax.Array, *, batch_stats=None) -> jax.Array:

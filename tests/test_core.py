@@ -185,12 +185,17 @@ def test_bad_configuration_names_the_problem(call, message):
         call()
 
 
-@pytest.mark.parametrize("noise, low, high", [("uniform", -1.0, 1.0), ("normal", -6.0, 6.0)])
-def test_noise_prior(noise, low, high, key):
+@pytest.mark.parametrize("noise, low, high, expected_var", [
+    ("uniform", -1.0, 1.0, 1.0 / 3.0),
+    ("normal", -6.0, 6.0, 1.0),
+    ("uniform_unit_variance", -math.sqrt(3.0), math.sqrt(3.0), 1.0),  # (2 sqrt 3)^2 / 12
+])
+def test_noise_prior(noise, low, high, expected_var, key):
     z = tiny_gan(noise=noise).sample_noise(key, 2000)
     assert z.shape == (2000, 100) and z.dtype == jnp.float32
     assert float(z.min()) >= low and float(z.max()) <= high
-    expected_var = 1.0 / 3.0 if noise == "uniform" else 1.0
+    if noise.startswith("uniform"):  # the whole interval is used
+        assert float(z.min()) < low + 0.01 and float(z.max()) > high - 0.01
     assert abs(float(z.mean())) < 0.01
     assert abs(float(z.var()) - expected_var) < 0.01
 
@@ -623,3 +628,75 @@ def test_workdirs_from_before_schedules_resume_with_constant_rates():
     del old["lr_schedule"], old["augment_shift"]
     assert TrainConfig.from_json(old).lr_schedule == "constant"
     assert TrainConfig.from_json(old).model() == TrainConfig(lr_schedule="constant").model()
+
+
+# ---------------------------------------------------------------------------------------------
+# The paper code's optimizer (jaxgan.optim), against updates computed by hand
+
+
+def test_pylearn2_momentum_keeps_the_learning_rate_inside_the_velocity():
+    from jaxgan import optim
+
+    lrs, ms = [0.5, 0.25, 0.125], [0.0, 0.5, 0.9]
+    opt = optim.pylearn2_momentum(lambda t: jnp.asarray(lrs)[t], lambda t: jnp.asarray(ms)[t])
+    params = {"w": jnp.zeros(2)}
+    state = opt.init(params)
+    grads = [jnp.array([1.0, -2.0]), jnp.array([4.0, 0.0]), jnp.array([-1.0, 1.0])]
+    v = np.zeros(2)
+    for t, g in enumerate(grads):
+        update, state = opt.update({"w": g}, state, params)
+        v = ms[t] * v - lrs[t] * np.asarray(g)  # by hand
+        np.testing.assert_allclose(update["w"], v, rtol=1e-6)
+    # By hand, the third update: 0.9 * (0.5 * (-0.5, 1) - 0.25 * (4, 0)) - 0.125 * (-1, 1)
+    np.testing.assert_allclose(update["w"], [0.9 * (-0.25 - 1.0) + 0.125, 0.9 * 0.5 - 0.125])
+    assert int(state.count) == 3
+    # optax's momentum scales the velocity by the learning rate afterwards: a different rule.
+    optax_opt = optax.sgd(lambda t: jnp.asarray(lrs)[t], momentum=0.5)
+    o_state = optax_opt.init(params)
+    for g in grads[:2]:
+        o_update, o_state = optax_opt.update({"w": g}, o_state, params)
+    assert not np.allclose(o_update["w"], 0.5 * (-0.5 * np.asarray(grads[0])) - 0.25 * np.asarray(grads[1]))
+
+
+def test_per_update_decay_and_its_floor():
+    from jaxgan import optim
+
+    schedule = optim.per_update_decay(0.1, 1.000004, 1e-6)
+    for t, expected in [(0, 0.1), (1, 0.1 / 1.000004), (500, 0.1 / 1.000004**500),
+                        (50_000, 0.1 / 1.000004**50_000)]:
+        np.testing.assert_allclose(float(schedule(jnp.int32(t))), expected, rtol=1e-5)
+    # PAPER-MNIST.md: 0.0998 after epoch 1, 0.0819 after 100 epochs, 0.0368 after 500.
+    for epochs, expected in [(1, 0.0998), (100, 0.0819), (500, 0.0368)]:
+        assert round(float(schedule(jnp.int32(epochs * 500))), 4) == expected
+    assert float(schedule(jnp.int32(3_000_000))) == pytest.approx(1e-6)  # the floor
+    fast = optim.per_update_decay(1.0, 2.0, 0.1)
+    assert [float(fast(jnp.int32(t))) for t in range(5)] == pytest.approx([1.0, 0.5, 0.25, 0.125, 0.1])
+
+
+def test_epoch_momentum_ramp_changes_only_at_epoch_boundaries():
+    from jaxgan import optim
+
+    ramp = optim.epoch_momentum_ramp(0.5, 0.7, 250, steps_per_epoch=500)
+    values = {t: float(ramp(jnp.int32(t))) for t in (0, 499, 500, 999, 1000, 124_999, 125_000)}
+    assert values[0] == values[499] == 0.5  # epoch 1
+    assert values[500] == values[999] == pytest.approx(0.5 + 0.2 / 249)  # epoch 2
+    assert values[1000] == pytest.approx(0.5 + 0.4 / 249)  # epoch 3
+    assert values[124_999] == pytest.approx(0.7)  # epoch 250
+    assert float(ramp(jnp.int32(10**7))) == pytest.approx(0.7)
+
+
+def test_paper_sgd_over_an_epoch_boundary_by_hand():
+    """Three updates with 2 updates per epoch: the momentum moves at the third."""
+    from jaxgan import optim
+
+    opt = optim.pylearn2_momentum(optim.per_update_decay(0.1, 2.0, 1e-6),
+                                  optim.epoch_momentum_ramp(0.5, 0.7, 3, steps_per_epoch=2))
+    params = jnp.zeros(1)
+    state = opt.init(params)
+    v, lrs, ms = 0.0, [0.1, 0.05, 0.025], [0.5, 0.5, 0.6]
+    for t, g in enumerate([1.0, 2.0, 3.0]):
+        update, state = opt.update(jnp.array([g]), state, params)
+        v = ms[t] * v - lrs[t] * g
+        np.testing.assert_allclose(update, [v], rtol=1e-6)
+    assert v == pytest.approx(0.6 * (0.5 * -0.1 - 0.1) - 0.075)
+    assert optim.paper_sgd().init(params).count == 0
