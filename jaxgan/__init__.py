@@ -13,7 +13,7 @@ from jaxgan import losses, models, optim
 from jaxgan.gan import GAN
 from jaxgan.models import make_models
 from jaxgan.state import GANState
-from jaxgan.steps import d_step, g_step, step_keys, train_step
+from jaxgan.steps import d_step, g_step, simultaneous_step, step_keys, train_step
 
 __version__ = "0.1.0"
 
@@ -22,6 +22,7 @@ __all__ = [
     "GANState",
     "d_step",
     "g_step",
+    "simultaneous_step",
     "train_step",
     "step_keys",
     "make_models",

@@ -19,9 +19,10 @@ from jaxgan.augment import random_translate
 from jaxgan.models import IMAGE_SHAPE
 from jaxgan.state import GANState
 
-__all__ = ["GAN", "NOISE_DISTRIBUTIONS"]
+__all__ = ["GAN", "NOISE_DISTRIBUTIONS", "UPDATES"]
 
 NOISE_DISTRIBUTIONS = ("normal", "uniform", "uniform_unit_variance")
+UPDATES = ("alternating", "simultaneous")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +44,12 @@ class GAN:
       ema_decay: if set, ``GANState.g_ema_params`` tracks an exponential moving average of the
         generator's parameters for sampling, with decay ``min(ema_decay, (1 + t) / (10 + t))``
         at iteration t (a warm-up, so early samples are not dominated by the initialization).
+      update: ``"alternating"`` (Algorithm 1: ``d_steps`` D updates, then one G update with
+        fresh noise) or ``"simultaneous"`` (the paper's released code: one step computes D's
+        and G's gradients at the same parameters, from the same generated batch seen through
+        the same D dropout mask, and applies both; needs ``d_steps == 1``).
+      d_loss_scale: factor on D's loss in its gradient (the released code's D minimizes
+        ``0.5 * (BCE(real) + BCE(fake))``: 0.5); the ``d_loss`` metric stays ``-V``.
       augment_shift: DiffAugment translation (Zhao et al. 2020): if > 0, D sees every real
         and generated image shifted by a random offset of up to this many pixels per axis
         (the border filled with ``output_range``'s low end), in D's and G's updates alike.
@@ -58,6 +65,8 @@ class GAN:
     g_loss: str = "nonsaturating"
     d_steps: int = 1
     ema_decay: float | None = None
+    update: str = "alternating"
+    d_loss_scale: float = 1.0
     augment_shift: int = 0
     data_shape: tuple[int, ...] = IMAGE_SHAPE
 
@@ -67,6 +76,12 @@ class GAN:
                 f"unknown noise {self.noise!r}: choose one of {', '.join(NOISE_DISTRIBUTIONS)}"
             )
         losses.generator_loss(self.g_loss)  # raises for an unknown name
+        if self.update not in UPDATES:
+            raise ValueError(f"unknown update {self.update!r}: choose one of {', '.join(UPDATES)}")
+        if self.update == "simultaneous" and self.d_steps != 1:
+            raise ValueError(f"the simultaneous update has one D step per G step, not {self.d_steps}")
+        if not self.d_loss_scale > 0:
+            raise ValueError(f"d_loss_scale must be > 0, got {self.d_loss_scale!r}")
         if not (isinstance(self.augment_shift, int) and self.augment_shift >= 0):
             raise ValueError(f"augment_shift must be an integer >= 0, got {self.augment_shift!r}")
         if self.latent_dim < 1:

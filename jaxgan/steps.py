@@ -23,7 +23,7 @@ from jaxgan import losses
 from jaxgan.gan import GAN
 from jaxgan.state import GANState
 
-__all__ = ["step_keys", "d_step", "g_step", "train_step"]
+__all__ = ["step_keys", "d_step", "g_step", "simultaneous_step", "train_step"]
 
 Metrics = dict[str, jax.Array]
 # The augmentation's key is this fold of an update's key (noise and dropout split it in two).
@@ -65,9 +65,9 @@ def d_step(gan: GAN, state: GANState, real_images: jax.Array, key: jax.Array):
         logits = gan.discriminate(d_params, both, train=True, key=dropout_key)
         real_logits, fake_logits = logits[:batch_size], logits[batch_size:]
         loss = losses.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits)
-        return loss, (real_logits, fake_logits)
+        return gan.d_loss_scale * loss, (loss, real_logits, fake_logits)
 
-    (loss, (real_logits, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+    (_, (loss, real_logits, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.d_params
     )
     updates, d_opt_state = gan.d_optimizer.update(grads, state.d_opt_state, state.d_params)
@@ -109,6 +109,11 @@ def g_step(gan: GAN, state: GANState, key: jax.Array, *, batch_size: int):
         return g_loss_fn(fake_logits=fake_logits), batch_stats
 
     (loss, g_batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
+    return _apply_g_grads(gan, state, grads, g_batch_stats), {"g_loss": loss}
+
+
+def _apply_g_grads(gan: GAN, state: GANState, grads, g_batch_stats) -> GANState:
+    """G's optimizer step, new batch statistics and EMA: every G field of the state."""
     updates, g_opt_state = gan.g_optimizer.update(grads, state.g_opt_state, state.g_params)
     g_params = optax.apply_updates(state.g_params, updates)
     g_ema_params = state.g_ema_params
@@ -118,17 +123,76 @@ def g_step(gan: GAN, state: GANState, key: jax.Array, *, batch_size: int):
         t = state.step.astype(jnp.float32)
         decay = jnp.minimum(gan.ema_decay, (1.0 + t) / (10.0 + t))
         g_ema_params = optax.incremental_update(g_params, g_ema_params, 1.0 - decay)
-    new_state = state.replace(
+    return state.replace(
         g_params=g_params,
         g_opt_state=g_opt_state,
         g_batch_stats=g_batch_stats,
         g_ema_params=g_ema_params,
     )
-    return new_state, {"g_loss": loss}
+
+
+def simultaneous_step(gan: GAN, state: GANState, real_images: jax.Array, key: jax.Array):
+    """One simultaneous update of both players (the paper's released MNIST code).
+
+    One batch of noise, one generated batch G(z) (G in training mode) and one D call on
+    ``[real; G(z)]`` with one dropout key; D's loss (times ``gan.d_loss_scale``) and G's loss
+    both read those logits, so G's loss sees the fakes through the same dropout mask as D's
+    fake term. Both gradients are taken at the current parameters (one forward pass, two
+    backward passes) and both optimizers step: G's update uses D from before this step.
+
+    Args:
+      gan: the GAN description.
+      state: the training state.
+      real_images: ``[batch, *gan.data_shape]`` in ``gan.output_range``.
+      key: this step's key, split as ``d_step`` splits its key (noise, dropout), so that the
+        D half equals ``d_step`` with the same key.
+
+    Returns:
+      ``(new_state, metrics)`` with ``d_loss`` (= -V), ``d_real``, ``d_fake`` and ``g_loss``
+      (all at the parameters before the update).
+    """
+    batch_size = real_images.shape[0]
+    noise_key, dropout_key = jax.random.split(key)
+    z = gan.sample_noise(noise_key, batch_size)
+    g_loss_fn = losses.generator_loss(gan.g_loss)
+    augment_key = jax.random.fold_in(key, _AUGMENT_FOLD)
+
+    def both_losses(d_params, g_params):
+        fake_images, g_batch_stats = gan.generate_train(
+            g_params, z, batch_stats=state.g_batch_stats
+        )
+        both = jnp.concatenate([real_images.astype(fake_images.dtype), fake_images], axis=0)
+        if gan.augment_shift:
+            both = gan.augment(augment_key, both)
+        logits = gan.discriminate(d_params, both, train=True, key=dropout_key)
+        real_logits, fake_logits = logits[:batch_size], logits[batch_size:]
+        d_loss = losses.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits)
+        g_loss = g_loss_fn(fake_logits=fake_logits)
+        return (gan.d_loss_scale * d_loss, g_loss), (d_loss, real_logits, fake_logits, g_batch_stats)
+
+    (_, g_loss), pullback, (d_loss, real_logits, fake_logits, g_batch_stats) = jax.vjp(
+        both_losses, state.d_params, state.g_params, has_aux=True
+    )
+    one, zero = jnp.ones((), jnp.float32), jnp.zeros((), jnp.float32)
+    d_grads, _ = pullback((one, zero))
+    _, g_grads = pullback((zero, one))
+    updates, d_opt_state = gan.d_optimizer.update(d_grads, state.d_opt_state, state.d_params)
+    new_state = state.replace(
+        d_params=optax.apply_updates(state.d_params, updates), d_opt_state=d_opt_state
+    )
+    new_state = _apply_g_grads(gan, new_state, g_grads, g_batch_stats)
+    metrics = {
+        "d_loss": d_loss,
+        "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+        "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
+        "g_loss": g_loss,
+    }
+    return new_state, metrics
 
 
 def train_step(gan: GAN, state: GANState, real_images: jax.Array):
-    """One iteration of Algorithm 1: ``gan.d_steps`` D updates, then one G update.
+    """One iteration of Algorithm 1: ``gan.d_steps`` D updates, then one G update (or, with
+    ``gan.update == "simultaneous"``, one ``simultaneous_step`` with the first D key).
 
     Args:
       gan: the GAN description.
@@ -150,6 +214,9 @@ def train_step(gan: GAN, state: GANState, real_images: jax.Array):
             f"got shape {real_images.shape}"
         )
     d_keys, g_key = step_keys(state, gan.d_steps)
+    if gan.update == "simultaneous":
+        state, metrics = simultaneous_step(gan, state, real_images[0], d_keys[0])
+        return state.replace(step=state.step + 1), metrics
     metrics: Metrics = {}
     # A Python loop, unrolled at trace time: k is small, and a rolled scan of conv steps is
     # much slower on XLA:CPU (shared/PERF-NOTES.md).

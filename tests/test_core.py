@@ -700,3 +700,92 @@ def test_paper_sgd_over_an_epoch_boundary_by_hand():
         np.testing.assert_allclose(update, [v], rtol=1e-6)
     assert v == pytest.approx(0.6 * (0.5 * -0.1 - 0.1) - 0.075)
     assert optim.paper_sgd().init(params).count == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The simultaneous update of the paper's released code
+
+
+def paper_pair_gan(**kwargs):
+    """The paper's maxout pair (D has dropout, so masks matter), plain SGD for both."""
+    g, d = jaxgan.make_models("mlp")
+    opts = dict(g_optimizer=optax.sgd(0.1), d_optimizer=optax.sgd(0.1), update="simultaneous",
+                noise="uniform_unit_variance")
+    opts.update(kwargs)
+    return jaxgan.GAN(g, d, **opts)
+
+
+def test_simultaneous_d_half_is_d_step_with_the_same_key(key):
+    gan = paper_pair_gan()
+    state = gan.init(key)
+    real, step_key = jnp.clip(real_batch()[0] * 0.5 + 0.5, 0, 1), jax.random.key(3)
+    new, metrics = jaxgan.simultaneous_step(gan, state, real, step_key)
+    ref, ref_metrics = jaxgan.d_step(gan, state, real, step_key)
+    for a, b in zip(jax.tree.leaves(new.d_params), jax.tree.leaves(ref.d_params)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    for name in ("d_loss", "d_real", "d_fake"):
+        np.testing.assert_allclose(metrics[name], ref_metrics[name], rtol=1e-6)
+    assert not tree_equal(new.d_params, state.d_params)
+
+
+def test_simultaneous_g_half_uses_the_pre_update_d_the_same_fakes_and_the_same_mask(key):
+    gan = paper_pair_gan(d_optimizer=optax.sgd(100.0))  # a large D step: one a G update would see
+    state = gan.init(key)
+    real, step_key = jnp.clip(real_batch()[0] * 0.5 + 0.5, 0, 1), jax.random.key(3)
+    noise_key, dropout_key = jax.random.split(step_key)
+    z = gan.sample_noise(noise_key, BATCH)
+
+    def g_loss(g_params, d_params, mask_key):  # by hand: D sees [real; G(z)] in one call
+        fake, _ = gan.generate_train(g_params, z)
+        logits = gan.discriminate(d_params, jnp.concatenate([real, fake]), train=True,
+                                  key=mask_key)
+        return jaxgan.losses.nonsaturating_generator_loss(fake_logits=logits[BATCH:])
+
+    def sgd(d_params, mask_key):
+        grads = jax.grad(g_loss)(state.g_params, d_params, mask_key)
+        return jax.tree.map(lambda p, g: p - 0.1 * g, state.g_params, grads)
+
+    new, metrics = jaxgan.simultaneous_step(gan, state, real, step_key)
+
+    def relative_gap(g_params):
+        """max |update - new's update| / max |new's update|, over every G parameter."""
+        moved = [a - p for a, p in zip(jax.tree.leaves(new.g_params), jax.tree.leaves(state.g_params))]
+        other = [a - p for a, p in zip(jax.tree.leaves(g_params), jax.tree.leaves(state.g_params))]
+        scale = max(float(jnp.max(jnp.abs(m))) for m in moved)
+        return max(float(jnp.max(jnp.abs(o - m))) for o, m in zip(other, moved)) / scale
+
+    assert relative_gap(sgd(state.d_params, dropout_key)) < 1e-4
+    np.testing.assert_allclose(metrics["g_loss"], g_loss(state.g_params, state.d_params,
+                                                         dropout_key), rtol=1e-6)
+    # The test can tell: the updated D, or another dropout mask, gives another G update.
+    assert relative_gap(sgd(new.d_params, dropout_key)) > 1e-2
+    assert relative_gap(sgd(state.d_params, jax.random.key(99))) > 1e-2
+
+
+def test_d_loss_scale_scales_d_gradients_not_the_metric(key):
+    half = paper_pair_gan(d_loss_scale=0.5)
+    full = paper_pair_gan()
+    state = full.init(key)
+    real, step_key = jnp.clip(real_batch()[0] * 0.5 + 0.5, 0, 1), jax.random.key(4)
+    a, a_metrics = jaxgan.simultaneous_step(half, state, real, step_key)
+    b, b_metrics = jaxgan.simultaneous_step(full, state, real, step_key)
+    for p0, pa, pb in zip(*(jax.tree.leaves(s.d_params) for s in (state, a, b))):
+        np.testing.assert_allclose(pa - p0, 0.5 * (pb - p0), rtol=1e-4, atol=1e-9)
+    assert float(a_metrics["d_loss"]) == float(b_metrics["d_loss"])
+    assert tree_equal(a.g_params, b.g_params)  # G's update does not see the scale
+
+
+def test_train_step_runs_the_simultaneous_update_with_the_first_d_key(key):
+    gan = paper_pair_gan()
+    state = gan.init(key)
+    real = jnp.clip(real_batch() * 0.5 + 0.5, 0, 1)
+    stepped, metrics = jax.jit(functools.partial(jaxgan.train_step, gan))(state, real)
+    d_keys, _ = jaxgan.step_keys(state, 1)
+    direct, _ = jaxgan.simultaneous_step(gan, state, real[0], d_keys[0])
+    assert int(stepped.step) == 1 and set(metrics) == {"d_loss", "d_real", "d_fake", "g_loss"}
+    for a, b in zip(jax.tree.leaves(stepped.g_params), jax.tree.leaves(direct.g_params)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="one D step per G step"):
+        paper_pair_gan(d_steps=2)
+    with pytest.raises(ValueError, match="unknown update"):
+        paper_pair_gan(update="sometimes")
