@@ -175,7 +175,8 @@ def test_model_settings_of_earlier_workdirs_resume():
     earlier = TrainConfig.from_json({"arch": "dcgan", "g_widths": None, "d_widths": None})
     assert earlier.model() == preset("dcgan").model()
     assert earlier.model() != TrainConfig().model()
-    assert TrainConfig(arch="mlp").model() == {"arch": "mlp", "latent_dim": 100, "ema_decay": True}
+    assert TrainConfig(arch="mlp").model() == {"arch": "mlp", "latent_dim": 100, "ema_decay": True,
+                                               "lr_schedule": "constant"}
 
 
 def test_resume_with_a_different_model_is_refused_and_touches_nothing(tmp_path):
