@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from experiments.cli import Parser, fail, output_file
+from experiments.cli import Parser, fail, output_file, writable_directory
 
 # MNIST's full train split: Goodfellow et al. 2014 train on rows 0-49,999 and choose the
 # Parzen sigma on rows 50,000-50,999.
@@ -191,6 +191,8 @@ def main(argv: list[str] | None = None) -> None:
         fail("nothing to evaluate: give --workdir, --samples, --reference or --classifier-only")
     if args.num_samples < 1:
         fail(f"--num-samples must be positive, got {args.num_samples}")
+    if args.classifier_steps is not None and args.classifier_steps < 1:
+        fail(f"--classifier-steps must be positive, got {args.classifier_steps}")
 
     # Every input is checked before any data is loaded or any classifier trained.
     config = _check_workdir(args.workdir) if args.workdir else None
@@ -203,6 +205,7 @@ def main(argv: list[str] | None = None) -> None:
             output = os.path.splitext(args.samples)[0] + ".eval.json"
     if output is not None:
         output = output_file(output, "--output", overwrite=None)
+    writable_directory(args.cache_dir, "--cache-dir")
 
     from jaxgan import eval as jeval
     from jaxgan.checkpoint import CheckpointError

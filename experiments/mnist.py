@@ -213,17 +213,22 @@ class _StopOnSignal:
             signal.signal(number, handler)
 
 
-def run_train(argv: list[str]) -> None:
-    args = _train_parser().parse_args(argv)
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The ``TrainConfig`` of parsed training flags: the preset, with the flags given on top."""
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
              if hasattr(args, f.name)}
+    return preset(args.preset, **given)
+
+
+def run_train(argv: list[str]) -> None:
+    args = _train_parser().parse_args(argv)
     from jaxgan import trainer
     from jaxgan.checkpoint import CheckpointError
     from jaxgan.config import WorkdirError
     from jaxgan.data import DataError
 
     try:
-        config = preset(args.preset, **given).validate()
+        config = config_from_args(args).validate()
         with _StopOnSignal() as signals:
             result = trainer.train(
                 config, args.workdir, progress=not args.no_progress, stop=signals.event

@@ -12,7 +12,8 @@ from jaxgan.losses import GENERATOR_LOSSES
 from jaxgan.models import ARCHITECTURES, DCGANDiscriminator, DCGANGenerator
 
 __all__ = [
-    "TrainConfig", "ConfigError", "WorkdirError", "LR_SCHEDULES", "MODEL_FIELDS", "DCGAN_FIELDS", "DTYPES", "PRESETS", "preset"
+    "TrainConfig", "ConfigError", "WorkdirError", "LR_SCHEDULES", "MODEL_FIELDS", "DCGAN_FIELDS",
+    "DTYPES", "PRESETS", "preset",
 ]
 
 DTYPES = ("float32", "bfloat16")

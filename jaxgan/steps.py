@@ -55,31 +55,52 @@ def d_step(gan: GAN, state: GANState, real_images: jax.Array, key: jax.Array):
     # G runs as in training (batch statistics), but G is fixed here: its running averages
     # are updated only by the G step.
     fake_images, _ = gan.generate_train(state.g_params, z, batch_stats=state.g_batch_stats)
-    # One D call on the concatenated batch: D has no batch statistics, so this is the same
-    # function as two calls, with half the kernel launches.
-    both = jnp.concatenate([real_images.astype(fake_images.dtype), fake_images], axis=0)
-    if gan.augment_shift:
-        both = gan.augment(jax.random.fold_in(key, _AUGMENT_FOLD), both)
+    both = _d_input(gan, real_images, fake_images, key)
 
     def loss_fn(d_params):
         logits = gan.discriminate(d_params, both, train=True, key=dropout_key)
-        real_logits, fake_logits = logits[:batch_size], logits[batch_size:]
-        loss = losses.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits)
+        loss, real_logits, fake_logits = _d_loss(logits, batch_size)
         return gan.d_loss_scale * loss, (loss, real_logits, fake_logits)
 
     (_, (loss, real_logits, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.d_params
     )
-    updates, d_opt_state = gan.d_optimizer.update(grads, state.d_opt_state, state.d_params)
-    new_state = state.replace(
-        d_params=optax.apply_updates(state.d_params, updates), d_opt_state=d_opt_state
-    )
-    metrics = {
+    return _apply_d_grads(gan, state, grads), _d_metrics(loss, real_logits, fake_logits)
+
+
+def _d_input(gan: GAN, real_images: jax.Array, fake_images: jax.Array, key: jax.Array):
+    """``[real; fake]`` as D sees them in training (augmented if ``gan.augment_shift``).
+
+    One D call on the concatenated batch: D has no batch statistics, so this is the same
+    function as two calls, with half the kernel launches.
+    """
+    both = jnp.concatenate([real_images.astype(fake_images.dtype), fake_images], axis=0)
+    if gan.augment_shift:
+        both = gan.augment(jax.random.fold_in(key, _AUGMENT_FOLD), both)
+    return both
+
+
+def _d_loss(logits: jax.Array, batch_size: int):
+    """``(-V, real_logits, fake_logits)`` from D's logits on ``[real; fake]``."""
+    real_logits, fake_logits = logits[:batch_size], logits[batch_size:]
+    loss = losses.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits)
+    return loss, real_logits, fake_logits
+
+
+def _d_metrics(loss, real_logits, fake_logits) -> Metrics:
+    return {
         "d_loss": loss,
         "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
         "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
     }
-    return new_state, metrics
+
+
+def _apply_d_grads(gan: GAN, state: GANState, grads) -> GANState:
+    """D's optimizer step: ``d_params`` and ``d_opt_state``."""
+    updates, d_opt_state = gan.d_optimizer.update(grads, state.d_opt_state, state.d_params)
+    return state.replace(
+        d_params=optax.apply_updates(state.d_params, updates), d_opt_state=d_opt_state
+    )
 
 
 def g_step(gan: GAN, state: GANState, key: jax.Array, *, batch_size: int):
@@ -155,18 +176,15 @@ def simultaneous_step(gan: GAN, state: GANState, real_images: jax.Array, key: ja
     noise_key, dropout_key = jax.random.split(key)
     z = gan.sample_noise(noise_key, batch_size)
     g_loss_fn = losses.generator_loss(gan.g_loss)
-    augment_key = jax.random.fold_in(key, _AUGMENT_FOLD)
 
     def both_losses(d_params, g_params):
         fake_images, g_batch_stats = gan.generate_train(
             g_params, z, batch_stats=state.g_batch_stats
         )
-        both = jnp.concatenate([real_images.astype(fake_images.dtype), fake_images], axis=0)
-        if gan.augment_shift:
-            both = gan.augment(augment_key, both)
-        logits = gan.discriminate(d_params, both, train=True, key=dropout_key)
-        real_logits, fake_logits = logits[:batch_size], logits[batch_size:]
-        d_loss = losses.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits)
+        logits = gan.discriminate(
+            d_params, _d_input(gan, real_images, fake_images, key), train=True, key=dropout_key
+        )
+        d_loss, real_logits, fake_logits = _d_loss(logits, batch_size)
         g_loss = g_loss_fn(fake_logits=fake_logits)
         return (gan.d_loss_scale * d_loss, g_loss), (d_loss, real_logits, fake_logits, g_batch_stats)
 
@@ -176,18 +194,8 @@ def simultaneous_step(gan: GAN, state: GANState, real_images: jax.Array, key: ja
     one, zero = jnp.ones((), jnp.float32), jnp.zeros((), jnp.float32)
     d_grads, _ = pullback((one, zero))
     _, g_grads = pullback((zero, one))
-    updates, d_opt_state = gan.d_optimizer.update(d_grads, state.d_opt_state, state.d_params)
-    new_state = state.replace(
-        d_params=optax.apply_updates(state.d_params, updates), d_opt_state=d_opt_state
-    )
-    new_state = _apply_g_grads(gan, new_state, g_grads, g_batch_stats)
-    metrics = {
-        "d_loss": d_loss,
-        "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-        "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
-        "g_loss": g_loss,
-    }
-    return new_state, metrics
+    new_state = _apply_g_grads(gan, _apply_d_grads(gan, state, d_grads), g_grads, g_batch_stats)
+    return new_state, {**_d_metrics(d_loss, real_logits, fake_logits), "g_loss": g_loss}
 
 
 def train_step(gan: GAN, state: GANState, real_images: jax.Array):

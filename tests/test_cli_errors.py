@@ -87,6 +87,10 @@ CASES = {
     "evaluate: no test split": ("evaluate", "--workdir {p}/good --test-data embedded "
                                 "--classifier-preset tiny --output {p}/e.json",
                                 "use tfds or idx:DIR"),
+    "evaluate: cache dir is a file": ("evaluate", "--classifier-only --cache-dir {p}/a_file",
+                                      "--cache-dir"),
+    "evaluate: classifier steps 0": ("evaluate", "--classifier-only --classifier-steps 0",
+                                     "--classifier-steps"),
     "toy1d: out_dir is a file": ("toy1d", "--quick --out_dir {p}/a_file", "is a file"),
     "toy1d: out-dir not writable": ("toy1d", "--quick --out-dir /proc/x", "cannot be written"),
     "toy1d: unknown noise": ("toy1d", "--noise cauchy", "--noise"),

@@ -1,18 +1,15 @@
 """The quality sweep's wiring: candidate commands and the table built from recorded runs."""
 
-import dataclasses
 import json
 
 from experiments import mnist, sweep
-from jaxgan.config import TrainConfig, preset
+from jaxgan.config import TrainConfig
 
 
 def config_of(command):
     """The TrainConfig that ``python -m experiments.mnist`` would build from ``command``."""
-    args = mnist._train_parser().parse_args(command[3:])  # drop python -m experiments.mnist
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-             if hasattr(args, f.name)}
-    return preset(args.preset, **given)
+    # Drop "python -m experiments.mnist".
+    return mnist.config_from_args(mnist._train_parser().parse_args(command[3:]))
 
 
 def test_candidates_start_from_the_base_flags_and_default_from_the_defaults():
