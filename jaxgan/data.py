@@ -49,6 +49,7 @@ __all__ = [
     "SPLITS",
     "parse_source",
     "parse_split",
+    "heldout_split",
     "load_mnist",
     "BatchIterator",
     "epoch_permutation",
@@ -188,9 +189,13 @@ def load_mnist(
     start, stop = rows
     stop = len(data.images) if stop is None else stop
     if not start < stop <= len(data.images):
+        fix = f"use a non-empty range inside 0:{len(data.images)}"
+        if stop > len(data.images):
+            fix = (f"{fix}, or a source with more rows (idx:DIR with the MNIST IDX files, or "
+                   "tfds: 60,000 train rows)")
         raise DataError(
             f"split {split!r}: rows {start}:{stop} are not within the {len(data.images)} "
-            f"rows of {data.source}; use a non-empty range inside 0:{len(data.images)}"
+            f"rows of {data.source}; {fix}"
         )
     return MnistData(
         data.images[start:stop].copy(), data.labels[start:stop].copy(),
@@ -216,6 +221,22 @@ def parse_split(split: str) -> tuple[str, tuple[int, int | None] | None]:
     start = int(match["start"] or 0)
     stop = int(match["stop"]) if match["stop"] else None
     return match["name"], (start, stop)
+
+
+def heldout_split(split: str, count: int) -> str:
+    """The ``count`` rows right after a split's range: ``train[:50000]`` -> ``train[50000:51000]``
+    (Goodfellow et al. 2014 chose the Parzen sigma on exactly those rows).
+
+    Raises:
+      DataError: the split has no end (``train``, ``train[100:]``), so no rows follow it.
+    """
+    name, rows = parse_split(split)
+    if rows is None or rows[1] is None:
+        raise DataError(
+            f"split {split!r} has no rows after it to hold out; give a range such as "
+            "train[:50000]"
+        )
+    return f"{name}[{rows[1]}:{rows[1] + count}]"
 
 
 def _choose_auto(split: str, probe: Callable[[], bool]) -> str:

@@ -94,11 +94,14 @@ def epoch_momentum_ramp(
     return schedule
 
 
-def paper_sgd(steps_per_epoch: int = 500) -> optax.GradientTransformation:
+def paper_sgd(
+    learning_rate: float = 0.1, steps_per_epoch: int = 500
+) -> optax.GradientTransformation:
     """The released MNIST code's optimizer, for D and G alike: pylearn2 momentum with the
-    learning rate 0.1 / 1.000004**t (floor 1e-6) and the momentum ramped 0.5 -> 0.7 over
-    epochs 1-250 (500 updates per epoch: 50,000 rows in batches of 100)."""
+    learning rate ``learning_rate / 1.000004**t`` (floor 1e-6; the code's rate is 0.1) and the
+    momentum ramped 0.5 -> 0.7 over epochs 1-250 (``steps_per_epoch`` updates each: 500 for
+    50,000 rows in batches of 100)."""
     return pylearn2_momentum(
-        per_update_decay(0.1, 1.000004, 1e-6),
+        per_update_decay(learning_rate, 1.000004, 1e-6),
         epoch_momentum_ramp(0.5, 0.7, 250, steps_per_epoch),
     )

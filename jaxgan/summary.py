@@ -56,16 +56,21 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def plot_losses(records: list[dict[str, Any]], path: str | os.PathLike) -> None:
-    """Writes a PNG of D's and G's losses and of D(x), D(G(z)) against the step."""
-    import matplotlib
+    """Writes a PNG of D's and G's losses and of D(x), D(G(z)) against the step, and of the
+    held-out Parzen estimate when the records have it (``TrainConfig.parzen_samples``).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Uses Matplotlib's object API (a ``Figure`` with the Agg canvas): no global backend or
+    pyplot state is touched.
+    """
+    from matplotlib.figure import Figure
 
     if not records:
         return
     steps = [r["step"] for r in records]
-    fig, (ax_loss, ax_d) = plt.subplots(1, 2, figsize=(10, 3.5))
+    parzen = [(r["step"], r["parzen_heldout"]) for r in records if "parzen_heldout" in r]
+    fig = Figure(figsize=(15 if parzen else 10, 3.5))
+    axes = fig.subplots(1, 3 if parzen else 2)
+    ax_loss, ax_d = axes[0], axes[1]
     for name in ("d_loss", "g_loss"):
         ax_loss.plot(steps, [r.get(name, float("nan")) for r in records], label=name)
     ax_loss.set_xlabel("step")
@@ -78,8 +83,11 @@ def plot_losses(records: list[dict[str, Any]], path: str | os.PathLike) -> None:
     ax_d.set_xlabel("step")
     ax_d.set_title("discriminator output")
     ax_d.legend()
+    if parzen:
+        axes[2].plot(*zip(*parzen), marker=".")
+        axes[2].set_xlabel("step")
+        axes[2].set_title("Parzen log-likelihood, 1,000 held-out rows (nats)")
     fig.tight_layout()
     tmp = f"{os.fspath(path)}.tmp.png"
     fig.savefig(tmp, dpi=100)
-    plt.close(fig)
     os.replace(tmp, path)

@@ -43,9 +43,11 @@ from jaxgan import data as data_lib
 from jaxgan import sharding as sharding_lib
 from jaxgan.checkpoint import Checkpointer, CheckpointError
 from jaxgan.config import ConfigError, TrainConfig, WorkdirError
+from jaxgan.eval.metrics import select_parzen_sigma
 from jaxgan.gan import GAN
 from jaxgan.images import save_grid
 from jaxgan.models import init_sigmoid_bias_from_marginals, make_models
+from jaxgan.optim import paper_sgd
 from jaxgan.state import GANState
 from jaxgan.steps import train_step
 from jaxgan.summary import MetricsWriter, plot_losses, read_metrics
@@ -70,6 +72,8 @@ SAMPLE_GRID_SIZE = 64  # images in each sample grid (8 x 8)
 # so neither overlaps with training.
 _SAMPLE_NOISE_FOLD = 3
 _STANDING_STATS_FOLD = 4
+_PARZEN_NOISE_FOLD = 5  # the samples of the held-out Parzen estimate
+PARZEN_HELDOUT_ROWS = 1000
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -104,9 +108,16 @@ class TrainResult:
 StopRequest = Union[threading.Event, Callable[[], bool]]
 
 
-def make_gan(config: TrainConfig) -> GAN:
-    """The ``GAN`` described by ``config`` (Adam for both players, as DCGAN; the learning
-    rates follow ``config.lr_schedule`` over ``config.steps`` iterations)."""
+def make_gan(config: TrainConfig, *, batches_per_epoch: int | None = None) -> GAN:
+    """The ``GAN`` described by ``config``.
+
+    Both players use ``config.optimizer``: Adam (as DCGAN), its learning rates following
+    ``config.lr_schedule`` over ``config.steps`` iterations, or the paper code's SGD
+    (``jaxgan.optim.paper_sgd``), whose momentum ramps once per epoch; an epoch is
+    ``batches_per_epoch`` minibatches (the training rows // the batch size), that is as many
+    D updates and ``batches_per_epoch // d_steps`` G updates. It is required for paper_sgd
+    and does not change the shapes of the optimizer states.
+    """
     dtype = jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
     dcgan = {} if config.arch == "mlp" else dict(
         g_widths=config.g_widths, d_widths=config.d_widths, kernel_size=config.kernel_size,
@@ -114,21 +125,33 @@ def make_gan(config: TrainConfig) -> GAN:
     )
     generator, discriminator = make_models(config.arch, dtype=dtype, **dcgan)
 
-    def adam(lr, updates):
-        return optax.adam(_schedule(config.lr_schedule, lr, updates), b1=config.adam_b1,
-                          b2=config.adam_b2)
+    if config.optimizer == "paper_sgd":
+        if batches_per_epoch is None:
+            raise ValueError("the paper_sgd optimizer needs batches_per_epoch")
 
+        def optimizer(lr, updates, updates_per_epoch):
+            del updates  # the rate decays per update, whatever the run's length
+            return paper_sgd(lr, max(updates_per_epoch, 1))
+    else:
+        def optimizer(lr, updates, updates_per_epoch):
+            del updates_per_epoch
+            return optax.adam(_schedule(config.lr_schedule, lr, updates), b1=config.adam_b1,
+                              b2=config.adam_b2)
+
+    per_epoch = batches_per_epoch or 1
     return GAN(
         generator=generator,
         discriminator=discriminator,
-        g_optimizer=adam(config.g_lr, config.steps),
-        d_optimizer=adam(config.d_lr, config.steps * config.d_steps),
+        g_optimizer=optimizer(config.g_lr, config.steps, per_epoch // config.d_steps),
+        d_optimizer=optimizer(config.d_lr, config.steps * config.d_steps, per_epoch),
         augment_shift=config.augment_shift,
         latent_dim=config.latent_dim,
         noise=config.noise,
         g_loss=config.g_loss,
         d_steps=config.d_steps,
         ema_decay=config.ema_decay,
+        update=config.update,
+        d_loss_scale=config.d_loss_scale,
     )
 
 
@@ -178,6 +201,31 @@ def _init_output_bias_from_data(state: GANState, images: np.ndarray) -> GANState
     g_params = init_sigmoid_bias_from_marginals(state.g_params, images / 255.0)
     ema = None if state.g_ema_params is None else jax.tree.map(jnp.copy, g_params)
     return state.replace(g_params=g_params, g_ema_params=ema)
+
+
+class _HeldoutParzen:
+    """``TrainConfig.parzen_samples``: the Parzen log-likelihood of the 1,000 rows after the
+    training range under ``parzen_samples`` samples of the sampling generator (fixed noise of
+    the run's seed), sigma chosen on those rows from Goodfellow et al. 2014's grid."""
+
+    CHUNK = 1000  # samples per compiled call
+
+    def __init__(self, config: TrainConfig, gan: GAN, render, mesh):
+        split = data_lib.heldout_split(config.train_split, PARZEN_HELDOUT_ROWS)
+        self.heldout = data_lib.load_mnist(config.data, split=split).images / 255.0
+        self.num = config.parzen_samples
+        key = jax.random.fold_in(jax.random.key(config.seed), _PARZEN_NOISE_FOLD)
+        noise = gan.sample_noise(key, -(-self.num // self.CHUNK) * self.CHUNK)
+        if mesh is not None:
+            noise = jax.device_put(noise, sharding_lib.replicated_sharding(mesh))
+        self.noise = [noise[i : i + self.CHUNK] for i in range(0, len(noise), self.CHUNK)]
+        self.render = render
+
+    def __call__(self, params, stats) -> dict[str, float]:
+        chunks = _to_host([self.render(params, stats, z) for z in self.noise])
+        samples = np.concatenate([np.asarray(c, np.float64) for c in chunks])[: self.num, ..., 0]
+        sigma, means = select_parzen_sigma(self.heldout, samples)
+        return {"parzen_heldout": float(means.max()), "parzen_sigma": sigma}
 
 
 def prepare_workdir(workdir: str | os.PathLike) -> str:
@@ -413,9 +461,7 @@ def train(
         sharding_lib.initialize_multihost()  # before anything else touches the devices
     mesh = _make_mesh(config)
     primary = jax.process_index() == 0
-    workdir = prepare_workdir(workdir)
-    _check_resume_config(workdir, config)
-
+    # The data first: a source that cannot serve the split leaves no empty workdir behind.
     mnist = data_lib.load_mnist(config.data, split=config.train_split)
     if config.batch_size > len(mnist.images):
         raise ConfigError(
@@ -423,7 +469,10 @@ def train(
             f"{config.batch_size} is larger than the training set ({len(mnist.images)} images "
             f"from {mnist.source})",
         )
-    gan = make_gan(config)
+    workdir = prepare_workdir(workdir)
+    _check_resume_config(workdir, config)
+
+    gan = make_gan(config, batches_per_epoch=len(mnist.images) // config.batch_size)
     state = gan.init(jax.random.key(config.seed))
     if config.arch == "mlp":
         state = _init_output_bias_from_data(state, mnist.images)
@@ -472,6 +521,7 @@ def train(
         step_fn = sharding_lib.shard_train_step(gan, mesh, step=train_step)
         batch_sharding = sharding_lib.batch_sharding(mesh)
         sample_noise = jax.device_put(sample_noise, sharding_lib.replicated_sharding(mesh))
+    parzen = _HeldoutParzen(config, gan, render, mesh) if config.parzen_samples else None
     samples_dir = os.path.join(workdir, "samples")
     os.makedirs(samples_dir, exist_ok=True)
     if primary:
@@ -515,6 +565,9 @@ def train(
                 now = time.perf_counter()
                 final_metrics = {k: float(np.mean([r[k] for r in values])) for k in values[-1]}
                 final_metrics["steps_per_s"] = (step - window_step) / max(now - window_start, 1e-9)
+                if parzen is not None and save_now:
+                    final_metrics.update(parzen(*sampling_variables(state)))
+                    now = time.perf_counter()  # the next window's rate leaves it out
                 window_start, window_step = now, step
                 if writer is not None:
                     writer.write(step, final_metrics)
@@ -561,16 +614,20 @@ def load_trained(workdir: str | os.PathLike) -> tuple[TrainConfig, GAN, GANState
     if not os.path.exists(config_path):
         raise CheckpointError(f"{workdir} is not a training workdir (no config.json)")
     config = TrainConfig.load(config_path)
-    gan = make_gan(config)
+    # The epoch's length only enters paper_sgd's momentum schedule, not any shape: the
+    # template is built with a placeholder and the GAN rebuilt from the saved data position.
+    template = make_gan(config, batches_per_epoch=1).init(jax.random.key(config.seed))
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
     try:  # read only: a checkpoint that fails is skipped, never moved
-        restored = checkpointer.restore_latest(gan.init(jax.random.key(config.seed)))
+        restored = checkpointer.restore_latest(template)
     finally:
         checkpointer.close()
     if restored is None:
         raise CheckpointError(f"{workdir} has no checkpoint yet")
-    step, state, _ = restored
-    return config, gan, state, step
+    step, state, meta = restored
+    position = meta.get("data", {})
+    batches_per_epoch = position.get("num_examples", 0) // max(position.get("batch_size", 1), 1)
+    return config, make_gan(config, batches_per_epoch=max(batches_per_epoch, 1)), state, step
 
 
 def sample(

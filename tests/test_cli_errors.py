@@ -54,6 +54,16 @@ CASES = {
                                       "garbage/config.json is not a readable training config"),
     "train: config.json is truncated": ("mnist", "--steps 2 --workdir {p}/truncated",
                                         "truncated/config.json is not a readable"),
+    "train: paper preset on the 5,000 embedded digits": (
+        "mnist", "--preset paper --data embedded --workdir {p}/paper",
+        "rows 0:50000 are not within the 5000 rows"),
+    "train: simultaneous update with k = 2": (
+        "mnist", "--update simultaneous --d-steps 2 --workdir {p}/new", "--d-steps"),
+    "train: Parzen curve without held-out rows": (
+        "mnist", "--parzen-samples 100 --workdir {p}/new", "--parzen-samples: needs held-out"),
+    "train: paper_sgd with a schedule": (
+        "mnist", "--optimizer paper_sgd --lr-schedule linear --workdir {p}/new",
+        "--lr-schedule"),
     "train: config.json is not an object": ("mnist", "--steps 2 --workdir {p}/a_list",
                                             "a JSON list, not an object"),
     "sample: no workdir": ("mnist", "sample --workdir {p}/missing --out {p}/o.npy",

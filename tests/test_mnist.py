@@ -176,7 +176,9 @@ def test_model_settings_of_earlier_workdirs_resume():
     assert earlier.model() == preset("dcgan").model()
     assert earlier.model() != TrainConfig().model()
     assert TrainConfig(arch="mlp").model() == {"arch": "mlp", "latent_dim": 100, "ema_decay": True,
-                                               "lr_schedule": "constant"}
+                                               "lr_schedule": "constant", "optimizer": "adam"}
+    # before the optimizer was a setting, every run used Adam
+    assert TrainConfig.from_json({"arch": "mlp"}).model() == TrainConfig(arch="mlp").model()
 
 
 def test_resume_with_a_different_model_is_refused_and_touches_nothing(tmp_path):
