@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import typing
 
-__all__ = ["Parser", "fail", "writable_directory", "output_file"]
+__all__ = ["Parser", "fail", "flag", "flag_words", "writable_directory", "output_file"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -27,6 +28,23 @@ def fail(message: str, status: int = 2) -> typing.NoReturn:
     """Prints ``error: message`` (one line) to stderr and exits with ``status``."""
     print(f"error: {' '.join(message.split())}", file=sys.stderr)
     sys.exit(status)
+
+
+def flag(field: str) -> str:
+    """The command-line spelling of a config field: ``batch_size`` -> ``--batch-size``."""
+    return "--" + field.replace("_", "-")
+
+
+def flag_words(error: Exception, fields) -> str:
+    """A library error as the command line says it: a ``ConfigError``'s field becomes its
+    flag (``batch_size: ...`` -> ``--batch-size: ...``), and so does every other field name
+    with an underscore in the text (``set num_devices`` -> ``set --num-devices``); one-word
+    field names (``steps``, ``data``) are ordinary words too and stay as they are."""
+    field, message = getattr(error, "field", None), getattr(error, "message", None)
+    text = f"{flag(field)}: {message}" if field and message is not None else str(error)
+    for name in sorted((f for f in fields if "_" in f), key=len, reverse=True):
+        text = re.sub(rf"(?<![-\w]){name}\b", flag(name), text)
+    return text
 
 
 def _reason(error: OSError) -> str:

@@ -23,7 +23,7 @@ import sys
 import threading
 import typing
 
-from experiments.cli import Parser, fail, output_file
+from experiments.cli import Parser, fail, flag_words, output_file
 from jaxgan.config import (
     DTYPES, LR_SCHEDULES, OPTIMIZERS, PRESETS, ConfigError, TrainConfig, preset,
 )
@@ -32,6 +32,7 @@ from jaxgan.losses import GENERATOR_LOSSES
 from jaxgan.models import ARCHITECTURES
 
 DEFAULT_WORKDIR = os.path.join("runs", "mnist")
+_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 _CHOICES = {
     "arch": ARCHITECTURES,
@@ -241,14 +242,18 @@ def run_train(argv: list[str]) -> None:
 
     try:
         config = config_from_args(args).validate()
+        if config.multihost:
+            from jaxgan.sharding import initialize_multihost
+
+            initialize_multihost()  # before anything else touches the devices
         with _StopOnSignal() as signals:
             result = trainer.train(
                 config, args.workdir, progress=not args.no_progress, stop=signals.event
             )
     except (ConfigError, WorkdirError, DataError, CheckpointError) as error:
-        fail(str(error))
+        fail(flag_words(error, _FIELDS))
     except trainer.NonFiniteLossError as error:
-        fail(str(error), status=1)
+        fail(flag_words(error, _FIELDS), status=1)
     summary = {
         "workdir": os.path.abspath(args.workdir),
         "step": result.step,

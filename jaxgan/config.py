@@ -36,11 +36,14 @@ MODEL_FIELDS = (
 
 
 class ConfigError(ValueError):
-    """A configuration value is invalid; ``field`` names it (as the command line spells it)."""
+    """A configuration value is invalid: ``field`` names the ``TrainConfig`` field,
+    ``message`` says what is wrong with its value (other fields are named as in Python; the
+    command line turns names into flags, ``experiments.cli.flag_words``)."""
 
     def __init__(self, field: str, message: str):
-        super().__init__(f"--{field.replace('_', '-')}: {message}")
+        super().__init__(f"{field}: {message}")
         self.field = field
+        self.message = message
 
 
 class WorkdirError(ValueError):
@@ -97,8 +100,9 @@ class TrainConfig:
       num_devices: devices per process to split each batch over (``jaxgan.sharding``);
         ``None``: all local devices. ``batch_size`` must be divisible by the total number
         of devices (``num_devices`` times the number of processes).
-      multihost: join a multi-host run (``jax.distributed.initialize``) before anything
-        else; each process then feeds its own rows of every global batch.
+      multihost: a multi-host run: each process feeds its own rows of every global batch.
+        The program joins the runtime first (``jaxgan.sharding.initialize_multihost()``;
+        the command line does it for its ``--multihost`` flag): ``train`` refuses otherwise.
       strict_versions: refuse to resume a checkpoint written under other jax, jaxlib or numpy
         versions (by default such a resume warns: it will not be bitwise identical to an
         uninterrupted run).
@@ -175,7 +179,7 @@ class TrainConfig:
             raise ConfigError("d_loss_scale", f"must be > 0, got {self.d_loss_scale!r}")
         if self.optimizer == "paper_sgd" and self.lr_schedule != "constant":
             raise ConfigError(
-                "lr_schedule", "paper_sgd decays its learning rates itself; drop --lr-schedule"
+                "lr_schedule", "paper_sgd decays its learning rates itself; keep lr_schedule constant"
             )
         if not isinstance(self.parzen_samples, int) or self.parzen_samples < 0:
             raise ConfigError(
@@ -186,7 +190,7 @@ class TrainConfig:
                 heldout_split(self.train_split, 1)
             except DataError:
                 raise ConfigError(
-                    "parzen_samples", f"needs held-out rows: give a --train-split range such "
+                    "parzen_samples", f"needs held-out rows: give a train_split range such "
                     f"as train[:50000], not {self.train_split!r}"
                 ) from None
         if not isinstance(self.augment_shift, int) or self.augment_shift < 0:

@@ -16,7 +16,8 @@ Workdir layout::
 Several devices (``config.num_devices``, default all local ones): the state is replicated on a
 ``jaxgan.sharding`` mesh and every batch is split over it (data parallelism, synchronized
 batch normalization); one device in one process takes the plain ``jax.jit`` path. Several
-hosts (``config.multihost``): every process runs ``train`` with the same config and workdir
+hosts (``config.multihost``; the program calls ``jaxgan.sharding.initialize_multihost()``
+first, as the command line does): every process runs ``train`` with the same config and workdir
 (on a file system they all share); each feeds its own rows of every global batch, all of
 them take part in each checkpoint, and only process 0 writes logs, grids and plots.
 """
@@ -270,7 +271,7 @@ def _check_versions(meta: dict, step: int, strict: bool) -> None:
     if strict:
         raise CheckpointError(
             f"checkpoint {step} was written under other library versions ({changed}); "
-            "install those, or drop --strict-versions to resume anyway"
+            "install those, or set strict_versions off to resume anyway"
         )
     log.warning(
         "resuming checkpoint %d under other library versions (%s): the run will not be "
@@ -327,7 +328,7 @@ def _check_resume_config(workdir: str, config: TrainConfig) -> None:
                 field,
                 f"workdir {workdir} was trained with {field}={old_model.get(field)!r}, not "
                 f"{new_model[field]!r}; its checkpoints need the same model: use a new "
-                "--workdir or the original value",
+                "workdir or the original value",
             )
     changed = [
         f"{f.name} {getattr(old, f.name)!r} -> {getattr(config, f.name)!r}"
@@ -372,7 +373,7 @@ def _check_batch_size(batch_size: int, *, devices_per_process: int, process_coun
             f"{batch_size} is not divisible by the {devices} devices it is split over "
             f"({devices_per_process} per process x {process_count} process"
             f"{'es' if process_count > 1 else ''}); use a multiple of {devices}, or set "
-            "--num-devices",
+            "num_devices",
         )
 
 
@@ -457,21 +458,30 @@ def train(
     """
     start = time.perf_counter()
     config.validate()
-    if config.multihost:
-        sharding_lib.initialize_multihost()  # before anything else touches the devices
+    if config.multihost and not jax.distributed.is_initialized():
+        # Starting a distributed runtime is the program's decision, not the library's.
+        raise ConfigError(
+            "multihost", "the multi-host runtime is not started: call "
+            "jaxgan.sharding.initialize_multihost() (jax.distributed.initialize) in every "
+            "process before train"
+        )
     mesh = _make_mesh(config)
     primary = jax.process_index() == 0
-    # The data first: a source that cannot serve the split leaves no empty workdir behind.
-    mnist = data_lib.load_mnist(config.data, split=config.train_split)
-    if config.batch_size > len(mnist.images):
-        raise ConfigError(
-            "batch_size",
-            f"{config.batch_size} is larger than the training set ({len(mnist.images)} images "
-            f"from {mnist.source})",
-        )
+    created = not os.path.exists(workdir)
     workdir = prepare_workdir(workdir)
     _check_resume_config(workdir, config)
-
+    try:
+        mnist = data_lib.load_mnist(config.data, split=config.train_split)
+        if config.batch_size > len(mnist.images):
+            raise ConfigError(
+                "batch_size",
+                f"{config.batch_size} is larger than the training set ({len(mnist.images)} "
+                f"images from {mnist.source})",
+            )
+    except (data_lib.DataError, ConfigError):
+        if created:  # no empty workdir left behind by a run that could not start
+            os.rmdir(workdir)
+        raise
     gan = make_gan(config, batches_per_epoch=len(mnist.images) // config.batch_size)
     state = gan.init(jax.random.key(config.seed))
     if config.arch == "mlp":

@@ -234,13 +234,20 @@ def _run_one_of_two_processes(process_id: int, port: int, workdir: str) -> dict:
 
     jax.config.update("jax_num_cpu_devices", 2)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    from jaxgan import trainer
-    from jaxgan.config import TrainConfig
+    from jaxgan import sharding, trainer
+    from jaxgan.config import ConfigError, TrainConfig
 
+    try:  # the library does not start the runtime behind the caller's back
+        trainer.train(TrainConfig.tiny(steps=3, multihost=True), workdir, progress=False)
+        refused = False
+    except ConfigError as error:
+        refused = error.field == "multihost" and not jax.distributed.is_initialized()
+    sharding.initialize_multihost()
     first = trainer.train(TrainConfig.tiny(steps=3, multihost=True), workdir, progress=False)
     second = trainer.train(TrainConfig.tiny(steps=6, multihost=True), workdir, progress=False)
     kernel = second.state.g_params["Dense_0"]["kernel"]
     return {
+        "refused_before_initialize": refused,
         "process_index": jax.process_index(),
         "process_count": jax.process_count(),
         "device_count": jax.device_count(),
@@ -322,8 +329,8 @@ def test_trainer_resumes_sharded_checkpoints_exactly(eight):
 
 def test_trainer_rejects_batches_and_device_counts_that_do_not_fit(eight):
     errors = eight["trainer"]["errors"]
-    assert errors["batch_12"].startswith("--batch-size: 12 is not divisible by the 8 devices")
-    assert errors["devices_9"].startswith("--num-devices: 9 requested but this process has 8")
+    assert errors["batch_12"].startswith("batch_size: 12 is not divisible by the 8 devices")
+    assert errors["devices_9"].startswith("num_devices: 9 requested but this process has 8")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,6 +371,7 @@ def test_two_processes_train_resume_and_match_one_device(tmp_path):
                 process.kill()
     for i, out in enumerate(outputs):
         assert out["process_index"] == i and out["process_count"] == 2
+        assert out["refused_before_initialize"]
         assert out["device_count"] == 4 and out["kernel_devices"] == 4
         assert out["resumed_from"] == [None, 3]
     assert outputs[0]["kernel_sum"] == outputs[1]["kernel_sum"]
@@ -418,9 +426,9 @@ def test_process_slices_of_global_batches_concatenate_to_them():
     [
         (64, 8, 4, None),
         (64, 1, 1, None),
-        (10, 1, 4, "--batch-size: 10 is not divisible by the 4 processes"),
-        (12, 8, 1, "--batch-size: 12 is not divisible by the 8 devices"),
-        (40, 8, 2, "--batch-size: 40 is not divisible by the 16 devices it is split over "
+        (10, 1, 4, "batch_size: 10 is not divisible by the 4 processes"),
+        (12, 8, 1, "batch_size: 12 is not divisible by the 8 devices"),
+        (40, 8, 2, "batch_size: 40 is not divisible by the 16 devices it is split over "
                    "(8 per process x 2 processes)"),
     ],
 )
@@ -461,9 +469,9 @@ def test_one_device_keeps_the_plain_jit_path(tmp_path):
     assert sharding.replicated_sharding(mesh).spec == PartitionSpec()
     with pytest.raises(ValueError, match=r"num_devices must be an integer in \[1, 1\]"):
         sharding.make_mesh(2)
-    with pytest.raises(ConfigError, match="--num-devices: 2 requested but this process has 1"):
+    with pytest.raises(ConfigError, match="num_devices: 2 requested but this process has 1"):
         trainer.train(TrainConfig.tiny(num_devices=2), tmp_path, progress=False)
-    with pytest.raises(ConfigError, match="--num-devices: must be a positive integer"):
+    with pytest.raises(ConfigError, match="num_devices: must be a positive integer"):
         TrainConfig.tiny(num_devices=0).validate()
 
 
