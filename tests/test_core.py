@@ -4,6 +4,7 @@ import dataclasses
 import functools
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -441,11 +442,13 @@ def test_no_key_is_used_twice(key):
 
 def test_jitted_train_step_compiles_once(key):
     gan = tiny_gan()
-    step = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0)
+    traced = chex.assert_max_traces(lambda state, real: jaxgan.train_step(gan, state, real), n=1)
+    step = jax.jit(traced, donate_argnums=0)
     state = gan.init(key)
-    for i in range(3):
+    for i in range(3):  # a second trace (a recompilation) would raise
         state, _ = step(state, real_batch(seed=i))
-    assert step._cache_size() == 1
+    with pytest.raises(AssertionError, match="traced"):  # the guard is live
+        step(state, real_batch(seed=0)[:, :2])
 
 
 def test_sigmoid_bias_from_marginals_starts_g_at_the_mean_image(key):
