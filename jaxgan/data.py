@@ -542,6 +542,10 @@ class BatchIterator:
       minibatches: ``None`` yields ``[batch_size, H, W, 1]``; an integer k yields k
         consecutive minibatches at once, ``[k, batch_size, H, W, 1]`` (the k D-steps of one
         iteration of Algorithm 1).
+      process_index, process_count: in a multi-host run, every process draws the same global
+        batches and yields only its own rows of each (``host_slice`` along the batch axis),
+        ``batch_size / process_count`` of them; the position is that of the global stream,
+        the same in every process, so a checkpoint resumes on any number of hosts.
 
     Raises:
       DataError: ``batch_size`` is larger than the data set.
@@ -555,6 +559,8 @@ class BatchIterator:
         seed: int = 0,
         output_range: tuple[float, float] = (0.0, 1.0),
         minibatches: int | None = None,
+        process_index: int = 0,
+        process_count: int = 1,
     ):
         images = np.asarray(images)
         if images.dtype != np.uint8 or images.ndim not in (3, 4):
@@ -568,6 +574,11 @@ class BatchIterator:
             raise DataError(
                 f"batch size {batch_size} is larger than the data set ({len(images)} images)"
             )
+        if process_count < 1 or not 0 <= process_index < process_count:
+            raise ValueError(
+                f"process_index must be in [0, process_count), got {process_index} of "
+                f"{process_count}"
+            )
         if minibatches is not None and minibatches < 1:
             raise ValueError(f"minibatches must be >= 1 or None, got {minibatches}")
         low, high = (float(v) for v in output_range)
@@ -578,6 +589,7 @@ class BatchIterator:
         self.seed = int(seed)
         self.output_range = (low, high)
         self.minibatches = minibatches
+        self._process = (int(process_index), int(process_count))
         self.batches_per_epoch = len(images) // self.batch_size
         # One lookup per pixel: the table is computed in float64 and rounded once, so 0 and
         # 255 map exactly onto low and high.
@@ -595,6 +607,30 @@ class BatchIterator:
         self._check_detached("next()")
         batch, self._consumed = self._draw()
         return batch
+
+    # The interface of a prefetcher (``prefetch_to_device``) that draws ahead of training:
+    # it holds the iterator, draws batches without counting them as consumed, reports each
+    # one training takes, and on release rewinds the draw position to the consumed one.
+
+    def hold(self, holder: object) -> None:
+        """Reserves the iterator for ``holder``: direct reads raise until ``release``."""
+        self._check_detached("prefetch_to_device()")
+        self._prefetcher = holder
+
+    def draw_ahead(self) -> tuple[np.ndarray, tuple[int, int]]:
+        """The next batch and the position after it, not yet counted as consumed."""
+        return self._draw()
+
+    def mark_consumed(self, position: tuple[int, int]) -> None:
+        """Training took the batch drawn with ``position``: ``get_state`` now says so."""
+        self._consumed = position
+
+    def release(self, holder: object) -> None:
+        """Ends ``holder``'s reservation; draws resume right after the consumed batches."""
+        if self._prefetcher is holder:
+            self._produced = self._consumed
+            self._permutation_cache = None
+            self._prefetcher = None
 
     def get_state(self) -> dict[str, int]:
         """The position after the batches consumed so far, as JSON-ready plain ints."""
@@ -660,10 +696,10 @@ class BatchIterator:
                 epoch, batch = epoch + 1, 0
         self._produced = (epoch, batch)
         pixels = self._images[np.concatenate(indices)]  # uint8 [k * batch, H, W, C]
-        images = self._table[pixels]
-        if self.minibatches is not None:
-            images = images.reshape((self.minibatches, self.batch_size) + images.shape[1:])
-        return images, self._produced
+        images = self._table[pixels].reshape((-1, self.batch_size) + pixels.shape[1:])
+        if self._process[1] > 1:  # this process's rows of every global minibatch
+            images = host_slice(images, *self._process, axis=1)
+        return (images if self.minibatches is not None else images[0]), self._produced
 
     def _check_detached(self, what: str) -> None:
         if self._prefetcher is not None:
@@ -686,8 +722,7 @@ class DevicePrefetcher:
         self._exhausted = False
         self._batch_iterator = iterator if isinstance(iterator, BatchIterator) else None
         if self._batch_iterator is not None:
-            self._batch_iterator._check_detached("prefetch_to_device()")
-            self._batch_iterator._prefetcher = self
+            self._batch_iterator.hold(self)
 
     def __iter__(self) -> "DevicePrefetcher":
         return self
@@ -701,13 +736,13 @@ class DevicePrefetcher:
             raise StopIteration
         batch, position = self._queue.popleft()
         if position is not None:
-            self._batch_iterator._consumed = position
+            self._batch_iterator.mark_consumed(position)
         return batch
 
     def _fill(self, count: int) -> None:
         while len(self._queue) < count and not self._exhausted:
             if self._batch_iterator is not None:
-                host_batch, position = self._batch_iterator._draw()
+                host_batch, position = self._batch_iterator.draw_ahead()
             else:
                 try:
                     host_batch, position = next(self._iterator), None
@@ -729,10 +764,8 @@ class DevicePrefetcher:
     def close(self) -> None:
         """Drops the batches held ahead and releases the iterator, rewound to the consumed
         position, so it can be read directly or saved again."""
-        if self._batch_iterator is not None and self._batch_iterator._prefetcher is self:
-            self._batch_iterator._produced = self._batch_iterator._consumed
-            self._batch_iterator._permutation_cache = None
-            self._batch_iterator._prefetcher = None
+        if self._batch_iterator is not None:
+            self._batch_iterator.release(self)
         self._queue.clear()
         self._iterator = None
 

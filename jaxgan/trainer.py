@@ -377,25 +377,6 @@ def _check_batch_size(batch_size: int, *, devices_per_process: int, process_coun
         )
 
 
-class _ProcessBatches(data_lib.BatchIterator):
-    """One process's rows of every global batch of a ``BatchIterator`` (multi-host runs).
-
-    Every process draws the same global batches (same images, same seed) and keeps rows
-    ``host_slice(batch, process_index, process_count, axis=1)``: the rows its devices hold on a
-    ``jaxgan.sharding.make_mesh`` mesh. The position (``get_state``) is that of the global
-    stream, the same in every process, so checkpoints resume the same way on any number of
-    hosts. ``_draw`` is where both ``next()`` and ``prefetch_to_device`` get their batches.
-    """
-
-    def __init__(self, images, *, process_index: int, process_count: int, **kwargs):
-        super().__init__(images, **kwargs)
-        self._process = (process_index, process_count)
-
-    def _draw(self):
-        batch, position = super()._draw()  # [k, batch, 28, 28, 1]
-        return data_lib.host_slice(batch, *self._process, axis=1), position
-
-
 class _Progress:
     """A tqdm bar on a terminal; plain periodic lines otherwise (logs, CI, notebooks' files)."""
 
@@ -490,21 +471,12 @@ def train(
         # Replicated before the restore too: the template's shardings are those Orbax
         # restores into.
         state = sharding_lib.place_state(state, mesh)
-    batch_options = dict(
-        batch_size=config.batch_size,
-        seed=config.seed,
-        output_range=gan.output_range,
-        minibatches=config.d_steps,
+    # Each process feeds its own rows of every global batch (all of them when alone).
+    batches = data_lib.BatchIterator(
+        mnist.images, batch_size=config.batch_size, seed=config.seed,
+        output_range=gan.output_range, minibatches=config.d_steps,
+        process_index=jax.process_index(), process_count=jax.process_count(),
     )
-    if jax.process_count() > 1:
-        batches = _ProcessBatches(
-            mnist.images,
-            process_index=jax.process_index(),
-            process_count=jax.process_count(),
-            **batch_options,
-        )
-    else:
-        batches = data_lib.BatchIterator(mnist.images, **batch_options)
     checkpointer = Checkpointer(
         os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
     )

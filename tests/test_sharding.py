@@ -393,13 +393,13 @@ def test_process_slices_of_global_batches_concatenate_to_them():
     """4 simulated processes: each one's batches (its rows, ``host_slice``) put side by side
     are the single-process batches, across epoch ends and after a resume; the data position
     is the global one in every process."""
-    from jaxgan import data, trainer
+    from jaxgan import data
 
     images = np.random.default_rng(0).integers(0, 256, (100, 28, 28), dtype=np.uint8)
     for k in (1, 2):
         options = dict(batch_size=8, seed=3, output_range=(-1.0, 1.0), minibatches=k)
         whole = data.BatchIterator(images, **options)
-        parts = [trainer._ProcessBatches(images, process_index=i, process_count=4, **options)
+        parts = [data.BatchIterator(images, process_index=i, process_count=4, **options)
                  for i in range(4)]
         for _ in range(20):  # 12 batches per epoch: crosses an epoch end
             expected = next(whole)
@@ -408,7 +408,7 @@ def test_process_slices_of_global_batches_concatenate_to_them():
             np.testing.assert_array_equal(np.concatenate(got, axis=1), expected)
         assert all(part.get_state() == whole.get_state() for part in parts)
         position = whole.get_state()
-        resumed = [trainer._ProcessBatches(images, process_index=i, process_count=4, **options)
+        resumed = [data.BatchIterator(images, process_index=i, process_count=4, **options)
                    .set_state(position) for i in range(4)]
         streams = [data.prefetch_to_device(part, size=2) for part in resumed]
         for _ in range(3):
