@@ -8,13 +8,20 @@ Used by ``experiments.mnist``, ``experiments.evaluate``, ``experiments.toy1d`` a
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import os
 import re
 import sys
 import tempfile
+import types
 import typing
+from typing import Any, Callable
 
-__all__ = ["Parser", "fail", "flag", "flag_words", "writable_directory", "output_file"]
+__all__ = [
+    "Parser", "fail", "flag", "flag_words", "field_docs", "add_config_flags", "given_fields",
+    "writable_directory", "output_file",
+]
 
 
 class Parser(argparse.ArgumentParser):
@@ -45,6 +52,121 @@ def flag_words(error: Exception, fields) -> str:
     for name in sorted((f for f in fields if "_" in f), key=len, reverse=True):
         text = re.sub(rf"(?<![-\w]){name}\b", flag(name), text)
     return text
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's text from the ``Attributes:`` section of a dataclass's docstring, as one
+    line without reST markup (``a, b: text`` documents both ``a`` and ``b``). The command
+    line's help is the config's own documentation, not a copy of it."""
+    docs: dict[str, str] = {}
+    lines = inspect.getdoc(cls).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "Attributes:") + 1
+    names: list[str] = []
+    for line in lines[start:]:
+        if line and not line.startswith(" "):
+            break  # the next section
+        entry = re.match(r"^  (\w+(?:, \w+)*): (.*)$", line)
+        if entry:
+            names = entry[1].split(", ")
+            for name in names:
+                docs[name] = entry[2]
+        elif line.strip():
+            for name in names:
+                docs[name] += " " + line.strip()
+    return {name: text.replace("``", "") for name, text in docs.items()}
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _converter(hint: Any, none_words: tuple[str, ...]) -> tuple[Callable[[str], Any], str | None]:
+    """``(type, metavar)`` for argparse from a field's type hint."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else ()
+    optional = type(None) in options
+    base = next((o for o in options if o is not type(None)), hint) if optional else hint
+
+    if typing.get_origin(base) is tuple:
+        def convert(text: str):
+            return tuple(int(part) for part in text.split(","))
+        expected, metavar = "comma-separated integers", "N,N,..."
+    elif base in (int, float, str):
+        convert, expected, metavar = base, f"a{'n' if base is int else ''} {base.__name__}", None
+    else:
+        raise TypeError(f"no command-line form for fields of type {hint!r}")
+
+    def parse(text: str):
+        if optional and text.lower() in none_words:
+            return None
+        try:
+            return convert(text)
+        except ValueError:
+            words = " or ".join(repr(w) for w in none_words) if optional else ""
+            raise argparse.ArgumentTypeError(
+                f"expected {expected}{' or ' + words if words else ''}, got {text!r}"
+            )
+
+    return parse, metavar
+
+
+def add_config_flags(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    *,
+    defaults: Any,
+    choices: dict[str, tuple[str, ...]] | None = None,
+    none_words: dict[str, tuple[str, ...]] | None = None,
+    underscore_aliases: bool = False,
+    extra_help: Callable[[str], str] | None = None,
+) -> None:
+    """One flag per field of the dataclass ``cls``: ``--kebab-case-name``, typed by the
+    field's annotation, documented by its docstring (``field_docs``), showing its value in
+    ``defaults``. Only flags given on the command line land in the namespace (read them with
+    ``given_fields``), so a preset's values stay unless overridden.
+
+    Args:
+      parser: where to add the flags.
+      cls: a dataclass whose fields are ``int``, ``float``, ``str``, ``bool``,
+        ``tuple[int, ...]`` or any of those ``| None``.
+      defaults: an instance whose values the help shows.
+      choices: the allowed values of string fields.
+      none_words: words meaning ``None`` per optional field (default ``("none",)``).
+      underscore_aliases: also accept ``--snake_case`` spellings (earlier versions' flags).
+      extra_help: more help text per field name.
+    """
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    choices, none_words = choices or {}, none_words or {}
+    for field in dataclasses.fields(cls):
+        name = field.name
+        value = getattr(defaults, name)
+        words = none_words.get(name, ("none",))
+        shown = words[0] if value is None else (
+            ",".join(map(str, value)) if isinstance(value, tuple) else value
+        )
+        text = f"{docs.get(name, name)} (default: {shown}){extra_help(name) if extra_help else ''}"
+        kwargs: dict[str, Any] = dict(default=argparse.SUPPRESS, help=text.replace("%", "%%"))
+        if name in choices:
+            kwargs["choices"] = choices[name]
+        elif hints[name] is bool:  # "--multihost" alone means true
+            kwargs.update(type=_bool, nargs="?", const=True, metavar="BOOL")
+        else:
+            kwargs["type"], metavar = _converter(hints[name], words)
+            if metavar:
+                kwargs["metavar"] = metavar
+        spellings = [flag(name)]
+        if underscore_aliases and "_" in name:
+            spellings.append(f"--{name}")
+        parser.add_argument(*spellings, dest=name, **kwargs)
+
+
+def given_fields(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The fields of ``cls`` given as flags (``add_config_flags``), by name."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
 
 
 def _reason(error: OSError) -> str:

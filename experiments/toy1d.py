@@ -53,7 +53,7 @@ import scipy.special
 from matplotlib.figure import Figure
 
 import jaxgan
-from experiments.cli import Parser, fail, writable_directory
+from experiments.cli import Parser, add_config_flags, fail, given_fields, writable_directory
 
 __all__ = [
     "Config",
@@ -133,20 +133,20 @@ class Config:
         if self.noise not in ("normal", "uniform"):
             raise ValueError(f"--noise: choose normal or uniform, got {self.noise!r}")
         if self.g_loss not in jaxgan.losses.GENERATOR_LOSSES:
-            raise ValueError(f"--g_loss: choose one of {', '.join(jaxgan.losses.GENERATOR_LOSSES)}, "
+            raise ValueError(f"--g-loss: choose one of {', '.join(jaxgan.losses.GENERATOR_LOSSES)}, "
                              f"got {self.g_loss!r}")
         for field in ("hidden", "batch_size", "d_steps", "pretrain_steps", "optimal_d_steps",
                       "g_move_steps", "train_iterations", "grid_bins", "noise_quantiles"):
             if getattr(self, field) < 1:
-                raise ValueError(f"--{field}: must be a positive integer, got {getattr(self, field)}")
+                raise ValueError(f"--{field.replace('_', '-')}: must be a positive integer, got {getattr(self, field)}")
         if self.partial_d_steps < 0:
-            raise ValueError(f"--partial_d_steps: must be >= 0, got {self.partial_d_steps}")
+            raise ValueError(f"--partial-d-steps: must be >= 0, got {self.partial_d_steps}")
         for field in ("data_std", "g_start_std", "net_scale", "d_learning_rate",
                       "g_learning_rate", "final_lr_fraction"):
             if not getattr(self, field) > 0:
-                raise ValueError(f"--{field}: must be > 0, got {getattr(self, field)}")
+                raise ValueError(f"--{field.replace('_', '-')}: must be > 0, got {getattr(self, field)}")
         if not self.x_min < self.x_max:
-            raise ValueError(f"--x_min {self.x_min} must be below --x_max {self.x_max}")
+            raise ValueError(f"--x-min {self.x_min} must be below --x-max {self.x_max}")
         return self
 
 
@@ -543,25 +543,18 @@ def _parse_flags(argv: Sequence[str] | None) -> Config:
         description="Goodfellow et al. 2014, Figure 1, in 1-D (see experiments/toy1d.py).",
     )
     parser.add_argument("--quick", action="store_true", help="start from the small QUICK preset")
-    for field in dataclasses.fields(Config):
-        dashed = "--" + field.name.replace("_", "-")
-        spellings = [f"--{field.name}"] + ([dashed] if dashed != f"--{field.name}" else [])
-        parser.add_argument(
-            *spellings, type=type(field.default), default=None,
-            help=f"default {field.default!r}; with --quick {getattr(QUICK, field.name)!r}",
-        )
+    add_config_flags(
+        parser, Config, defaults=Config(), underscore_aliases=True,
+        extra_help=lambda name: f"; with --quick {getattr(QUICK, name)!r}",
+    )
     args = parser.parse_args(argv)
     base = QUICK if args.quick else Config()
-    changes = {
-        field.name: getattr(args, field.name)
-        for field in dataclasses.fields(Config)
-        if getattr(args, field.name) is not None
-    }
+    changes = given_fields(args, Config)
     try:
         config = base.replace(**changes).validate()
     except ValueError as error:
         fail(str(error))
-    writable_directory(config.out_dir, "--out_dir")
+    writable_directory(config.out_dir, "--out-dir")
     return config
 
 

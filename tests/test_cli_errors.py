@@ -104,7 +104,7 @@ CASES = {
     "toy1d: out_dir is a file": ("toy1d", "--quick --out_dir {p}/a_file", "is a file"),
     "toy1d: out-dir not writable": ("toy1d", "--quick --out-dir /proc/x", "cannot be written"),
     "toy1d: unknown noise": ("toy1d", "--noise cauchy", "--noise"),
-    "toy1d: batch size 0": ("toy1d", "--batch_size 0", "--batch_size"),
+    "toy1d: batch size 0": ("toy1d", "--batch_size 0", "--batch-size"),
     "toy1d: not a number": ("toy1d", "--hidden many", "--hidden"),
     "benchmark: output dir is a file": ("benchmark", "--no-torch --output-dir {p}/a_file",
                                         "is a file"),
@@ -138,3 +138,42 @@ def test_from_the_shell_a_bad_workdir_is_one_line_without_a_traceback(tmp_path):
         result.stderr.strip().splitlines()[-1]
     ] and "not a readable training config" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_every_config_field_is_a_flag_documented_by_the_config_itself():
+    """One mapping for every command: each TrainConfig / toy1d Config field is its kebab-case
+    flag, typed by its annotation, with its docstring as help; a non-default value for every
+    field given on the command line arrives in the config."""
+    import dataclasses
+
+    from experiments.cli import field_docs
+
+    values = dict(
+        arch="mlp", g_loss="minimax", d_steps=3, steps=7, batch_size=12, seed=5,
+        data="idx:/x", train_split="train[:100]", update="simultaneous", d_loss_scale=0.25,
+        optimizer="paper_sgd", g_lr=0.5, d_lr=0.25, adam_b1=0.1, adam_b2=0.2,
+        lr_schedule="cosine", augment_shift=2, latent_dim=9, noise="uniform", ema_decay=None,
+        g_widths=(3, 2, 1), d_widths=(4,), kernel_size=3, g_dense=7, d_dense=8,
+        dtype="bfloat16", parzen_samples=11, log_every=2, sample_every=3,
+        checkpoint_every=4, keep_checkpoints=5, num_devices=2, multihost=True,
+        strict_versions=True,
+    )
+    assert set(values) == {f.name for f in dataclasses.fields(TrainConfig)}
+    spelled = {None: "none", True: "true"}
+    argv = []
+    for name, value in values.items():
+        text = ",".join(map(str, value)) if isinstance(value, tuple) else spelled.get(value, value)
+        argv += ["--" + name.replace("_", "-"), str(text)]
+    parsed = mnist.config_from_args(mnist._train_parser().parse_args(argv))
+    assert dataclasses.asdict(parsed) == values
+    assert mnist._train_parser().parse_args(["--num-devices", "all"]).num_devices is None
+
+    help_text = " ".join(mnist._train_parser().format_help().split())
+    docs = field_docs(TrainConfig)
+    assert " ".join(docs["parzen_samples"].split()[:8]) in help_text
+    toy_docs = field_docs(toy1d.Config)
+    assert set(toy_docs) == {f.name for f in dataclasses.fields(toy1d.Config)}
+    config = toy1d._parse_flags(["--out-dir", "/tmp/jaxgan-toy", "--d-learning-rate", "0.5",
+                                 "--noise_quantiles", "64"])
+    assert (config.out_dir, config.d_learning_rate, config.noise_quantiles) == (
+        "/tmp/jaxgan-toy", 0.5, 64)
