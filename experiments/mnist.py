@@ -25,25 +25,11 @@ import threading
 from experiments.cli import (
     Parser, add_config_flags, fail, flag_words, given_fields, output_file,
 )
-from jaxgan.config import (
-    DTYPES, LR_SCHEDULES, OPTIMIZERS, PRESETS, ConfigError, TrainConfig, preset,
-)
-from jaxgan.gan import NOISE_DISTRIBUTIONS, UPDATES
-from jaxgan.losses import GENERATOR_LOSSES
-from jaxgan.models import ARCHITECTURES
+from jaxgan.config import FIELD_CHOICES, PRESETS, ConfigError, TrainConfig, preset
 
 DEFAULT_WORKDIR = os.path.join("runs", "mnist")
 _FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
-_CHOICES = {
-    "arch": ARCHITECTURES,
-    "g_loss": tuple(GENERATOR_LOSSES),
-    "noise": NOISE_DISTRIBUTIONS,
-    "dtype": DTYPES,
-    "lr_schedule": LR_SCHEDULES,
-    "update": UPDATES,
-    "optimizer": OPTIMIZERS,
-}
 # What the command line adds to a field's documentation.
 _CLI_HELP = {
     "multihost": "; start the same command on every host (Cloud TPU VMs, SLURM and Open MPI "
@@ -76,7 +62,7 @@ def _train_parser() -> argparse.ArgumentParser:
                         help="run directory (resumed if it has checkpoints); default: %(default)s")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
     add_config_flags(
-        parser, TrainConfig, defaults=TrainConfig(), choices=_CHOICES,
+        parser, TrainConfig, defaults=TrainConfig(), choices=FIELD_CHOICES,
         none_words={"num_devices": ("all", "none")},
         extra_help=lambda name: _CLI_HELP.get(name, ""),
     )

@@ -14,12 +14,23 @@ from jaxgan.models import ARCHITECTURES, DCGANDiscriminator, DCGANGenerator
 
 __all__ = [
     "TrainConfig", "ConfigError", "WorkdirError", "LR_SCHEDULES", "MODEL_FIELDS", "DCGAN_FIELDS",
-    "DTYPES", "OPTIMIZERS", "PRESETS", "preset",
+    "DTYPES", "OPTIMIZERS", "FIELD_CHOICES", "PRESETS", "preset",
 ]
 
 DTYPES = ("float32", "bfloat16")
 LR_SCHEDULES = ("constant", "linear", "cosine")
 OPTIMIZERS = ("adam", "paper_sgd")
+
+# The allowed values of the string fields that name a choice.
+FIELD_CHOICES = {
+    "arch": ARCHITECTURES,
+    "g_loss": tuple(GENERATOR_LOSSES),
+    "noise": NOISE_DISTRIBUTIONS,
+    "dtype": DTYPES,
+    "lr_schedule": LR_SCHEDULES,
+    "update": UPDATES,
+    "optimizer": OPTIMIZERS,
+}
 
 # Fields that fix the shapes of the parameters and optimizer states: a workdir's checkpoints
 # can only be resumed with the values they were trained with.
@@ -149,16 +160,7 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Raises ``ConfigError`` naming the first invalid field; returns ``self``."""
-        choices = {
-            "arch": ARCHITECTURES,
-            "g_loss": tuple(GENERATOR_LOSSES),
-            "noise": NOISE_DISTRIBUTIONS,
-            "dtype": DTYPES,
-            "lr_schedule": LR_SCHEDULES,
-            "update": UPDATES,
-            "optimizer": OPTIMIZERS,
-        }
-        for field, options in choices.items():
+        for field, options in FIELD_CHOICES.items():
             if getattr(self, field) not in options:
                 raise ConfigError(
                     field, f"unknown value {getattr(self, field)!r}; choose one of {', '.join(options)}"
