@@ -31,6 +31,7 @@ import time
 import numpy as np
 
 from experiments.cli import Parser, fail, output_file, writable_directory
+from jaxgan.files import atomic_path
 
 # MNIST's full train split: Goodfellow et al. 2014 train on rows 0-49,999 and choose the
 # Parzen sigma on rows 50,000-50,999.
@@ -301,10 +302,8 @@ def _finish(report: dict, seconds: dict, started: float, output: str | None) -> 
     seconds["total"] = time.perf_counter() - started
     report["seconds"] = seconds
     if output:
-        tmp = f"{output}.tmp"
-        with open(tmp, "w") as f:
+        with atomic_path(output) as tmp, open(tmp, "w") as f:
             json.dump(report, f, indent=2)
-        os.replace(tmp, output)
         print(f"wrote {output}")
     print(f"total {seconds['total']:.1f} s")
 

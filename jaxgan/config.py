@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from jaxgan.data import DataError, heldout_split
+from jaxgan.files import atomic_path
 from jaxgan.gan import NOISE_DISTRIBUTIONS, UPDATES
 from jaxgan.losses import GENERATOR_LOSSES
 from jaxgan.models import ARCHITECTURES, DCGANDiscriminator, DCGANGenerator
@@ -278,11 +279,9 @@ class TrainConfig:
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the config as JSON, atomically (temporary file, then rename)."""
-        tmp = f"{os.fspath(path)}.tmp"
-        with open(tmp, "w") as f:
+        with atomic_path(path) as tmp, open(tmp, "w") as f:
             json.dump(self.to_json(), f, indent=2, sort_keys=True)
             f.write("\n")
-        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "TrainConfig":

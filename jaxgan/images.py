@@ -8,6 +8,8 @@ import os
 import numpy as np
 from PIL import Image
 
+from jaxgan.files import atomic_path
+
 __all__ = ["make_grid", "save_grid"]
 
 
@@ -41,6 +43,5 @@ def save_grid(images: np.ndarray, path: str | os.PathLike, *, scale: int = 2, **
     grid = Image.fromarray(make_grid(images, **kwargs))
     if scale != 1:
         grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
-    tmp = f"{os.fspath(path)}.tmp.png"
-    grid.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        grid.save(tmp, format="PNG")

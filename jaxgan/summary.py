@@ -6,6 +6,8 @@ import json
 import os
 from typing import Any
 
+from jaxgan.files import atomic_path
+
 __all__ = ["MetricsWriter", "read_metrics", "plot_losses"]
 
 
@@ -22,10 +24,8 @@ class MetricsWriter:
 
         self.path = os.path.join(os.fspath(workdir), "metrics.jsonl")
         kept = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
+        with atomic_path(self.path) as tmp, open(tmp, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in kept)
-        os.replace(tmp, self.path)
         self._file = open(self.path, "a")
         self._tensorboard = SummaryWriter(os.path.join(os.fspath(workdir), "tensorboard"))
 
@@ -88,6 +88,5 @@ def plot_losses(records: list[dict[str, Any]], path: str | os.PathLike) -> None:
         axes[2].set_xlabel("step")
         axes[2].set_title("Parzen log-likelihood, 1,000 held-out rows (nats)")
     fig.tight_layout()
-    tmp = f"{os.fspath(path)}.tmp.png"
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
