@@ -13,16 +13,11 @@ import pytest
 
 import jaxgan
 from jaxgan import models
+from tiny import tiny_gan
 
 BATCH = 4
 
 
-def tiny_gan(**kwargs):
-    """A DCGAN with tiny widths: same code path as the real one, fast to compile."""
-    g, d = jaxgan.make_models("dcgan", g_widths=(8, 4, 4), d_widths=(4, 8))
-    opts = dict(g_optimizer=optax.adam(1e-3, b1=0.5), d_optimizer=optax.adam(1e-3, b1=0.5))
-    opts.update(kwargs)
-    return jaxgan.GAN(g, d, **opts)
 
 
 def real_batch(d_steps=1, seed=0):
@@ -128,8 +123,7 @@ def test_maxout_discriminator_dropout_only_in_training(key):
 
 
 def test_bfloat16_models_keep_float32_parameters_and_logits(key):
-    g, d = jaxgan.make_models("dcgan", dtype=jnp.bfloat16, g_widths=(8, 4, 4), d_widths=(4, 8))
-    gan = jaxgan.GAN(g, d, optax.sgd(0.1), optax.sgd(0.1))
+    gan = tiny_gan(dtype=jnp.bfloat16, g_optimizer=optax.sgd(0.1), d_optimizer=optax.sgd(0.1))
     state = gan.init(key)
     assert {x.dtype for x in jax.tree.leaves((state.g_params, state.d_params))} == {np.dtype(np.float32)}
     images = gan.generate(state.g_params, gan.sample_noise(key, 2), batch_stats=state.g_batch_stats)

@@ -11,13 +11,11 @@ import pytest
 
 import jaxgan
 from jaxgan.multistep import train_steps
+from tiny import tiny_gan
 
 BATCH, STEPS = 4, 3
 
 
-def tiny_gan(**kwargs):
-    g, d = jaxgan.make_models("dcgan", g_widths=(8, 4, 4), d_widths=(4, 8))
-    return jaxgan.GAN(g, d, optax.adam(1e-3, b1=0.5), optax.adam(1e-3, b1=0.5), **kwargs)
 
 
 def real_batches(shape, seed=0):

@@ -21,24 +21,22 @@ import optax
 import pytest
 
 import jaxgan
-from jaxgan import models, trainer
+from jaxgan import trainer
 from jaxgan.config import TrainConfig
 from jaxgan.summary import read_metrics
+from tiny import tiny_gan
 
 STEPS = 5
 
 
-def tiny_gan(arch, dtype, optimizer):
-    if arch == "dcgan":  # batch normalization in G
-        g, d = jaxgan.make_models("dcgan", dtype=dtype, g_widths=(8, 4, 4), d_widths=(4, 8))
-    else:  # dropout and maxout in D
-        g = models.MLPGenerator(hidden=(32, 32), dtype=dtype)
-        d = models.MaxoutDiscriminator(units=16, pieces=3, dtype=dtype)
-    return jaxgan.GAN(g, d, optimizer, optimizer, latent_dim=16, ema_decay=0.9)
+def precision_gan(arch, dtype, optimizer):
+    """dcgan: batch normalization in G; mlp: dropout and maxout in D."""
+    return tiny_gan(arch, dtype=dtype, g_optimizer=optimizer, d_optimizer=optimizer,
+                    latent_dim=16, ema_decay=0.9)
 
 
 def train(arch, dtype, optimizer):
-    gan = tiny_gan(arch, dtype, optimizer)
+    gan = precision_gan(arch, dtype, optimizer)
     step = jax.jit(functools.partial(jaxgan.train_step, gan))
     initial = state = gan.init(jax.random.key(0))
     low, high = gan.output_range

@@ -40,19 +40,11 @@ STATE_TOLERANCE = 2e-6
 def _tiny_gan(arch: str):
     """The tiny DCGAN (generator batch normalization, EMA, k = 2) or a tiny maxout pair
     (dropout in D): the code paths of the real models at a few hundred parameters."""
-    import jax.numpy as jnp
-    import optax
+    from tiny import tiny_gan
 
-    import jaxgan
-    from jaxgan import models
-
-    adam = optax.adam(1e-3, b1=0.5)
     if arch == "dcgan":
-        g, d = jaxgan.make_models("dcgan", g_widths=(8, 4, 4), d_widths=(4, 8))
-        return jaxgan.GAN(g, d, adam, adam, latent_dim=16, ema_decay=0.9, d_steps=2)
-    g = models.MLPGenerator(hidden=(32, 32), dtype=jnp.float32)
-    d = models.MaxoutDiscriminator(units=16, pieces=3)
-    return jaxgan.GAN(g, d, adam, adam, latent_dim=16)
+        return tiny_gan("dcgan", latent_dim=16, ema_decay=0.9, d_steps=2)
+    return tiny_gan("mlp", latent_dim=16)
 
 
 def _max_abs_diff(a, b) -> float:
