@@ -438,6 +438,81 @@ def train(
       NonFiniteLossError: a loss became NaN/inf; the last good checkpoint is kept.
     """
     start = time.perf_counter()
+    run = _setup(config, workdir)
+    state, step = run.state, int(run.state.step)
+    sampling_variables, render = _sampling_variables(run.gan, config.seed), _renderer(run.gan)
+    if run.mesh is None:
+        step_fn = jax.jit(functools.partial(train_step, run.gan), donate_argnums=0)
+        batch_sharding = None
+    else:
+        step_fn = sharding_lib.shard_train_step(run.gan, run.mesh, step=train_step)
+        batch_sharding = sharding_lib.batch_sharding(run.mesh)
+    parzen = (_HeldoutParzen(config, run.gan, render, run.mesh)
+              if config.parzen_samples else None)
+    logger = _MetricLog(config, run, step, progress=progress, parzen=parzen,
+                        sampling_variables=sampling_variables)
+    grids = _SampleGrids(config, run, render, sampling_variables)
+    saver = _Saver(run)
+    should_stop = _StopCheck(stop, config.log_every)
+    stopped = False
+    stream = data_lib.prefetch_to_device(run.batches, size=2, sharding=batch_sharding)
+    try:
+        while step < config.steps and not stopped:
+            batch = next(stream)
+            # The step's inputs are on the device already: no host-to-device copy per step.
+            with jax.transfer_guard_host_to_device("disallow"):
+                state, metrics = step_fn(state, batch)
+            logger.add(metrics)
+            step += 1
+            if on_step is not None:
+                on_step(step)
+            stopped = should_stop(step) and step < config.steps
+            is_last = step == config.steps or stopped
+            save_now = step % config.checkpoint_every == 0 or is_last
+            if step % config.log_every == 0 or save_now:
+                logger.flush(step, state, at_checkpoint=save_now,
+                             last_checkpoint=saver.last_checkpoint)
+            if step % config.sample_every == 0 or (is_last and not stopped):
+                grids.write(step, state)
+            if save_now:
+                saver.save(step, state)
+        if stopped:
+            log.info("stop requested: stopping at step %d with a checkpoint of it", step)
+    finally:
+        stream.close()
+        run.checkpointer.close()
+        logger.close()
+    first_grid = None if grids.first_at is None else grids.first_at - start
+    return TrainResult(
+        state=state,
+        gan=run.gan,
+        step=step,
+        resumed_from=run.resumed_from,
+        final_metrics=logger.final_metrics,
+        seconds=time.perf_counter() - start,
+        seconds_to_first_grid=first_grid,
+        stopped=stopped,
+    )
+
+
+@dataclasses.dataclass
+class _Run:
+    """What the training loop works on, as ``_setup`` prepared it."""
+
+    config: TrainConfig
+    workdir: str
+    gan: GAN
+    state: GANState  # restored (and placed on the mesh) when resuming
+    batches: data_lib.BatchIterator  # at the restored position when resuming
+    checkpointer: Checkpointer
+    mesh: jax.sharding.Mesh | None
+    resumed_from: int | None
+    primary: bool  # process 0: the one that writes logs, grids and plots
+
+
+def _setup(config: TrainConfig, workdir: str | os.PathLike) -> _Run:
+    """Checks the config and the workdir, loads the data, builds the GAN and its state,
+    restores the newest good checkpoint (with its data position) and saves the config."""
     config.validate()
     if config.multihost and not jax.distributed.is_initialized():
         # Starting a distributed runtime is the program's decision, not the library's.
@@ -447,7 +522,6 @@ def train(
             "process before train"
         )
     mesh = _make_mesh(config)
-    primary = jax.process_index() == 0
     created = not os.path.exists(workdir)
     workdir = prepare_workdir(workdir)
     _check_resume_config(workdir, config)
@@ -489,104 +563,107 @@ def train(
         if mesh is not None:
             state = sharding_lib.place_state(state, mesh)  # a no-op unless a leaf moved
         log.info("resumed %s from step %d", workdir, resumed_from)
+    primary = jax.process_index() == 0
     if primary:
         config.save(os.path.join(workdir, "config.json"))
-    step = int(state.step)
-    last_checkpoint = resumed_from
+    return _Run(config, workdir, gan, state, batches, checkpointer, mesh, resumed_from, primary)
 
-    sampling_variables, render = _sampling_variables(gan, config.seed), _renderer(gan)
-    sample_noise = _sample_noise(gan, config.seed, SAMPLE_GRID_SIZE)
-    batch_sharding = None
-    if mesh is None:
-        step_fn = jax.jit(functools.partial(train_step, gan), donate_argnums=0)
-    else:
-        step_fn = sharding_lib.shard_train_step(gan, mesh, step=train_step)
-        batch_sharding = sharding_lib.batch_sharding(mesh)
-        sample_noise = jax.device_put(sample_noise, sharding_lib.replicated_sharding(mesh))
-    parzen = _HeldoutParzen(config, gan, render, mesh) if config.parzen_samples else None
-    samples_dir = os.path.join(workdir, "samples")
-    os.makedirs(samples_dir, exist_ok=True)
-    if primary:
-        log.info("sample grids every %d steps: %s", config.sample_every,
-                 os.path.join(samples_dir, "latest.png"))
 
-    # Logs, grids and plots come from process 0 only; every process computes the same values.
-    writer = MetricsWriter(workdir, resume_step=step) if primary else None
-    bar = _Progress(config.steps, step, progress and primary)
-    pending: list[dict[str, jax.Array]] = []  # device metrics since the last flush
-    window_start, window_step = time.perf_counter(), step
-    final_metrics: dict[str, float] = {}
-    first_grid = None
-    stopped = False
-    should_stop = _StopCheck(stop, config.log_every)
-    versions = library_versions()
-    stream = data_lib.prefetch_to_device(batches, size=2, sharding=batch_sharding)
-    try:
-        while step < config.steps and not stopped:
-            batch = next(stream)
-            # The step's inputs are on the device already: no host-to-device copy per step.
-            with jax.transfer_guard_host_to_device("disallow"):
-                state, metrics = step_fn(state, batch)
-            pending.append(metrics)
-            step += 1
-            if on_step is not None:
-                on_step(step)
-            stopped = should_stop(step) and step < config.steps
-            is_last = step == config.steps or stopped
-            save_now = step % config.checkpoint_every == 0 or is_last
-            if step % config.log_every == 0 or save_now:
-                # One host sync per interval: every step's metrics are checked for NaN/inf.
-                values = _to_host(pending)
-                pending = []
-                for offset, record in enumerate(values):
-                    if not all(math.isfinite(float(v)) for v in record.values()):
-                        bad_step = step - len(values) + offset + 1
-                        raise NonFiniteLossError(
-                            bad_step, {k: float(v) for k, v in record.items()}, last_checkpoint
-                        )
-                now = time.perf_counter()
-                final_metrics = {k: float(np.mean([r[k] for r in values])) for k in values[-1]}
-                final_metrics["steps_per_s"] = (step - window_step) / max(now - window_start, 1e-9)
-                if parzen is not None and save_now:
-                    final_metrics.update(parzen(*sampling_variables(state)))
-                    now = time.perf_counter()  # the next window's rate leaves it out
-                window_start, window_step = now, step
-                if writer is not None:
-                    writer.write(step, final_metrics)
-                bar.update(step, len(values), final_metrics)
-            if step % config.sample_every == 0 or (is_last and not stopped):
-                # Every process runs the sampler: a computation on the mesh involves them all.
-                grid = render(*sampling_variables(state), sample_noise)
-                grid = np.asarray(_to_host(grid), np.float32)
-                if primary:
-                    save_grid(grid, os.path.join(samples_dir, f"step_{step:06d}.png"))
-                    save_grid(grid, os.path.join(samples_dir, "latest.png"))
-                if first_grid is None:
-                    first_grid = time.perf_counter() - start
-            if save_now:  # every process, each writing its part of the state
-                checkpointer.save(
-                    step, state, {"data": batches.get_state(), "step": step, "versions": versions}
+# The loop's periodic actions. Every process runs each of them (a computation on the mesh
+# involves all processes); only process 0 writes logs, grids and plots.
+
+
+class _MetricLog:
+    """Every ``log_every`` steps and at every checkpoint: one host read of the metrics since
+    the last record, each step's checked for NaN/inf, their mean (plus steps/s, and the
+    held-out Parzen estimate at checkpoints) written to metrics.jsonl / TensorBoard and the
+    progress display."""
+
+    def __init__(self, config: TrainConfig, run: _Run, step: int, *, progress: bool,
+                 parzen: "_HeldoutParzen | None", sampling_variables):
+        self._writer = MetricsWriter(run.workdir, resume_step=step) if run.primary else None
+        self._bar = _Progress(config.steps, step, progress and run.primary)
+        self._parzen, self._sampling_variables = parzen, sampling_variables
+        self._pending: list[dict[str, jax.Array]] = []  # device metrics since the last flush
+        self._window = (time.perf_counter(), step)
+        self._plot_path = os.path.join(run.workdir, "losses.png")
+        self.final_metrics: dict[str, float] = {}
+
+    def add(self, metrics: dict[str, jax.Array]) -> None:
+        self._pending.append(metrics)
+
+    def flush(self, step: int, state: GANState, *, at_checkpoint: bool,
+              last_checkpoint: int | None) -> None:
+        values = _to_host(self._pending)
+        self._pending = []
+        for offset, record in enumerate(values):
+            if not all(math.isfinite(float(v)) for v in record.values()):
+                bad_step = step - len(values) + offset + 1
+                raise NonFiniteLossError(
+                    bad_step, {k: float(v) for k, v in record.items()}, last_checkpoint
                 )
-                last_checkpoint = step
-        if stopped:
-            log.info("stop requested: stopping at step %d with a checkpoint of it", step)
-    finally:
-        stream.close()
-        bar.close()
-        checkpointer.close()
-        if writer is not None:
-            writer.close()
-            plot_losses(read_metrics(writer.path), os.path.join(workdir, "losses.png"))
-    return TrainResult(
-        state=state,
-        gan=gan,
-        step=step,
-        resumed_from=resumed_from,
-        final_metrics=final_metrics,
-        seconds=time.perf_counter() - start,
-        seconds_to_first_grid=first_grid,
-        stopped=stopped,
-    )
+        now = time.perf_counter()
+        window_start, window_step = self._window
+        metrics = {k: float(np.mean([r[k] for r in values])) for k in values[-1]}
+        metrics["steps_per_s"] = (step - window_step) / max(now - window_start, 1e-9)
+        if self._parzen is not None and at_checkpoint:
+            metrics.update(self._parzen(*self._sampling_variables(state)))
+            now = time.perf_counter()  # the next window's rate leaves it out
+        self._window = (now, step)
+        if self._writer is not None:
+            self._writer.write(step, metrics)
+        self._bar.update(step, len(values), metrics)
+        self.final_metrics = metrics
+
+    def close(self) -> None:
+        self._bar.close()
+        if self._writer is not None:
+            self._writer.close()
+            plot_losses(read_metrics(self._writer.path), self._plot_path)
+
+
+class _SampleGrids:
+    """An 8x8 grid of the sampling generator on one fixed noise batch, as
+    ``samples/step_N.png`` and ``samples/latest.png``."""
+
+    def __init__(self, config: TrainConfig, run: _Run, render, sampling_variables):
+        self._render, self._sampling_variables = render, sampling_variables
+        self._noise = _sample_noise(run.gan, config.seed, SAMPLE_GRID_SIZE)
+        if run.mesh is not None:
+            self._noise = jax.device_put(
+                self._noise, sharding_lib.replicated_sharding(run.mesh)
+            )
+        self._dir = os.path.join(run.workdir, "samples")
+        os.makedirs(self._dir, exist_ok=True)
+        self._primary = run.primary
+        self.first_at: float | None = None  # perf_counter() when the first grid was written
+        if run.primary:
+            log.info("sample grids every %d steps: %s", config.sample_every,
+                     os.path.join(self._dir, "latest.png"))
+
+    def write(self, step: int, state: GANState) -> None:
+        grid = self._render(*self._sampling_variables(state), self._noise)
+        grid = np.asarray(_to_host(grid), np.float32)
+        if self._primary:
+            save_grid(grid, os.path.join(self._dir, f"step_{step:06d}.png"))
+            save_grid(grid, os.path.join(self._dir, "latest.png"))
+        if self.first_at is None:
+            self.first_at = time.perf_counter()
+
+
+class _Saver:
+    """A checkpoint of the state with the data position and the library versions (every
+    process writes its part)."""
+
+    def __init__(self, run: _Run):
+        self._checkpointer, self._batches = run.checkpointer, run.batches
+        self._versions = library_versions()
+        self.last_checkpoint = run.resumed_from
+
+    def save(self, step: int, state: GANState) -> None:
+        meta = {"data": self._batches.get_state(), "step": step, "versions": self._versions}
+        self._checkpointer.save(step, state, meta)
+        self.last_checkpoint = step
 
 
 def load_trained(workdir: str | os.PathLike) -> tuple[TrainConfig, GAN, GANState, int]:

@@ -108,6 +108,7 @@ def test_a_stop_request_is_read_after_every_step_and_on_the_last_is_a_normal_end
 SIGNAL_SCRIPT = textwrap.dedent(
     """
     import os, sys
+    sys.path.insert(0, os.getcwd())  # experiments/ runs from the checkout (the cwd)
     from experiments import mnist
     from jaxgan import trainer
 
