@@ -23,7 +23,7 @@ import sys
 import threading
 
 from experiments.cli import (
-    Parser, add_config_flags, fail, flag_words, given_fields, output_file,
+    Parser, add_config_flags, fail, flag, flag_words, given_fields, output_file,
 )
 from jaxgan.config import FIELD_CHOICES, PRESETS, ConfigError, TrainConfig, preset
 
@@ -43,7 +43,7 @@ def _preset_text(name: str) -> str:
     if not values:
         return "the defaults shown above"
     return ", ".join(
-        f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, tuple) else v}"
+        f"{flag(k)} {','.join(map(str, v)) if isinstance(v, tuple) else v}"
         for k, v in values.items()
     )
 

@@ -53,7 +53,9 @@ import scipy.special
 from matplotlib.figure import Figure
 
 import jaxgan
-from experiments.cli import Parser, add_config_flags, fail, given_fields, writable_directory
+from experiments.cli import (
+    Parser, add_config_flags, fail, flag, given_fields, writable_directory,
+)
 
 __all__ = [
     "Config",
@@ -138,13 +140,13 @@ class Config:
         for field in ("hidden", "batch_size", "d_steps", "pretrain_steps", "optimal_d_steps",
                       "g_move_steps", "train_iterations", "grid_bins", "noise_quantiles"):
             if getattr(self, field) < 1:
-                raise ValueError(f"--{field.replace('_', '-')}: must be a positive integer, got {getattr(self, field)}")
+                raise ValueError(f"{flag(field)}: must be a positive integer, got {getattr(self, field)}")
         if self.partial_d_steps < 0:
             raise ValueError(f"--partial-d-steps: must be >= 0, got {self.partial_d_steps}")
         for field in ("data_std", "g_start_std", "net_scale", "d_learning_rate",
                       "g_learning_rate", "final_lr_fraction"):
             if not getattr(self, field) > 0:
-                raise ValueError(f"--{field.replace('_', '-')}: must be > 0, got {getattr(self, field)}")
+                raise ValueError(f"{flag(field)}: must be > 0, got {getattr(self, field)}")
         if not self.x_min < self.x_max:
             raise ValueError(f"--x-min {self.x_min} must be below --x-max {self.x_max}")
         return self
