@@ -10,7 +10,7 @@ from typing import Any
 from jaxgan.data import DataError, heldout_split
 from jaxgan.files import atomic_path
 from jaxgan.gan import NOISE_DISTRIBUTIONS, UPDATES
-from jaxgan.losses import GENERATOR_LOSSES
+from jaxgan.losses import DISCRIMINATOR_LOSSES, GENERATOR_LOSSES
 from jaxgan.models import ARCHITECTURES, DCGANDiscriminator, DCGANGenerator
 
 __all__ = [
@@ -26,6 +26,7 @@ OPTIMIZERS = ("adam", "paper_sgd")
 FIELD_CHOICES = {
     "arch": ARCHITECTURES,
     "g_loss": tuple(GENERATOR_LOSSES),
+    "d_loss": tuple(DISCRIMINATOR_LOSSES),
     "noise": NOISE_DISTRIBUTIONS,
     "dtype": DTYPES,
     "lr_schedule": LR_SCHEDULES,
@@ -69,7 +70,14 @@ class TrainConfig:
 
     Attributes:
       arch: ``"dcgan"`` or ``"mlp"`` (Goodfellow et al. 2014's maxout pair).
-      g_loss: ``"nonsaturating"`` (Section 3) or ``"minimax"`` (Eq. 1).
+      g_loss: ``"nonsaturating"`` (Section 3) or ``"minimax"`` (Eq. 1) with the paper's D loss;
+        ``"hinge"``, ``"least_squares"`` or ``"wasserstein"`` with theirs (``jaxgan.losses``).
+      d_loss: ``"cross_entropy"`` (-V, the paper's), ``"hinge"`` (SNGAN), ``"least_squares"``
+        (LSGAN) or ``"wasserstein"`` (WGAN; pair it with ``gp_weight``).
+      r1_gamma: R1 penalty weight gamma (Mescheder et al. 2018): D's loss gains gamma/2 times
+        the mean squared norm of D's input gradient on real images (0: off).
+      gp_weight: WGAN-GP's lambda (Gulrajani et al. 2017 use 10): D's loss gains lambda times
+        the mean of (||grad D|| - 1)^2 at random real/generated interpolates (0: off).
       d_steps: k of Algorithm 1.
       steps: iterations of Algorithm 1 to run in total (a resumed run continues up to it).
       batch_size: minibatch size m.
@@ -126,6 +134,9 @@ class TrainConfig:
     # (python -m experiments.sweep; the table is in docs/default_sweep.md).
     arch: str = "dcgan"
     g_loss: str = "nonsaturating"
+    d_loss: str = "cross_entropy"
+    r1_gamma: float = 0.0
+    gp_weight: float = 0.0
     d_steps: int = 1
     steps: int = 5500
     batch_size: int = 32
@@ -180,6 +191,10 @@ class TrainConfig:
             raise ConfigError(
                 "d_steps", f"the simultaneous update has one D step per G step, got {self.d_steps}"
             )
+        for field in ("r1_gamma", "gp_weight"):
+            value = getattr(self, field)
+            if not (isinstance(value, (int, float)) and value >= 0):
+                raise ConfigError(field, f"must be a number >= 0, got {value!r}")
         if not (isinstance(self.d_loss_scale, (int, float)) and self.d_loss_scale > 0):
             raise ConfigError("d_loss_scale", f"must be > 0, got {self.d_loss_scale!r}")
         if self.optimizer == "paper_sgd" and self.lr_schedule != "constant":

@@ -39,7 +39,14 @@ class GAN:
       noise: the noise prior p_z: ``"normal"`` (N(0, I)), ``"uniform"`` (U(-1, 1)^latent_dim)
         or ``"uniform_unit_variance"`` (U(-sqrt 3, sqrt 3)^latent_dim, the prior of the
         paper's released MNIST code).
-      g_loss: ``"minimax"`` (Eq. 1) or ``"nonsaturating"`` (Section 3); see ``jaxgan.losses``.
+      g_loss: ``"minimax"`` (Eq. 1) or ``"nonsaturating"`` (Section 3) with the paper's D loss;
+        ``"hinge"``, ``"least_squares"`` or ``"wasserstein"`` with theirs (``jaxgan.losses``).
+      d_loss: ``"cross_entropy"`` (-V, the paper's), ``"hinge"``, ``"least_squares"`` or
+        ``"wasserstein"`` (``jaxgan.losses.DISCRIMINATOR_LOSSES``).
+      r1_gamma: if > 0, D's loss gains ``r1_gamma / 2 * E ||grad_x D(x)||^2`` on the real
+        batch (R1, Mescheder et al. 2018), as D sees it (after ``augment_shift``).
+      gp_weight: if > 0, D's loss gains ``gp_weight * E (||grad D(x_hat)|| - 1)^2`` at random
+        interpolates of the real and generated batch (WGAN-GP, Gulrajani et al. 2017: 10).
       d_steps: k of Algorithm 1: discriminator updates per generator update.
       ema_decay: if set, ``GANState.g_ema_params`` tracks an exponential moving average of the
         generator's parameters for sampling, with decay ``min(ema_decay, (1 + t) / (10 + t))``
@@ -63,6 +70,9 @@ class GAN:
     latent_dim: int = 100
     noise: str = "normal"
     g_loss: str = "nonsaturating"
+    d_loss: str = "cross_entropy"
+    r1_gamma: float = 0.0
+    gp_weight: float = 0.0
     d_steps: int = 1
     ema_decay: float | None = None
     update: str = "alternating"
@@ -76,6 +86,10 @@ class GAN:
                 f"unknown noise {self.noise!r}: choose one of {', '.join(NOISE_DISTRIBUTIONS)}"
             )
         losses.generator_loss(self.g_loss)  # raises for an unknown name
+        losses.discriminator_loss_fn(self.d_loss)
+        for name in ("r1_gamma", "gp_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.update not in UPDATES:
             raise ValueError(f"unknown update {self.update!r}: choose one of {', '.join(UPDATES)}")
         if self.update == "simultaneous" and self.d_steps != 1:

@@ -1,11 +1,26 @@
-"""GAN losses on discriminator logits (Goodfellow et al. 2014, Eq. 1 and Section 3).
+"""GAN losses on discriminator logits, and the penalties on D's input gradient.
 
-D(x) = sigmoid(logit). Every log-probability is computed as ``log_sigmoid`` of a logit, never
+The paper's game (Goodfellow et al. 2014, Eq. 1 and Section 3): D(x) = sigmoid(logit). Every log-probability is computed as ``log_sigmoid`` of a logit, never
 as ``log(sigmoid(.))``, so the losses stay finite for logits of any size:
 log D(x) = log_sigmoid(l) and log(1 - D(x)) = log_sigmoid(-l).
 
-All functions take keyword-only logits ``[batch]`` and return float32 scalars (means over the
-batch, the Monte-Carlo estimates of the expectations in Eq. 1).
+All loss functions take keyword-only logits ``[batch]`` and return float32 scalars (means over
+the batch, the Monte-Carlo estimates of the expectations in Eq. 1).
+
+Other games that GAN libraries offer, by name (``DISCRIMINATOR_LOSSES``, ``GENERATOR_LOSSES``;
+the logit is then D's raw output, a "critic" score, not a probability):
+
+* ``hinge`` (Lim & Ye 2017; Miyato et al. 2018, SNGAN): D minimizes
+  E[relu(1 - D(x))] + E[relu(1 + D(G(z)))], G minimizes -E[D(G(z))].
+* ``least_squares`` (Mao et al. 2017, LSGAN, the a=0, b=c=1 coding): D minimizes
+  1/2 E[(D(x) - 1)^2] + 1/2 E[D(G(z))^2], G minimizes 1/2 E[(D(G(z)) - 1)^2].
+* ``wasserstein`` (Arjovsky et al. 2017): D minimizes E[D(G(z))] - E[D(x)], G minimizes
+  -E[D(G(z))]; D must be kept near 1-Lipschitz, e.g. by ``gradient_penalty`` (WGAN-GP,
+  Gulrajani et al. 2017). The hinge and Wasserstein G losses are the same function.
+
+Names are unambiguous on purpose: the paper's D loss is ``cross_entropy``; elsewhere "vanilla
+GAN" often means the cross-entropy D with the *non-saturating* G loss (Section 3), not Eq. 1's
+``minimax`` one.
 """
 
 from __future__ import annotations
@@ -20,8 +35,19 @@ __all__ = [
     "discriminator_loss",
     "minimax_generator_loss",
     "nonsaturating_generator_loss",
+    "hinge_discriminator_loss",
+    "hinge_generator_loss",
+    "least_squares_discriminator_loss",
+    "least_squares_generator_loss",
+    "wasserstein_discriminator_loss",
+    "wasserstein_generator_loss",
     "GENERATOR_LOSSES",
+    "DISCRIMINATOR_LOSSES",
     "generator_loss",
+    "discriminator_loss_fn",
+    "r1_penalty",
+    "gradient_penalty",
+    "safe_norm",
 ]
 
 
@@ -50,9 +76,49 @@ def nonsaturating_generator_loss(*, fake_logits: jax.Array) -> jax.Array:
     return -jnp.mean(jax.nn.log_sigmoid(fake_logits))
 
 
+def hinge_discriminator_loss(*, real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+    """E[relu(1 - D(x))] + E[relu(1 + D(G(z)))] (the hinge loss of SNGAN, Miyato et al. 2018)."""
+    return jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(jax.nn.relu(1.0 + fake_logits))
+
+
+def hinge_generator_loss(*, fake_logits: jax.Array) -> jax.Array:
+    """-E[D(G(z))]: G's side of the hinge game (Lim & Ye 2017; Miyato et al. 2018)."""
+    return -jnp.mean(fake_logits)
+
+
+def least_squares_discriminator_loss(*, real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+    """1/2 E[(D(x) - 1)^2] + 1/2 E[D(G(z))^2] (Mao et al. 2017, Eq. 9 with a = 0, b = 1)."""
+    return 0.5 * jnp.mean(jnp.square(real_logits - 1.0)) + 0.5 * jnp.mean(jnp.square(fake_logits))
+
+
+def least_squares_generator_loss(*, fake_logits: jax.Array) -> jax.Array:
+    """1/2 E[(D(G(z)) - 1)^2] (Mao et al. 2017, Eq. 9 with c = 1)."""
+    return 0.5 * jnp.mean(jnp.square(fake_logits - 1.0))
+
+
+def wasserstein_discriminator_loss(*, real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+    """E[D(G(z))] - E[D(x)]: the critic's loss (Arjovsky et al. 2017, Algorithm 1)."""
+    return jnp.mean(fake_logits) - jnp.mean(real_logits)
+
+
+def wasserstein_generator_loss(*, fake_logits: jax.Array) -> jax.Array:
+    """-E[D(G(z))] (Arjovsky et al. 2017); the same function as ``hinge_generator_loss``."""
+    return -jnp.mean(fake_logits)
+
+
 GENERATOR_LOSSES: dict[str, Callable[..., jax.Array]] = {
     "minimax": minimax_generator_loss,
     "nonsaturating": nonsaturating_generator_loss,
+    "hinge": hinge_generator_loss,
+    "least_squares": least_squares_generator_loss,
+    "wasserstein": wasserstein_generator_loss,
+}
+
+DISCRIMINATOR_LOSSES: dict[str, Callable[..., jax.Array]] = {
+    "cross_entropy": discriminator_loss,
+    "hinge": hinge_discriminator_loss,
+    "least_squares": least_squares_discriminator_loss,
+    "wasserstein": wasserstein_discriminator_loss,
 }
 
 
@@ -64,3 +130,61 @@ def generator_loss(name: str) -> Callable[..., jax.Array]:
         raise ValueError(
             f"unknown generator loss {name!r}: choose one of {', '.join(GENERATOR_LOSSES)}"
         ) from None
+
+
+def discriminator_loss_fn(name: str) -> Callable[..., jax.Array]:
+    """Returns the discriminator loss called ``name`` (a key of ``DISCRIMINATOR_LOSSES``)."""
+    try:
+        return DISCRIMINATOR_LOSSES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown discriminator loss {name!r}: choose one of {', '.join(DISCRIMINATOR_LOSSES)}"
+        ) from None
+
+
+def safe_norm(x: jax.Array, axis) -> jax.Array:
+    """The Euclidean norm over ``axis`` with a finite gradient everywhere.
+
+    ``sqrt`` has an infinite derivative at 0, so ``jnp.linalg.norm`` of a zero vector has a NaN
+    gradient (the failure of pytorch#2534 in WGAN-GP). Here the norm of a zero vector is 0 with
+    gradient 0 (the double ``where`` keeps the unused branch's NaN out of the backward pass).
+    """
+    squared = jnp.sum(jnp.square(x), axis=axis)
+    positive = squared > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
+
+
+def _input_gradients(critic: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
+    """d critic(x)_i / d x_i for every row i, ``[batch, ...]``: one backward pass of the sum,
+    exact because D treats the rows of a batch independently (no batch statistics)."""
+    return jax.grad(lambda x: jnp.sum(critic(x)))(x)
+
+
+def r1_penalty(critic: Callable[[jax.Array], jax.Array], real_images: jax.Array) -> jax.Array:
+    """E_x ||grad_x D(x)||^2 on real data: R1 (Mescheder et al. 2018, Eq. 9, without its
+    factor gamma / 2, which the caller applies).
+
+    Args:
+      critic: images ``[batch, ...]`` -> D's logits ``[batch]`` (D's parameters closed over, so
+        that differentiating the penalty in them gives the gradient-penalty's gradient).
+      real_images: a data minibatch ``[batch, ...]``.
+    """
+    grads = _input_gradients(critic, real_images)
+    return jnp.mean(jnp.sum(jnp.square(grads.reshape(grads.shape[0], -1)), axis=1))
+
+
+def gradient_penalty(
+    critic: Callable[[jax.Array], jax.Array],
+    real_images: jax.Array,
+    fake_images: jax.Array,
+    key: jax.Array,
+) -> jax.Array:
+    """E[(||grad D(x_hat)|| - 1)^2] at x_hat = e x + (1 - e) G(z), e ~ U(0, 1) per row: the
+    gradient penalty of WGAN-GP (Gulrajani et al. 2017, Algorithm 1), without its weight
+    lambda. The norm is ``safe_norm``: finite gradients where D's input gradient vanishes.
+    """
+    eps = jax.random.uniform(key, (real_images.shape[0],) + (1,) * (real_images.ndim - 1))
+    mixed = eps * real_images + (1.0 - eps) * fake_images
+    grads = _input_gradients(critic, mixed)
+    norms = safe_norm(grads.reshape(grads.shape[0], -1), axis=1)
+    return jnp.mean(jnp.square(norms - 1.0))

@@ -28,6 +28,8 @@ __all__ = ["step_keys", "d_step", "g_step", "simultaneous_step", "train_step"]
 Metrics = dict[str, jax.Array]
 # The augmentation's key is this fold of an update's key (noise and dropout split it in two).
 _AUGMENT_FOLD = 7
+# Folds of an update's key for the penalties' own D calls (dropout) and WGAN-GP's mixing.
+_R1_FOLD, _GP_FOLD, _GP_MIX_FOLD = 8, 9, 10
 
 
 def step_keys(state: GANState, d_steps: int) -> tuple[jax.Array, jax.Array]:
@@ -46,8 +48,9 @@ def d_step(gan: GAN, state: GANState, real_images: jax.Array, key: jax.Array):
       key: this update's key (noise for G(z) and D's dropout).
 
     Returns:
-      ``(new_state, metrics)`` with ``d_loss`` (= -V), ``d_real`` (mean D(x)) and ``d_fake``
-      (mean D(G(z))).
+      ``(new_state, metrics)`` with ``d_loss`` (``gan.d_loss``; -V for the paper's cross
+      entropy), ``d_real`` (mean D(x) = sigmoid(logit)), ``d_fake`` (mean D(G(z))) and, when
+      on, the unweighted penalties ``d_r1`` and ``d_gp``.
     """
     batch_size = real_images.shape[0]
     noise_key, dropout_key = jax.random.split(key)
@@ -58,14 +61,13 @@ def d_step(gan: GAN, state: GANState, real_images: jax.Array, key: jax.Array):
     both = _d_input(gan, real_images, fake_images, key)
 
     def loss_fn(d_params):
-        logits = gan.discriminate(d_params, both, train=True, key=dropout_key)
-        loss, real_logits, fake_logits = _d_loss(logits, batch_size)
-        return gan.d_loss_scale * loss, (loss, real_logits, fake_logits)
+        objective, loss, real_logits, fake_logits, penalties = _d_objective(
+            gan, d_params, both, batch_size, key, dropout_key
+        )
+        return objective, (loss, real_logits, fake_logits, penalties)
 
-    (_, (loss, real_logits, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.d_params
-    )
-    return _apply_d_grads(gan, state, grads), _d_metrics(loss, real_logits, fake_logits)
+    (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
+    return _apply_d_grads(gan, state, grads), _d_metrics(*aux)
 
 
 def _d_input(gan: GAN, real_images: jax.Array, fake_images: jax.Array, key: jax.Array):
@@ -80,18 +82,47 @@ def _d_input(gan: GAN, real_images: jax.Array, fake_images: jax.Array, key: jax.
     return both
 
 
-def _d_loss(logits: jax.Array, batch_size: int):
-    """``(-V, real_logits, fake_logits)`` from D's logits on ``[real; fake]``."""
+def _d_objective(gan: GAN, d_params, both: jax.Array, batch_size: int, key: jax.Array,
+                 dropout_key: jax.Array):
+    """What D's update descends, from D's view of ``[real; fake]`` (``_d_input``).
+
+    Returns ``(objective, loss, real_logits, fake_logits, penalties)``: ``loss`` is
+    ``gan.d_loss`` (-V for the paper's cross entropy), ``objective`` is
+    ``gan.d_loss_scale * loss`` plus ``gan.r1_gamma / 2`` times R1 on the real rows and
+    ``gan.gp_weight`` times WGAN-GP's penalty (``jaxgan.losses``); ``penalties`` holds the
+    unweighted penalties that are on, for the metrics. D's dropout (if any) uses
+    ``dropout_key``; each penalty's own D calls draw their dropout masks and mixing weights
+    from other folds of the update's ``key``.
+    """
+    logits = gan.discriminate(d_params, both, train=True, key=dropout_key)
     real_logits, fake_logits = logits[:batch_size], logits[batch_size:]
-    loss = losses.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits)
-    return loss, real_logits, fake_logits
+    loss = losses.discriminator_loss_fn(gan.d_loss)(real_logits=real_logits, fake_logits=fake_logits)
+    objective = gan.d_loss_scale * loss
+    penalties = {}
+    real, fake = both[:batch_size], both[batch_size:]
+
+    def critic(fold):
+        return lambda x: gan.discriminate(
+            d_params, x, train=True, key=jax.random.fold_in(key, fold)
+        )
+
+    if gan.r1_gamma:
+        penalties["r1"] = losses.r1_penalty(critic(_R1_FOLD), real)
+        objective = objective + 0.5 * gan.r1_gamma * penalties["r1"]
+    if gan.gp_weight:
+        penalties["gp"] = losses.gradient_penalty(
+            critic(_GP_FOLD), real, fake, jax.random.fold_in(key, _GP_MIX_FOLD)
+        )
+        objective = objective + gan.gp_weight * penalties["gp"]
+    return objective, loss, real_logits, fake_logits, penalties
 
 
-def _d_metrics(loss, real_logits, fake_logits) -> Metrics:
+def _d_metrics(loss, real_logits, fake_logits, penalties) -> Metrics:
     return {
         "d_loss": loss,
         "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
         "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
+        **{f"d_{name}": value for name, value in penalties.items()},
     }
 
 
@@ -169,8 +200,8 @@ def simultaneous_step(gan: GAN, state: GANState, real_images: jax.Array, key: ja
         D half equals ``d_step`` with the same key.
 
     Returns:
-      ``(new_state, metrics)`` with ``d_loss`` (= -V), ``d_real``, ``d_fake`` and ``g_loss``
-      (all at the parameters before the update).
+      ``(new_state, metrics)`` with ``d_loss``, ``d_real``, ``d_fake`` (and penalties) as
+      ``d_step``'s and ``g_loss`` (all at the parameters before the update).
     """
     batch_size = real_images.shape[0]
     noise_key, dropout_key = jax.random.split(key)
@@ -181,21 +212,21 @@ def simultaneous_step(gan: GAN, state: GANState, real_images: jax.Array, key: ja
         fake_images, g_batch_stats = gan.generate_train(
             g_params, z, batch_stats=state.g_batch_stats
         )
-        logits = gan.discriminate(
-            d_params, _d_input(gan, real_images, fake_images, key), train=True, key=dropout_key
+        objective, d_loss, real_logits, fake_logits, penalties = _d_objective(
+            gan, d_params, _d_input(gan, real_images, fake_images, key), batch_size, key,
+            dropout_key,
         )
-        d_loss, real_logits, fake_logits = _d_loss(logits, batch_size)
         g_loss = g_loss_fn(fake_logits=fake_logits)
-        return (gan.d_loss_scale * d_loss, g_loss), (d_loss, real_logits, fake_logits, g_batch_stats)
+        return (objective, g_loss), (d_loss, real_logits, fake_logits, penalties, g_batch_stats)
 
-    (_, g_loss), pullback, (d_loss, real_logits, fake_logits, g_batch_stats) = jax.vjp(
+    (_, g_loss), pullback, (*d_aux, g_batch_stats) = jax.vjp(
         both_losses, state.d_params, state.g_params, has_aux=True
     )
     one, zero = jnp.ones((), jnp.float32), jnp.zeros((), jnp.float32)
     d_grads, _ = pullback((one, zero))
     _, g_grads = pullback((zero, one))
     new_state = _apply_g_grads(gan, _apply_d_grads(gan, state, d_grads), g_grads, g_batch_stats)
-    return new_state, {**_d_metrics(d_loss, real_logits, fake_logits), "g_loss": g_loss}
+    return new_state, {**_d_metrics(*d_aux), "g_loss": g_loss}
 
 
 def train_step(gan: GAN, state: GANState, real_images: jax.Array):

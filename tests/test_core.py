@@ -168,7 +168,7 @@ def test_mlp_generator_has_no_batch_statistics(key):
     [
         (lambda: jaxgan.make_models("resnet"), "unknown arch 'resnet'"),
         (lambda: jaxgan.make_models("mlp", g_widths=(1, 2, 3)), "fixed widths"),
-        (lambda: tiny_gan(g_loss="wasserstein"), "unknown generator loss 'wasserstein'"),
+        (lambda: tiny_gan(g_loss="vanilla"), "unknown generator loss 'vanilla'"),
         (lambda: tiny_gan(noise="cauchy"), "unknown noise 'cauchy'"),
         (lambda: tiny_gan(d_steps=0), "d_steps must be >= 1"),
         (lambda: tiny_gan(latent_dim=0), "latent_dim must be >= 1"),
