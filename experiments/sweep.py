@@ -132,6 +132,23 @@ CANDIDATES: dict[str, tuple[str, list[str]]] = {
         "the paper's MLP/maxout pair with Adam 2e-4 and the default loop",
         ["--arch", "mlp", "--steps", "5000"],
     ),
+    # Third round: other games and D regularizers on top of the default (same step count).
+    "default_r1_0.1": (
+        "the default with R1 gamma 0.1 on D (Mescheder et al. 2018; a step costs ~1.5x)",
+        ["--r1-gamma", "0.1"],
+    ),
+    "default_r1_1": (
+        "the default with R1 gamma 1 on D",
+        ["--r1-gamma", "1"],
+    ),
+    "default_hinge": (
+        "the default with the hinge game (SNGAN's D and G losses)",
+        ["--d-loss", "hinge", "--g-loss", "hinge"],
+    ),
+    "default_lsgan": (
+        "the default with the least-squares game (LSGAN)",
+        ["--d-loss", "least_squares", "--g-loss", "least_squares"],
+    ),
 }
 
 # The settings every candidate of the first round starts from (the defaults when the sweep

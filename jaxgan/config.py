@@ -45,6 +45,7 @@ MODEL_FIELDS = (
     "arch", "latent_dim", "g_widths", "d_widths", "kernel_size", "g_dense", "d_dense", "ema_decay",
     "lr_schedule",  # a schedule adds a step count to the optimizer states
     "optimizer",
+    "pack",  # D's input channels
 )
 
 
@@ -76,6 +77,8 @@ class TrainConfig:
         (LSGAN) or ``"wasserstein"`` (WGAN; pair it with ``gp_weight``).
       r1_gamma: R1 penalty weight gamma (Mescheder et al. 2018): D's loss gains gamma/2 times
         the mean squared norm of D's input gradient on real images (0: off).
+      d_spectral_norm: spectral normalization of the DCGAN discriminator's layers (Miyato et
+        al. 2018; the same parameters, each kernel divided by its largest singular value).
       gp_weight: WGAN-GP's lambda (Gulrajani et al. 2017 use 10): D's loss gains lambda times
         the mean of (||grad D|| - 1)^2 at random real/generated interpolates (0: off).
       d_steps: k of Algorithm 1.
@@ -98,6 +101,8 @@ class TrainConfig:
       adam_b1, adam_b2: Adam's moment decays (both players).
       lr_schedule: ``"constant"`` learning rates, or decayed to 0 over ``steps`` updates of
         each player, ``"linear"``ly or on a half ``"cosine"``.
+      pack: PacGAN packing (Lin et al. 2018): D judges this many samples at once, stacked along
+        the channel axis (1: off); ``batch_size`` must be divisible by it.
       augment_shift: DiffAugment translation: D sees real and generated images shifted by up
         to this many pixels (0: off); ``GAN.augment_shift``.
       latent_dim: size of z.
@@ -137,6 +142,7 @@ class TrainConfig:
     d_loss: str = "cross_entropy"
     r1_gamma: float = 0.0
     gp_weight: float = 0.0
+    d_spectral_norm: bool = False
     d_steps: int = 1
     steps: int = 5500
     batch_size: int = 32
@@ -152,6 +158,7 @@ class TrainConfig:
     adam_b2: float = 0.999
     lr_schedule: str = "constant"
     augment_shift: int = 0
+    pack: int = 1
     latent_dim: int = 100
     noise: str = "normal"
     ema_decay: float | None = 0.999
@@ -183,10 +190,14 @@ class TrainConfig:
                 f"{self.train_split!r}"
             )
         for field in ("d_steps", "steps", "batch_size", "latent_dim", "kernel_size", "log_every",
-                      "sample_every", "checkpoint_every", "keep_checkpoints"):
+                      "sample_every", "checkpoint_every", "keep_checkpoints", "pack"):
             value = getattr(self, field)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(field, f"must be a positive integer, got {value!r}")
+        if self.batch_size % self.pack:
+            raise ConfigError(
+                "pack", f"batch_size {self.batch_size} is not divisible by pack {self.pack}"
+            )
         if self.update == "simultaneous" and self.d_steps != 1:
             raise ConfigError(
                 "d_steps", f"the simultaneous update has one D step per G step, got {self.d_steps}"
@@ -227,7 +238,7 @@ class TrainConfig:
             raise ConfigError(
                 "num_devices", f"must be a positive integer or None (all), got {self.num_devices!r}"
             )
-        for field in ("multihost", "strict_versions"):
+        for field in ("multihost", "strict_versions", "d_spectral_norm"):
             if not isinstance(getattr(self, field), bool):
                 raise ConfigError(field, f"must be true or false, got {getattr(self, field)!r}")
         if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
@@ -235,7 +246,7 @@ class TrainConfig:
         if self.arch == "mlp":
             # The DCGAN fields do not apply to the paper's pair: their defaults are ignored,
             # anything else is a mistake.
-            for field in DCGAN_FIELDS:
+            for field in DCGAN_FIELDS + ("d_spectral_norm",):
                 if getattr(self, field) != _FIELD_DEFAULTS[field]:
                     raise ConfigError(
                         field, "arch mlp has the paper's fixed widths and layers; drop this flag"

@@ -57,6 +57,9 @@ class GAN:
         the same D dropout mask, and applies both; needs ``d_steps == 1``).
       d_loss_scale: factor on D's loss in its gradient (the released code's D minimizes
         ``0.5 * (BCE(real) + BCE(fake))``: 0.5); the ``d_loss`` metric stays ``-V``.
+      pack: PacGAN packing (Lin et al. 2018): D judges ``pack`` samples at once, stacked
+        along the channel axis (real with real, generated with generated), so it can see a
+        lack of variety; a minibatch of m samples gives m / pack logits. 1: off.
       augment_shift: DiffAugment translation (Zhao et al. 2020): if > 0, D sees every real
         and generated image shifted by a random offset of up to this many pixels per axis
         (the border filled with ``output_range``'s low end), in D's and G's updates alike.
@@ -78,6 +81,7 @@ class GAN:
     update: str = "alternating"
     d_loss_scale: float = 1.0
     augment_shift: int = 0
+    pack: int = 1
     data_shape: tuple[int, ...] = IMAGE_SHAPE
 
     def __post_init__(self):
@@ -98,6 +102,8 @@ class GAN:
             raise ValueError(f"d_loss_scale must be > 0, got {self.d_loss_scale!r}")
         if not (isinstance(self.augment_shift, int) and self.augment_shift >= 0):
             raise ValueError(f"augment_shift must be an integer >= 0, got {self.augment_shift!r}")
+        if not (isinstance(self.pack, int) and self.pack >= 1):
+            raise ValueError(f"pack must be an integer >= 1, got {self.pack!r}")
         if self.latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
         if self.d_steps < 1:
@@ -115,7 +121,7 @@ class GAN:
         d_key = jax.random.fold_in(key, 1)
         train_key = jax.random.fold_in(key, 2)
         z = jnp.zeros((1, self.latent_dim), jnp.float32)
-        x = jnp.zeros((1,) + tuple(self.data_shape), jnp.float32)
+        x = self.pack_samples(jnp.zeros((self.pack,) + tuple(self.data_shape), jnp.float32))
         g_variables = self.generator.init(g_key, z, train=False)
         g_params = g_variables["params"]
         d_params = self.discriminator.init(d_key, x, train=False)["params"]
@@ -164,6 +170,17 @@ class GAN:
         """D's logits ``[batch]``; ``key`` feeds dropout when ``train`` is true."""
         rngs = {"dropout": key} if train and key is not None else None
         return self.discriminator.apply({"params": d_params}, x, train=train, rngs=rngs)
+
+    def pack_samples(self, samples: jax.Array) -> jax.Array:
+        """``[batch, ..., C]`` -> ``[batch / pack, ..., pack * C]``: each group of ``pack``
+        consecutive samples stacked along the last (channel) axis, as D sees them."""
+        if self.pack == 1:
+            return samples
+        batch, *rest, channels = samples.shape
+        if batch % self.pack:
+            raise ValueError(f"pack={self.pack} needs a batch divisible by it, got {batch}")
+        grouped = samples.reshape((batch // self.pack, self.pack, *rest, channels))
+        return jnp.moveaxis(grouped, 1, -2).reshape((batch // self.pack, *rest, self.pack * channels))
 
     def augment(self, key: jax.Array, images: jax.Array) -> jax.Array:
         """What D is shown of ``images`` in training (``augment_shift``; unchanged if 0)."""

@@ -420,3 +420,53 @@ class Conv(nn.Conv):
         if bias is not None:
             y += jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
         return y.reshape(batch_shape + y.shape[1:])
+
+
+def spectral_norm(matrix: jax.Array, iterations: int) -> jax.Array:
+    """The largest singular value of ``matrix`` ``[m, n]`` by power iteration.
+
+    ``iterations`` rounds of ``u <- W v / |W v|, v <- W^T u / |W^T u|`` from a fixed start
+    vector, then ``sigma = u^T W v``. As in Miyato et al. 2018 (and PyTorch's
+    ``spectral_norm``), ``u`` and ``v`` are constants for differentiation: the gradient of
+    ``sigma`` is ``u v^T``. Unlike them, nothing is carried between calls (no power-iteration
+    state in the model), so each call iterates from the same start: the same function in
+    training and evaluation, at the cost of more iterations per call (cheap next to a
+    convolution: two matrix-vector products each).
+    """
+    w = lax.stop_gradient(matrix).astype(jnp.float32)
+    v = jax.random.normal(jax.random.key(0), (w.shape[1],), jnp.float32)
+
+    def normalize(x):
+        return x / (jnp.linalg.norm(x) + 1e-12)
+
+    def body(_, v):
+        return normalize(w.T @ normalize(w @ v))
+
+    v = lax.fori_loop(0, iterations, body, normalize(v))
+    u = normalize(w @ v)
+    return u @ (matrix.astype(jnp.float32) @ v)
+
+
+def spectrally_normalized(
+    parent: nn.Module, layer: type[nn.Module], iterations: int
+) -> type[nn.Module]:
+    """``layer`` (``nn.Conv``, ``nn.Dense``, ...) with its kernel divided by its spectral norm
+    whenever it is applied (Miyato et al. 2018, "Spectral Normalization for Generative
+    Adversarial Networks"), for use inside ``parent``'s compact ``__call__``. The kernel
+    ``[..., in, out]`` is viewed as a matrix ``[prod(...) * in, out]`` as in their paper.
+
+    The stored parameters are the plain layer's (names, shapes, initialization): while
+    ``parent`` is initializing this returns ``layer`` itself, since ``nn.map_variables`` would
+    store the normalized kernel instead; afterwards it normalizes them only when it reads
+    them. Give the layers explicit names so that both paths name them alike.
+    """
+    if parent.is_initializing():
+        return layer
+
+    def normalize(variables):
+        params = variables.get("params", {})
+        kernel = params["kernel"]
+        sigma = spectral_norm(kernel.reshape(-1, kernel.shape[-1]), iterations)
+        return {**variables, "params": {**params, "kernel": kernel / sigma.astype(kernel.dtype)}}
+
+    return nn.map_variables(layer, "params", trans_in_fn=normalize)

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgan.layers import ConvTranspose
+from jaxgan.layers import ConvTranspose, spectrally_normalized
 
 IMAGE_SHAPE = (28, 28, 1)
 
@@ -193,6 +193,9 @@ class DCGANDiscriminator(nn.Module):
     ``widths``: channels of each stride-2 convolution (28 -> 14 -> 7 for two).
     ``dense_width``: an optional fully connected hidden layer (leaky ReLU) before the logit,
     as InfoGAN's MNIST discriminator. No batch statistics: train and eval are the same.
+    ``spectral_norm``: every layer's kernel divided by its spectral norm (Miyato et al. 2018;
+    ``jaxgan.layers.spectrally_normalized``, ``power_iterations`` rounds per call); the
+    parameters are the same as without it.
     """
 
     widths: Sequence[int] = (64, 128)
@@ -200,18 +203,28 @@ class DCGANDiscriminator(nn.Module):
     dense_width: int | None = None
     negative_slope: float = 0.2
     dtype: Any = jnp.float32
+    spectral_norm: bool = False
+    power_iterations: int = 20
 
     @nn.compact
     def __call__(self, x, *, train: bool):  # x: [batch, 28, 28, 1]
         del train  # no dropout or batch statistics: train and eval are the same function
         k = (self.kernel_size, self.kernel_size)
-        for width in self.widths:
-            x = nn.Conv(width, k, strides=(2, 2), padding="SAME", dtype=self.dtype)(x)
+        conv, dense = nn.Conv, nn.Dense
+        if self.spectral_norm:
+            conv = spectrally_normalized(self, nn.Conv, self.power_iterations)
+            dense = spectrally_normalized(self, nn.Dense, self.power_iterations)
+        # Explicit names: the same parameter tree with and without spectral normalization.
+        for i, width in enumerate(self.widths):
+            x = conv(width, k, strides=(2, 2), padding="SAME", dtype=self.dtype, name=f"Conv_{i}")(x)
             x = nn.leaky_relu(x, self.negative_slope)
         x = x.reshape((x.shape[0], -1))
+        names = iter(f"Dense_{i}" for i in range(2))
         if self.dense_width is not None:
-            x = nn.leaky_relu(nn.Dense(self.dense_width, dtype=self.dtype)(x), self.negative_slope)
-        return nn.Dense(1, dtype=self.dtype)(x)[:, 0].astype(jnp.float32)  # [batch] logits
+            x = dense(self.dense_width, dtype=self.dtype, name=next(names))(x)
+            x = nn.leaky_relu(x, self.negative_slope)
+        logits = dense(1, dtype=self.dtype, name=next(names))(x)
+        return logits[:, 0].astype(jnp.float32)  # [batch] logits
 
 
 ARCHITECTURES = ("mlp", "dcgan")
@@ -226,6 +239,7 @@ def make_models(
     kernel_size: int = 5,
     g_dense: int | None = None,
     d_dense: int | None = None,
+    d_spectral_norm: bool = False,
 ) -> tuple[nn.Module, nn.Module]:
     """Returns ``(generator, discriminator)`` for ``arch`` in ``ARCHITECTURES``.
 
@@ -238,12 +252,13 @@ def make_models(
       kernel_size: the DCGAN pair's square kernel size (both players).
       g_dense, d_dense: width of the DCGAN generator's / discriminator's fully connected
         hidden layer, or ``None`` for none.
+      d_spectral_norm: spectral normalization of every DCGAN discriminator layer.
     """
     if arch == "mlp":
-        if (g_widths, d_widths, g_dense, d_dense) != (None,) * 4 or kernel_size != 5:
+        if (g_widths, d_widths, g_dense, d_dense) != (None,) * 4 or kernel_size != 5 or d_spectral_norm:
             raise ValueError(
                 "arch 'mlp' has the paper's fixed widths and layers; drop g_widths/d_widths/kernel_size/"
-                "g_dense/d_dense"
+                "g_dense/d_dense/d_spectral_norm"
             )
         return MLPGenerator(dtype=dtype), MaxoutDiscriminator(dtype=dtype)
     if arch == "dcgan":
@@ -251,7 +266,8 @@ def make_models(
         d_options = {} if d_widths is None else {"widths": tuple(d_widths)}
         g = DCGANGenerator(dtype=dtype, kernel_size=kernel_size, dense_width=g_dense, **g_options)
         d = DCGANDiscriminator(
-            dtype=dtype, kernel_size=kernel_size, dense_width=d_dense, **d_options
+            dtype=dtype, kernel_size=kernel_size, dense_width=d_dense,
+            spectral_norm=d_spectral_norm, **d_options
         )
         return g, d
     raise ValueError(f"unknown arch {arch!r}: choose one of {', '.join(ARCHITECTURES)}")

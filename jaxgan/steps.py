@@ -62,7 +62,7 @@ def d_step(gan: GAN, state: GANState, real_images: jax.Array, key: jax.Array):
 
     def loss_fn(d_params):
         objective, loss, real_logits, fake_logits, penalties = _d_objective(
-            gan, d_params, both, batch_size, key, dropout_key
+            gan, d_params, both, key, dropout_key
         )
         return objective, (loss, real_logits, fake_logits, penalties)
 
@@ -71,7 +71,8 @@ def d_step(gan: GAN, state: GANState, real_images: jax.Array, key: jax.Array):
 
 
 def _d_input(gan: GAN, real_images: jax.Array, fake_images: jax.Array, key: jax.Array):
-    """``[real; fake]`` as D sees them in training (augmented if ``gan.augment_shift``).
+    """``[real; fake]`` as D sees them in training (augmented if ``gan.augment_shift``,
+    packed if ``gan.pack``).
 
     One D call on the concatenated batch: D has no batch statistics, so this is the same
     function as two calls, with half the kernel launches.
@@ -79,12 +80,15 @@ def _d_input(gan: GAN, real_images: jax.Array, fake_images: jax.Array, key: jax.
     both = jnp.concatenate([real_images.astype(fake_images.dtype), fake_images], axis=0)
     if gan.augment_shift:
         both = gan.augment(jax.random.fold_in(key, _AUGMENT_FOLD), both)
+    if gan.pack > 1:  # real rows with real rows, generated with generated
+        half = both.shape[0] // 2
+        both = jnp.concatenate([gan.pack_samples(both[:half]), gan.pack_samples(both[half:])])
     return both
 
 
-def _d_objective(gan: GAN, d_params, both: jax.Array, batch_size: int, key: jax.Array,
-                 dropout_key: jax.Array):
-    """What D's update descends, from D's view of ``[real; fake]`` (``_d_input``).
+def _d_objective(gan: GAN, d_params, both: jax.Array, key: jax.Array, dropout_key: jax.Array):
+    """What D's update descends, from D's view of ``[real; fake]`` (``_d_input``: as many
+    real rows as generated ones).
 
     Returns ``(objective, loss, real_logits, fake_logits, penalties)``: ``loss`` is
     ``gan.d_loss`` (-V for the paper's cross entropy), ``objective`` is
@@ -95,6 +99,7 @@ def _d_objective(gan: GAN, d_params, both: jax.Array, batch_size: int, key: jax.
     from other folds of the update's ``key``.
     """
     logits = gan.discriminate(d_params, both, train=True, key=dropout_key)
+    batch_size = both.shape[0] // 2
     real_logits, fake_logits = logits[:batch_size], logits[batch_size:]
     loss = losses.discriminator_loss_fn(gan.d_loss)(real_logits=real_logits, fake_logits=fake_logits)
     objective = gan.d_loss_scale * loss
@@ -157,6 +162,7 @@ def g_step(gan: GAN, state: GANState, key: jax.Array, *, batch_size: int):
         )
         if gan.augment_shift:
             fake_images = gan.augment(jax.random.fold_in(key, _AUGMENT_FOLD), fake_images)
+        fake_images = gan.pack_samples(fake_images)
         fake_logits = gan.discriminate(state.d_params, fake_images, train=True, key=dropout_key)
         return g_loss_fn(fake_logits=fake_logits), batch_stats
 
@@ -213,8 +219,7 @@ def simultaneous_step(gan: GAN, state: GANState, real_images: jax.Array, key: ja
             g_params, z, batch_stats=state.g_batch_stats
         )
         objective, d_loss, real_logits, fake_logits, penalties = _d_objective(
-            gan, d_params, _d_input(gan, real_images, fake_images, key), batch_size, key,
-            dropout_key,
+            gan, d_params, _d_input(gan, real_images, fake_images, key), key, dropout_key
         )
         g_loss = g_loss_fn(fake_logits=fake_logits)
         return (objective, g_loss), (d_loss, real_logits, fake_logits, penalties, g_batch_stats)

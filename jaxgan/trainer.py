@@ -122,7 +122,7 @@ def make_gan(config: TrainConfig, *, batches_per_epoch: int | None = None) -> GA
     dtype = jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
     dcgan = {} if config.arch == "mlp" else dict(
         g_widths=config.g_widths, d_widths=config.d_widths, kernel_size=config.kernel_size,
-        g_dense=config.g_dense, d_dense=config.d_dense,
+        g_dense=config.g_dense, d_dense=config.d_dense, d_spectral_norm=config.d_spectral_norm,
     )
     generator, discriminator = make_models(config.arch, dtype=dtype, **dcgan)
 
@@ -146,6 +146,7 @@ def make_gan(config: TrainConfig, *, batches_per_epoch: int | None = None) -> GA
         g_optimizer=optimizer(config.g_lr, config.steps, per_epoch // config.d_steps),
         d_optimizer=optimizer(config.d_lr, config.steps * config.d_steps, per_epoch),
         augment_shift=config.augment_shift,
+        pack=config.pack,
         latent_dim=config.latent_dim,
         noise=config.noise,
         g_loss=config.g_loss,
