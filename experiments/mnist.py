@@ -3,6 +3,7 @@
     python -m experiments.mnist                      # the default DCGAN, offline-capable data
     python -m experiments.mnist --arch mlp --g-loss minimax --steps 5000 --workdir runs/mlp
     python -m experiments.mnist sample --workdir runs/mnist --num 1000 --out digits.npy
+    python -m experiments.mnist figures --workdir runs/mnist   # the paper's Figures 2 and 3
     python -m experiments.mnist --batch-size 256 --num-devices 8      # data parallel, 8 devices
     python -m experiments.mnist --multihost --workdir /shared/runs/mnist  # on every host
 
@@ -24,10 +25,12 @@ import threading
 
 from experiments.cli import (
     Parser, add_config_flags, fail, flag, flag_words, given_fields, output_file,
+    writable_directory,
 )
 from jaxgan.config import FIELD_CHOICES, PRESETS, ConfigError, TrainConfig, preset
 
 DEFAULT_WORKDIR = os.path.join("runs", "mnist")
+IMAGE_HW = (28, 28)
 _FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 # What the command line adds to a field's documentation.
@@ -52,7 +55,7 @@ def _train_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="python -m experiments.mnist",
         description="Train a GAN (Goodfellow et al. 2014) on MNIST. "
-        "Subcommand: 'sample' (python -m experiments.mnist sample --help).",
+        "Subcommands: 'sample' and 'figures' (python -m experiments.mnist sample --help).",
         epilog="Presets (each flag given explicitly overrides the preset's value): "
         + "; ".join(f"{name}: {_preset_text(name)}" for name in PRESETS),
     )
@@ -80,6 +83,27 @@ def _sample_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace --out (and its .png) if they exist")
+    return parser
+
+
+def _figures_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="python -m experiments.mnist figures",
+        description="The paper's Figures 2 and 3 for a trained run: rows of random samples "
+        "whose last column is the nearest training digit (Euclidean, in pixels) of the sample "
+        "beside it (figure2.png), and linear walks between random points of z (figure3.png).",
+    )
+    parser.add_argument("--workdir", default=DEFAULT_WORKDIR, help="a training run's directory")
+    parser.add_argument("--out-dir", default=None,
+                        help="where the PNGs go; default: WORKDIR/figures")
+    parser.add_argument("--rows", type=int, default=6, help="rows of each figure")
+    parser.add_argument("--columns", type=int, default=6,
+                        help="samples per row of figure 2 (the nearest training digit is added)")
+    parser.add_argument("--steps", type=int, default=10, help="images per walk of figure 3")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed")
+    parser.add_argument("--data", default=None,
+                        help="the training digits to search (a --data source); default: the "
+                        "run's own --data and --train-split")
     return parser
 
 
@@ -186,6 +210,43 @@ def run_sample(argv: list[str]) -> None:
     print(json.dumps({"samples": out, "shape": list(digits.shape), "grid": grid_path}))
 
 
+def run_figures(argv: list[str]) -> None:
+    args = _figures_parser().parse_args(argv)
+    for name in ("rows", "columns"):
+        if getattr(args, name) < 1:
+            fail(f"--{name}: must be a positive integer, got {getattr(args, name)}")
+    if args.steps < 2:
+        fail(f"--steps: must be at least 2, got {args.steps}")
+    if not os.path.isfile(os.path.join(args.workdir, "config.json")):
+        fail(f"{os.path.abspath(args.workdir)} is not a training workdir (no config.json)")
+    out_dir = writable_directory(args.out_dir or os.path.join(args.workdir, "figures"), "--out-dir")
+    import jax
+    import numpy as np
+
+    from jaxgan import data as data_lib
+    from jaxgan import figures, trainer
+    from jaxgan.checkpoint import CheckpointError
+    from jaxgan.config import WorkdirError
+    from jaxgan.images import save_grid
+
+    try:
+        config, gan, draw = trainer.load_sampler(args.workdir)
+        training = data_lib.load_mnist(args.data or config.data, split=config.train_split)
+    except (CheckpointError, WorkdirError, data_lib.DataError) as error:
+        fail(str(error))
+    key = jax.random.key(args.seed)
+    z = gan.sample_noise(jax.random.fold_in(key, 0), args.rows * args.columns)
+    samples = draw(z).reshape((args.rows, args.columns) + IMAGE_HW)
+    rows = figures.nearest_neighbor_rows(samples, training.images / np.float32(255.0))
+    figure2 = os.path.join(out_dir, "figure2.png")
+    save_grid(rows.reshape((-1,) + IMAGE_HW), figure2, columns=args.columns + 1)
+    ends = gan.sample_noise(jax.random.fold_in(key, 1), 2 * args.rows)
+    walks = figures.linear_interpolation(ends[: args.rows], ends[args.rows :], args.steps)
+    figure3 = os.path.join(out_dir, "figure3.png")
+    save_grid(draw(walks.reshape((-1, gan.latent_dim))), figure3, columns=args.steps)
+    print(json.dumps({"figure2": figure2, "figure3": figure3, "training_digits": training.source}))
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -193,6 +254,8 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if argv and argv[0] == "sample":
         run_sample(argv[1:])
+    elif argv and argv[0] == "figures":
+        run_figures(argv[1:])
     else:
         run_train(argv[1:] if argv and argv[0] == "train" else argv)
 

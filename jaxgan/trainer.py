@@ -57,6 +57,7 @@ __all__ = [
     "make_gan",
     "train",
     "sample",
+    "load_sampler",
     "load_trained",
     "prepare_workdir",
     "TrainResult",
@@ -703,13 +704,29 @@ def sample(
     """
     if num < 1:
         raise ValueError(f"num must be >= 1, got {num}")
-    config, gan, state, _ = load_trained(workdir)
-    params, stats = _sampling_variables(gan, config.seed)(state)
-    render = _renderer(gan)
+    _, gan, draw = load_sampler(workdir)
     key = jax.random.key(seed)
     chunks = []
     for start in range(0, num, batch_size):
         size = min(batch_size, num - start)
         z = gan.sample_noise(jax.random.fold_in(key, start), batch_size)
-        chunks.append(np.asarray(render(params, stats, z), np.float32)[:size, ..., 0])
+        chunks.append(draw(z)[:size])
     return np.concatenate(chunks)
+
+
+def load_sampler(workdir: str | os.PathLike):
+    """The sampling generator of ``workdir``'s newest good checkpoint, as the grids and
+    ``sample`` use it (EMA weights with their standing statistics, if the run has an EMA).
+
+    Returns:
+      ``(config, gan, draw)``: ``draw(z)`` maps noise ``[n, latent_dim]`` to float32 images
+      ``[n, 28, 28]`` in [0, 1] (compiled once per batch size).
+    """
+    config, gan, state, _ = load_trained(workdir)
+    params, stats = _sampling_variables(gan, config.seed)(state)
+    render = _renderer(gan)
+
+    def draw(z) -> np.ndarray:
+        return np.asarray(render(params, stats, jnp.asarray(z, jnp.float32)), np.float32)[..., 0]
+
+    return config, gan, draw

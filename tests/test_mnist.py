@@ -271,6 +271,19 @@ def test_cli_trains_then_samples(tmp_path):
     nothing = run_cli("sample", "--workdir", str(tmp_path / "nothing"), "--out",
                       str(tmp_path / "other.npy"))
     assert nothing.returncode == 2 and "not a training workdir" in nothing.stderr
+    # The paper's Figures 2 and 3 from the same run: 2 rows of 3 samples + the nearest
+    # training digit, and 2 walks of 4 images (28 + 2 pixels a cell, 2 around, scaled 2x).
+    drawn = run_cli("figures", "--workdir", str(workdir), "--rows", "2", "--columns", "3",
+                    "--steps", "4")
+    assert drawn.returncode == 0, drawn.stderr[-2000:]
+    paths = json.loads(drawn.stdout[drawn.stdout.index("{"):])
+    for name in ("figure2", "figure3"):
+        with Image.open(paths[name]) as image:
+            assert image.size == ((4 * 30 + 2) * 2, (2 * 30 + 2) * 2)
+    assert os.path.dirname(paths["figure2"]) == str(workdir / "figures")
+    missing = run_cli("figures", "--workdir", str(tmp_path / "nothing"))
+    assert missing.returncode == 2 and "not a training workdir" in missing.stderr
+    assert not (tmp_path / "nothing").exists()
 
 
 def test_presets_apply_and_explicit_flags_override_them(tmp_path):

@@ -25,6 +25,7 @@ import numpy as np
 import scipy.special
 
 __all__ = [
+    "nearest_neighbors",
     "frechet_distance",
     "frechet_distance_from_activations",
     "gaussian_statistics",
@@ -373,10 +374,21 @@ def nearest_neighbor_distances(
 
     Distances are in the flattened pixel space (784-d for 28x28 digits).
     """
-    out = np.empty(len(queries), np.float64)
+    return nearest_neighbors(queries, references, batch_size=batch_size)[1]
+
+
+def nearest_neighbors(
+    queries: np.ndarray, references: np.ndarray, *, batch_size: int = 500
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's nearest reference by Euclidean distance in pixels (float64):
+    ``(indices int64 [n], distances float64 [n])``; ties go to the lowest index."""
+    indices = np.empty(len(queries), np.int64)
+    distances = np.empty(len(queries), np.float64)
     for start, d2 in _squared_distances(queries, references, batch_size):
-        out[start : start + len(d2)] = np.sqrt(d2.min(axis=1))
-    return out
+        nearest = d2.argmin(axis=1)
+        indices[start : start + len(d2)] = nearest
+        distances[start : start + len(d2)] = np.sqrt(d2[np.arange(len(d2)), nearest])
+    return indices, distances
 
 
 @dataclasses.dataclass(frozen=True)
