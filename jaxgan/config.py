@@ -120,6 +120,12 @@ class TrainConfig:
         ``train_split``'s range) under this many samples, sigma chosen on the same rows from
         Goodfellow et al. 2014's grid: a curve to read, not a number to report (those come
         from ``experiments.evaluate``). Needs a ``train_split`` range with rows after it.
+      steps_per_call: iterations per compiled call (``jaxgan.multistep.train_steps``, a
+        ``lax.scan`` with two iterations per loop body): fewer host round trips for small
+        networks such as the paper's MLP pair; keep 1 for convolutional ones on XLA:CPU (a
+        rolled loop of convolutions runs far slower there). ``log_every``, ``sample_every``
+        and ``checkpoint_every`` must be multiples of it; one device only. Results agree with
+        one iteration per call to float rounding, not bitwise.
       log_every: steps between metric records and progress updates.
       sample_every: steps between sample grids.
       checkpoint_every: steps between checkpoints.
@@ -169,6 +175,7 @@ class TrainConfig:
     d_dense: int | None = None
     dtype: str = "float32"
     parzen_samples: int = 0
+    steps_per_call: int = 1
     log_every: int = 100
     sample_every: int = 500
     checkpoint_every: int = 500
@@ -190,10 +197,17 @@ class TrainConfig:
                 f"{self.train_split!r}"
             )
         for field in ("d_steps", "steps", "batch_size", "latent_dim", "kernel_size", "log_every",
-                      "sample_every", "checkpoint_every", "keep_checkpoints", "pack"):
+                      "sample_every", "checkpoint_every", "keep_checkpoints", "pack",
+                      "steps_per_call"):
             value = getattr(self, field)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(field, f"must be a positive integer, got {value!r}")
+        for field in ("log_every", "sample_every", "checkpoint_every"):
+            if getattr(self, field) % self.steps_per_call:
+                raise ConfigError(
+                    "steps_per_call", f"{field} {getattr(self, field)} is not a multiple of "
+                    f"steps_per_call {self.steps_per_call}"
+                )
         if self.batch_size % self.pack:
             raise ConfigError(
                 "pack", f"batch_size {self.batch_size} is not divisible by pack {self.pack}"

@@ -41,6 +41,7 @@ import numpy as np
 import optax
 
 from jaxgan import data as data_lib
+from jaxgan import multistep
 from jaxgan import sharding as sharding_lib
 from jaxgan.checkpoint import Checkpointer, CheckpointError
 from jaxgan.config import ConfigError, TrainConfig, WorkdirError
@@ -446,9 +447,16 @@ def train(
     run = _setup(config, workdir)
     state, step = run.state, int(run.state.step)
     sampling_variables, render = _sampling_variables(run.gan, config.seed), _renderer(run.gan)
+    calls = config.steps_per_call
     if run.mesh is None:
         step_fn = jax.jit(functools.partial(train_step, run.gan), donate_argnums=0)
+        steps_fn = jax.jit(functools.partial(multistep.train_steps, run.gan), donate_argnums=0)
         batch_sharding = None
+    elif calls > 1:
+        raise ConfigError(
+            "steps_per_call", f"{calls} runs on one device; set num_devices to 1 or "
+            "steps_per_call to 1"
+        )
     else:
         step_fn = sharding_lib.shard_train_step(run.gan, run.mesh, step=train_step)
         batch_sharding = sharding_lib.batch_sharding(run.mesh)
@@ -463,12 +471,18 @@ def train(
     stream = data_lib.prefetch_to_device(run.batches, size=2, sharding=batch_sharding)
     try:
         while step < config.steps and not stopped:
-            batch = next(stream)
+            # steps_per_call iterations in one call where they fit between the periodic
+            # actions (multiples of it), one at a time in a remainder (steps not a multiple).
+            count = calls if step % calls == 0 and config.steps - step >= calls else 1
+            batches = [next(stream) for _ in range(count)]
             # The step's inputs are on the device already: no host-to-device copy per step.
             with jax.transfer_guard_host_to_device("disallow"):
-                state, metrics = step_fn(state, batch)
+                if count == 1:
+                    state, metrics = step_fn(state, batches[0])
+                else:
+                    state, metrics = steps_fn(state, jnp.stack(batches))
             logger.add(metrics)
-            step += 1
+            step += count
             if on_step is not None:
                 on_step(step)
             stopped = should_stop(step) and step < config.steps
@@ -595,11 +609,16 @@ class _MetricLog:
         self.final_metrics: dict[str, float] = {}
 
     def add(self, metrics: dict[str, jax.Array]) -> None:
+        """``metrics`` of one step (scalars) or of consecutive steps (each ``[steps]``)."""
         self._pending.append(metrics)
 
     def flush(self, step: int, state: GANState, *, at_checkpoint: bool,
               last_checkpoint: int | None) -> None:
-        values = _to_host(self._pending)
+        values = []  # one record per step
+        for record in _to_host(self._pending):
+            stacked = {name: np.atleast_1d(value) for name, value in record.items()}
+            count = len(next(iter(stacked.values())))
+            values.extend({name: value[i] for name, value in stacked.items()} for i in range(count))
         self._pending = []
         for offset, record in enumerate(values):
             if not all(math.isfinite(float(v)) for v in record.values()):

@@ -1,6 +1,8 @@
 """jaxgan.multistep.train_steps: n iterations in one call equal n train_step calls."""
 
+import dataclasses
 import functools
+import os
 
 import chex
 import jax
@@ -95,3 +97,42 @@ def test_train_steps_compiles_once(key):
     state = gan.init(key)
     for seed in range(3):  # a second trace (a recompilation) would raise
         state, _ = fused(state, real_batches((2, BATCH, 28, 28, 1), seed=seed))
+
+
+def test_trainer_with_steps_per_call_matches_one_step_per_call(tmp_path):
+    from jaxgan import trainer
+    from jaxgan.config import TrainConfig
+    from jaxgan.summary import read_metrics
+
+    # 7 steps, 3 per call: two calls of 3, then one single step (the remainder)
+    base = TrainConfig.tiny(steps=7, log_every=3, sample_every=3, checkpoint_every=3)
+    calls = []
+    one = trainer.train(base, tmp_path / "one", progress=False)
+    three = trainer.train(dataclasses.replace(base, steps_per_call=3), tmp_path / "three",
+                          progress=False, on_step=calls.append)
+    assert calls == [3, 6, 7]
+    assert one.step == three.step == 7
+    def leaves(state):
+        return jax.tree.leaves(state.replace(key=jax.random.key_data(state.key)))
+
+    for a, b in zip(leaves(one.state), leaves(three.state)):
+        if jnp.issubdtype(a.dtype, jnp.floating):  # float rounding: not bitwise (multistep)
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+        else:  # the step counts, optimizer counts and the key
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    logs = [read_metrics(tmp_path / name / "metrics.jsonl") for name in ("one", "three")]
+    assert [r["step"] for r in logs[0]] == [r["step"] for r in logs[1]] == [3, 6, 7]
+    for a, b in zip(*logs):
+        for name in ("d_loss", "g_loss", "d_real", "d_fake"):
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-4)
+    # the periodic actions kept their cadence: checkpoints 3, 6, 7; grids 3, 6, 7
+    assert sorted(int(d) for d in os.listdir(tmp_path / "three" / "checkpoints")) == [3, 6, 7]
+    assert sorted(os.listdir(tmp_path / "three" / "samples")) == sorted(
+        os.listdir(tmp_path / "one" / "samples"))
+
+
+def test_steps_per_call_must_divide_the_periodic_actions():
+    from jaxgan.config import ConfigError, TrainConfig
+
+    with pytest.raises(ConfigError, match="log_every 2 is not a multiple of steps_per_call 4"):
+        TrainConfig.tiny(steps_per_call=4, log_every=2).validate()
