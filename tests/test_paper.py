@@ -25,6 +25,7 @@ def test_paper_preset_is_the_released_codes_recipe():
     assert (config.noise, config.latent_dim, config.batch_size) == ("uniform_unit_variance", 100, 100)
     assert config.train_split == "train[:50000]" and config.ema_decay is None
     assert config.steps % 500 == 0 and config.parzen_samples == 10_000
+    assert config.steps_per_call == 5  # only how many iterations one compiled call runs
     gan = trainer.make_gan(config, batches_per_epoch=500)
     assert (gan.update, gan.d_loss_scale, gan.noise) == ("simultaneous", 0.5, "uniform_unit_variance")
 
