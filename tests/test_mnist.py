@@ -180,7 +180,8 @@ def test_model_settings_of_earlier_workdirs_resume():
     assert earlier.model() == preset("dcgan").model()
     assert earlier.model() != TrainConfig().model()
     assert TrainConfig(arch="mlp").model() == {"arch": "mlp", "latent_dim": 100, "ema_decay": True,
-                                               "lr_schedule": "constant", "optimizer": "adam"}
+                                               "lr_schedule": "constant", "optimizer": "adam",
+                                               "pack": 1}
     # before the optimizer was a setting, every run used Adam
     assert TrainConfig.from_json({"arch": "mlp"}).model() == TrainConfig(arch="mlp").model()
 
@@ -229,7 +230,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
         (["--steps", "-5"], "--steps"),
         (["--batch-size", "0"], "--batch-size"),
         (["--arch", "resnet"], "--arch"),
-        (["--g-loss", "hinge"], "--g-loss"),
+        (["--g-loss", "vanilla"], "--g-loss"),
         (["--g-lr", "0"], "--g-lr"),
         (["--d-lr", "-1e-3"], "--d-lr"),
         (["--d-steps", "two"], "--d-steps"),

@@ -88,6 +88,7 @@ def test_heldout_parzen_is_logged_at_checkpoints_and_matches_a_direct_computatio
     config = preset(
         "paper", data="embedded", train_split="train[:100]", batch_size=10, steps=4,
         log_every=1, checkpoint_every=2, sample_every=4, parzen_samples=30, latent_dim=8,
+        steps_per_call=1,
     )
     trainer.train(config, tmp_path, progress=False)
     records = read_metrics(tmp_path / "metrics.jsonl")
