@@ -124,22 +124,18 @@ DISCRIMINATOR_LOSSES: dict[str, Callable[..., jax.Array]] = {
 
 def generator_loss(name: str) -> Callable[..., jax.Array]:
     """Returns the generator loss called ``name`` (a key of ``GENERATOR_LOSSES``)."""
-    try:
-        return GENERATOR_LOSSES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown generator loss {name!r}: choose one of {', '.join(GENERATOR_LOSSES)}"
-        ) from None
+    return _by_name(GENERATOR_LOSSES, "generator", name)
 
 
 def discriminator_loss_fn(name: str) -> Callable[..., jax.Array]:
     """Returns the discriminator loss called ``name`` (a key of ``DISCRIMINATOR_LOSSES``)."""
-    try:
-        return DISCRIMINATOR_LOSSES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown discriminator loss {name!r}: choose one of {', '.join(DISCRIMINATOR_LOSSES)}"
-        ) from None
+    return _by_name(DISCRIMINATOR_LOSSES, "discriminator", name)
+
+
+def _by_name(table: dict[str, Callable[..., jax.Array]], player: str, name: str):
+    if name not in table:
+        raise ValueError(f"unknown {player} loss {name!r}: choose one of {', '.join(table)}")
+    return table[name]
 
 
 def safe_norm(x: jax.Array, axis) -> jax.Array:
