@@ -124,8 +124,8 @@ class TrainConfig:
         ``lax.scan`` with two iterations per loop body): fewer host round trips for small
         networks such as the paper's MLP pair; keep 1 for convolutional ones on XLA:CPU (a
         rolled loop of convolutions runs far slower there). ``log_every``, ``sample_every``
-        and ``checkpoint_every`` must be multiples of it; one device only. Results agree with
-        one iteration per call to float rounding, not bitwise.
+        and ``checkpoint_every`` must be multiples of it. Results agree with one iteration
+        per call to float rounding, not bitwise.
       log_every: steps between metric records and progress updates.
       sample_every: steps between sample grids.
       checkpoint_every: steps between checkpoints.

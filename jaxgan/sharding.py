@@ -138,7 +138,7 @@ def _put(leaf, sharding):
 
 
 def shard_train_step(
-    gan: GAN, mesh: Mesh, *, step: Callable = train_step
+    gan: GAN, mesh: Mesh, *, step: Callable = train_step, batch_axis: int = 1
 ) -> Callable[[GANState, jax.Array], tuple[GANState, dict[str, jax.Array]]]:
     """``step`` (default ``jaxgan.train_step``) compiled for data parallelism on ``mesh``.
 
@@ -152,13 +152,15 @@ def shard_train_step(
       gan: the GAN description.
       mesh: from ``make_mesh``.
       step: a function with ``train_step``'s signature ``(gan, state, real_images)``.
+      batch_axis: the axis of ``real_images`` that holds the batch (2 for
+        ``jaxgan.multistep.train_steps``' ``[n, k, batch, ...]``).
     """
     replicated = replicated_sharding(mesh)
     # A single sharding stands for every leaf of the state (a pytree prefix), so this does
     # not depend on the state's structure (EMA or not, batch statistics or not).
     return jax.jit(
         functools.partial(step, gan),
-        in_shardings=(replicated, batch_sharding(mesh)),
+        in_shardings=(replicated, batch_sharding(mesh, batch_axis=batch_axis)),
         out_shardings=replicated,
         donate_argnums=0,
     )

@@ -452,13 +452,11 @@ def train(
         step_fn = jax.jit(functools.partial(train_step, run.gan), donate_argnums=0)
         steps_fn = jax.jit(functools.partial(multistep.train_steps, run.gan), donate_argnums=0)
         batch_sharding = None
-    elif calls > 1:
-        raise ConfigError(
-            "steps_per_call", f"{calls} runs on one device; set num_devices to 1 or "
-            "steps_per_call to 1"
-        )
     else:
         step_fn = sharding_lib.shard_train_step(run.gan, run.mesh, step=train_step)
+        steps_fn = sharding_lib.shard_train_step(
+            run.gan, run.mesh, step=multistep.train_steps, batch_axis=2
+        )
         batch_sharding = sharding_lib.batch_sharding(run.mesh)
     parzen = (_HeldoutParzen(config, run.gan, render, run.mesh)
               if config.parzen_samples else None)

@@ -165,6 +165,11 @@ def _trainer_runs(workdir: str) -> dict:
     trainer.train(TrainConfig.tiny(batch_size=16, steps=3), os.path.join(workdir, "resumed"),
                   progress=False)
     resumed = trainer.train(config, os.path.join(workdir, "resumed"), progress=False)
+    # three iterations per compiled call on the same 8 devices: the same run to float rounding
+    fused = trainer.train(
+        TrainConfig.tiny(batch_size=16, steps=6, steps_per_call=3, log_every=3),
+        os.path.join(workdir, "fused"), progress=False,
+    )
 
     def losses(name):
         records = read_metrics(os.path.join(workdir, name, "metrics.jsonl"))
@@ -186,6 +191,8 @@ def _trainer_runs(workdir: str) -> dict:
     return {
         "state_max_abs_diff": _max_abs_diff(_arrays(one.state), _arrays(eight.state)),
         "losses_max_abs_diff": _max_abs_diff(losses("one"), losses("eight")),
+        "fused_state_max_abs_diff": _max_abs_diff(_arrays(fused.state), _arrays(eight.state)),
+        "fused_devices": len(fused.state.g_params["Dense_0"]["kernel"].sharding.device_set),
         "records": len(losses("eight")),
         "devices": [len(one.state.g_params["Dense_0"]["kernel"].sharding.device_set),
                     len(eight.state.g_params["Dense_0"]["kernel"].sharding.device_set)],
@@ -308,6 +315,8 @@ def test_trainer_on_eight_devices_matches_one_device(eight):
     assert measured["records"] == 4
     assert measured["state_max_abs_diff"] < STATE_TOLERANCE, measured
     assert measured["losses_max_abs_diff"] < 1e-5, measured
+    assert measured["fused_devices"] == DEVICES
+    assert measured["fused_state_max_abs_diff"] < 10 * STATE_TOLERANCE, measured
 
 
 def test_trainer_resumes_sharded_checkpoints_exactly(eight):
