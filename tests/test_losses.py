@@ -188,6 +188,7 @@ def test_each_loss_learns_a_shifted_gaussian(d_loss, g_loss, extra, key):
     0.15, spread between 0.3 and 0.75 per axis (the data's: 0.5). A sign error in any loss
     sends G away instead."""
     adam = optax.adam(2e-3, b1=0.5)
+    extra = dict(extra)  # the parametrize dict is shared: do not mutate it
     critic = MLPCritic(spectral_norm=extra.pop("spectral_norm", False))
     gan = jaxgan.GAN(MLP((16, 2)), critic, adam, adam, latent_dim=2, data_shape=(2,),
                      d_loss=d_loss, g_loss=g_loss, ema_decay=0.99, **extra)
