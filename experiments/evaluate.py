@@ -1,5 +1,9 @@
 """Evaluate generated MNIST digits: FID, classifier score, mode coverage, Parzen, memorization.
 
+Any labelled 28x28 grayscale data set with 10 classes works the same way (Fashion-MNIST:
+``--reference-data idx:DIR --test-data idx:DIR`` with its IDX files): the classifier is trained
+on that data's training images.
+
     python -m experiments.evaluate --workdir runs/mnist          # writes runs/mnist/eval.json
     python -m experiments.evaluate --samples digits.npy          # float32 [N, 28, 28] in [0, 1]
     python -m experiments.evaluate --reference                   # real-digit and noise rows only
@@ -91,7 +95,34 @@ def _load_generator_samples(workdir: str, num: int, seed: int) -> np.ndarray:
     """``num`` digits from the trained generator in ``workdir``: float32 [num, 28, 28] in [0, 1]."""
     from jaxgan import trainer
 
-    return trainer.sample(workdir, num, seed=seed)
+    samples = trainer.sample(workdir, num, seed=seed)
+    if samples.shape[1:] != (28, 28, 1):
+        fail(f"--workdir {workdir}: its generator draws images {list(samples.shape[1:])}; this "
+             "evaluation's classifier takes 28x28 grayscale images")
+    return samples[..., 0]
+
+
+def _load(source: str, split: str):
+    """``jaxgan.data.load_data`` of a 28x28 grayscale labelled split, as ``(images uint8
+    [N, 28, 28], labels, source)``; other data fails in one line."""
+    from jaxgan.data import DataError, load_data
+
+    data = load_data(source, split)
+    if data.image_shape != (28, 28, 1) or data.labels is None or data.num_classes > 10:
+        raise DataError(
+            f"{data.source}: images {list(data.image_shape)}"
+            + ("" if data.labels is not None else " without labels")
+            + "; this evaluation's classifier needs labelled 28x28 grayscale images of at most "
+            "10 classes (MNIST, Fashion-MNIST)"
+        )
+    return _Split(data.images[..., 0], data.labels, data.source)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Split:
+    images: np.ndarray  # uint8 [N, 28, 28]
+    labels: np.ndarray
+    source: str
 
 
 def _load_samples_file(path: str) -> np.ndarray:
@@ -148,10 +179,10 @@ def _train_source(args, config) -> tuple[str, str]:
 
 
 def _load_test(source: str):
-    from jaxgan.data import DataError, load_mnist
+    from jaxgan.data import DataError
 
     try:
-        return load_mnist(source, "test")
+        return _load(source, "test")
     except DataError as error:
         if source != "auto":
             raise
@@ -161,14 +192,12 @@ def _load_test(source: str):
 def _reference_splits(source: str):
     """``(classifier digits, validation digits or None, real digits or None)`` of
     ``--reference-data``: the paper's rows for a full train split, else all of it."""
-    from jaxgan.data import load_mnist
-
-    full = load_mnist(source, "train")
+    full = _load(source, "train")
     if len(full.images) != _FULL_TRAIN_ROWS:
         return full, None, None
-    train = load_mnist(source, f"train[:{_PAPER_TRAIN_ROWS}]")
+    train = _load(source, f"train[:{_PAPER_TRAIN_ROWS}]")
     end = _PAPER_TRAIN_ROWS + _PAPER_VALIDATION
-    validation = load_mnist(source, f"train[{_PAPER_TRAIN_ROWS}:{end}]")
+    validation = _load(source, f"train[{_PAPER_TRAIN_ROWS}:{end}]")
     return train, validation, train
 
 
@@ -211,14 +240,14 @@ def main(argv: list[str] | None = None) -> None:
     from jaxgan import eval as jeval
     from jaxgan.checkpoint import CheckpointError
     from jaxgan.config import WorkdirError
-    from jaxgan.data import DataError, load_mnist
+    from jaxgan.data import DataError
 
     started = time.perf_counter()
     seconds: dict[str, float] = {}
     try:
         test = _load_test(args.test_data)
         classifier_data, validation, real = _reference_splits(args.reference_data)
-        train = load_mnist(*_train_source(args, config))
+        train = _load(*_train_source(args, config))
     except DataError as error:
         fail(str(error))
     seconds["load_data"] = time.perf_counter() - started

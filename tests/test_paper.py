@@ -99,9 +99,9 @@ def test_heldout_parzen_is_logged_at_checkpoints_and_matches_a_direct_computatio
     assert step == 4 and state.g_ema_params is None
     z = gan.sample_noise(jax.random.fold_in(jax.random.key(config.seed), 5), 1000)[:30]
     samples = np.asarray(gan.to_unit_interval(gan.generate(state.g_params, z)), np.float64)
-    from jaxgan.data import load_mnist
+    from jaxgan.data import load_data
 
-    heldout = load_mnist("embedded", "train[100:1100]").images.reshape(1000, -1) / 255.0
+    heldout = load_data("embedded", "train[100:1100]").images.reshape(1000, -1) / 255.0
     means = [_parzen_by_direct_differences(heldout, samples.reshape(30, -1), s).mean()
              for s in GOODFELLOW_SIGMAS]
     assert logged["parzen_heldout"] == pytest.approx(max(means), rel=1e-9)
