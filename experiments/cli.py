@@ -176,7 +176,7 @@ def _reason(error: OSError) -> str:
 def writable_directory(path: str, flag: str) -> str:
     """``path`` as an absolute directory that exists (created if needed) and can be written;
     otherwise fails naming ``flag``."""
-    path = os.path.abspath(path)
+    path = os.path.abspath(os.path.expanduser(path))
     if os.path.exists(path) and not os.path.isdir(path):
         fail(f"{flag} {path} is a file, not a directory; choose another path")
     try:

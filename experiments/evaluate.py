@@ -1,8 +1,10 @@
 """Evaluate generated MNIST digits: FID, classifier score, mode coverage, Parzen, memorization.
 
-Any labelled 28x28 grayscale data set with 10 classes works the same way (Fashion-MNIST:
-``--reference-data idx:DIR --test-data idx:DIR`` with its IDX files): the classifier is trained
-on that data's training images.
+Any labelled image data works the same way (Fashion-MNIST: ``--reference-data idx:DIR
+--test-data idx:DIR`` with its IDX files; a labelled npz or folder: ``--reference-data
+npz:FILE --reference-split 'train[:900]' --test-data npz:FILE --test-split 'train[900:]'``):
+the classifier is trained on that data's labelled training images, at their shape, with as
+many classes as their labels have.
 
     python -m experiments.evaluate --workdir runs/mnist          # writes runs/mnist/eval.json
     python -m experiments.evaluate --samples digits.npy          # float32 [N, 28, 28] in [0, 1]
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -67,17 +70,23 @@ def _parser() -> argparse.ArgumentParser:
                         help="digits drawn from the workdir's generator, and the size of the "
                         "real and noise reference rows (at most the real digits available)")
     parser.add_argument("--sample-seed", type=int, default=0, help="noise seed for those digits")
-    parser.add_argument("--train-data", default=None,
-                        help="the generator's training split, for the memorization check and "
-                        "the Parzen validation digits (default: the workdir's 'data' setting, "
-                        "else embedded)")
+    parser.add_argument("--data", default=None,
+                        help="the generator's training data (a data source, as for training), "
+                        "for the memorization check and the Parzen validation images "
+                        "(default: the workdir's --data and --train-split, else embedded)")
     parser.add_argument("--test-data", default="auto",
-                        help="the MNIST test split: auto (tfds when prepared or downloadable) | "
-                        "tfds | idx:DIR")
+                        help="the test images (a labelled data source): auto (MNIST from tfds "
+                        "when prepared or downloadable) | tfds[:NAME] | idx:DIR | npz:FILE | "
+                        "folder:DIR")
+    parser.add_argument("--test-split", default="test",
+                        help="the split (and row range) of --test-data")
     parser.add_argument("--reference-data", default="embedded",
-                        help="whose training digits train the classifier and give the real "
-                        "reference row: embedded | tfds | idx:DIR (a full 60,000-digit split "
-                        "follows the paper's rows: see the module docstring)")
+                        help="whose labelled training images train the classifier and give the "
+                        "real reference row: embedded | tfds[:NAME] | idx:DIR | npz:FILE | "
+                        "folder:DIR (a full 60,000-image train split follows the paper's rows: "
+                        "see the module docstring)")
+    parser.add_argument("--reference-split", default="train",
+                        help="the split (and row range) of --reference-data")
     parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="classifier cache")
     parser.add_argument("--retrain-classifier", action="store_true",
                         help="train the classifier even if it is cached")
@@ -92,42 +101,35 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load_generator_samples(workdir: str, num: int, seed: int) -> np.ndarray:
-    """``num`` digits from the trained generator in ``workdir``: float32 [num, 28, 28] in [0, 1]."""
+    """``num`` images from the trained generator in ``workdir``: float32 [num, H, W, C] in [0, 1]."""
     from jaxgan import trainer
 
-    samples = trainer.sample(workdir, num, seed=seed)
-    if samples.shape[1:] != (28, 28, 1):
-        fail(f"--workdir {workdir}: its generator draws images {list(samples.shape[1:])}; this "
-             "evaluation's classifier takes 28x28 grayscale images")
-    return samples[..., 0]
+    return trainer.sample(workdir, num, seed=seed)
 
 
-def _load(source: str, split: str):
-    """``jaxgan.data.load_data`` of a 28x28 grayscale labelled split, as ``(images uint8
-    [N, 28, 28], labels, source)``; other data fails in one line."""
+def _load(source: str, split: str, *, labelled: bool, flag: str):
+    """``jaxgan.data.load_data`` of one split, as ``(images uint8 [N, H, W] or [N, H, W, 3],
+    labels, source)``; unlabelled data where labels are needed fails in one line."""
     from jaxgan.data import DataError, load_data
 
     data = load_data(source, split)
-    if data.image_shape != (28, 28, 1) or data.labels is None or data.num_classes > 10:
-        raise DataError(
-            f"{data.source}: images {list(data.image_shape)}"
-            + ("" if data.labels is not None else " without labels")
-            + "; this evaluation's classifier needs labelled 28x28 grayscale images of at most "
-            "10 classes (MNIST, Fashion-MNIST)"
-        )
-    return _Split(data.images[..., 0], data.labels, data.source)
+    if labelled and data.labels is None:
+        raise DataError(f"{flag} {data.source}: no labels; the evaluation classifier trains "
+                        "and is tested on labelled images (class subfolders, or npz 'labels')")
+    images = data.images[..., 0] if data.images.shape[-1] == 1 else data.images
+    return _Split(images, data.labels, data.source)
 
 
 @dataclasses.dataclass(frozen=True)
 class _Split:
-    images: np.ndarray  # uint8 [N, 28, 28]
-    labels: np.ndarray
+    images: np.ndarray  # uint8 [N, H, W] or [N, H, W, 3]
+    labels: np.ndarray | None
     source: str
 
 
 def _load_samples_file(path: str) -> np.ndarray:
-    """The digits of ``--samples``, checked: [N, 28, 28] (or [N, 28, 28, 1]), uint8 or float in
-    [0, 1], finite."""
+    """The images of ``--samples``, checked: [N, H, W] or [N, H, W, C] (C = 1 or 3; MNIST:
+    [N, 28, 28]), uint8 or float in [0, 1], finite."""
     try:
         samples = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
@@ -136,20 +138,42 @@ def _load_samples_file(path: str) -> np.ndarray:
         fail(f"--samples {path}: not a readable .npy file ({reason})")
     if not isinstance(samples, np.ndarray):
         samples.close()
-        fail(f"--samples {path}: a .npz archive; give one .npy array [N, 28, 28]")
+        fail(f"--samples {path}: a .npz archive; give one .npy array [N, H, W, C]")
     if samples.ndim == 4 and samples.shape[-1] == 1:
         samples = samples[..., 0]
-    if samples.ndim != 3 or samples.shape[1:] != (28, 28) or not len(samples):
-        fail(f"--samples {path}: expected digits [N, 28, 28], got shape {list(samples.shape)}")
+    if not (samples.ndim == 3 or samples.ndim == 4 and samples.shape[-1] == 3) or not len(samples):
+        fail(f"--samples {path}: expected images [N, H, W] or [N, H, W, C] with C = 1 or 3 "
+             f"(MNIST: [N, 28, 28]), got shape {list(samples.shape)}")
     if samples.dtype != np.uint8 and not np.issubdtype(samples.dtype, np.floating):
         fail(f"--samples {path}: expected float32 in [0, 1] or uint8, got dtype {samples.dtype}")
     if samples.dtype != np.uint8:
         if not np.isfinite(samples).all():
             fail(f"--samples {path}: contains NaN or infinite values")
         if samples.min() < 0 or samples.max() > 1:
-            fail(f"--samples {path}: float digits must lie in [0, 1], got "
+            fail(f"--samples {path}: float images must lie in [0, 1], got "
                  f"[{samples.min():.3g}, {samples.max():.3g}]")
     return samples
+
+
+def _check_sample_shape(args, samples: np.ndarray | None, data_shape: tuple) -> None:
+    """The generator's images (``--samples``, or the workdir's data.json) have the data's shape."""
+    if samples is not None:
+        shape, what = samples.shape[1:], "--samples"
+    elif args.workdir:
+        from jaxgan.config import WorkdirError
+        from jaxgan.trainer import load_data_info
+
+        try:
+            shape, what = tuple(load_data_info(args.workdir)["image_shape"]), "--workdir"
+        except WorkdirError as error:
+            fail(f"--workdir: {error}")
+    else:
+        return
+    if shape[-1:] == (1,) and len(shape) == 3:
+        shape = shape[:-1]
+    if tuple(shape) != tuple(data_shape):
+        fail(f"{what}: the samples are images {list(shape)}, the test data {list(data_shape)}: "
+             "evaluate against the data the generator was trained for")
 
 
 def _check_workdir(workdir: str):
@@ -171,33 +195,34 @@ def _check_workdir(workdir: str):
 
 def _train_source(args, config) -> tuple[str, str]:
     """``(source, split)`` of the digits the generator trained on."""
-    if args.train_data:
-        return args.train_data, "train"
+    if args.data:
+        return args.data, "train"
     if config is not None:
         return config.data, config.train_split
     return "embedded", "train"
 
 
-def _load_test(source: str):
+def _load_test(source: str, split: str):
     from jaxgan.data import DataError
 
     try:
-        return _load(source, "test")
+        return _load(source, split, labelled=True, flag="--test-data")
     except DataError as error:
         if source != "auto":
             raise
         raise DataError(f"{error}; give --test-data idx:DIR (the MNIST IDX files) or tfds") from None
 
 
-def _reference_splits(source: str):
-    """``(classifier digits, validation digits or None, real digits or None)`` of
-    ``--reference-data``: the paper's rows for a full train split, else all of it."""
-    full = _load(source, "train")
-    if len(full.images) != _FULL_TRAIN_ROWS:
+def _reference_splits(source: str, split: str):
+    """``(classifier images, validation images or None, real images or None)`` of
+    ``--reference-data``: the paper's rows for a full 60,000-row train split, else all of it."""
+    load = functools.partial(_load, source, labelled=True, flag="--reference-data")
+    full = load(split)
+    if len(full.images) != _FULL_TRAIN_ROWS or split != "train":
         return full, None, None
-    train = _load(source, f"train[:{_PAPER_TRAIN_ROWS}]")
+    train = load(f"train[:{_PAPER_TRAIN_ROWS}]")
     end = _PAPER_TRAIN_ROWS + _PAPER_VALIDATION
-    validation = _load(source, f"train[{_PAPER_TRAIN_ROWS}:{end}]")
+    validation = load(f"train[{_PAPER_TRAIN_ROWS}:{end}]")
     return train, validation, train
 
 
@@ -245,9 +270,16 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     seconds: dict[str, float] = {}
     try:
-        test = _load_test(args.test_data)
-        classifier_data, validation, real = _reference_splits(args.reference_data)
-        train = _load(*_train_source(args, config))
+        test = _load_test(args.test_data, args.test_split)
+        classifier_data, validation, real = _reference_splits(args.reference_data,
+                                                              args.reference_split)
+        train = _load(*_train_source(args, config), labelled=False, flag="--data")
+        shapes = {what: split.images.shape[1:] for what, split in
+                  (("--test-data", test), ("--reference-data", classifier_data), ("--data", train))}
+        if len(set(shapes.values())) > 1:
+            raise DataError("the images differ in shape: " + ", ".join(
+                f"{what} {list(shape)}" for what, shape in shapes.items()) + "; give one data set")
+        _check_sample_shape(args, samples, test.images.shape[1:])
     except DataError as error:
         fail(str(error))
     seconds["load_data"] = time.perf_counter() - started

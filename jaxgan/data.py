@@ -506,13 +506,17 @@ def _load_idx(directory: str, split: str) -> ImageData:
     )
 
 
-def _load_npz(path: str, split: str) -> ImageData:
-    where = f"npz:{path}"
+def _check_single_split(where: str, split: str) -> None:
     if split != "train":
         raise DataError(
-            f"{where}: an npz file has one split, train; hold rows out with a range such as "
+            f"{where}: this source has one split, train; hold rows out with a range such as "
             "train[:900] / train[900:]"
         )
+
+
+def _load_npz(path: str, split: str) -> ImageData:
+    where = f"npz:{path}"
+    _check_single_split(where, split)
     try:
         with np.load(path, allow_pickle=False) as archive:
             names = set(archive.files)
@@ -567,11 +571,7 @@ def _as_uint8_images(images: np.ndarray, what: str) -> np.ndarray:
 
 def _load_folder(directory: str, split: str) -> ImageData:
     where = f"folder:{directory}"
-    if split != "train":
-        raise DataError(
-            f"{where}: a folder has one split, train; hold rows out with a range such as "
-            "train[:900] / train[900:]"
-        )
+    _check_single_split(where, split)
     if not os.path.isdir(directory):
         raise DataError(f"{where}: no such directory")
     entries = sorted(os.listdir(directory))

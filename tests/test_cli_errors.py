@@ -35,7 +35,8 @@ def place(tmp_path_factory):
     (root / "no_checkpoint").mkdir()
     (root / "no_checkpoint" / "config.json").write_text((root / "good" / "config.json").read_text())
     digits = np.zeros((4, 28, 28), np.float32)
-    np.save(root / "wrong_shape.npy", np.zeros((4, 32, 32), np.float32))
+    np.save(root / "wrong_shape.npy", np.zeros((4, 32, 32, 2), np.float32))
+    np.save(root / "other_size.npy", np.zeros((4, 32, 32), np.float32))
     np.save(root / "wrong_dtype.npy", digits.astype(np.complex64))
     np.save(root / "out_of_range.npy", digits + 2)
     np.save(root / "with_nan.npy", np.where(digits == 0, np.nan, digits))
@@ -77,7 +78,11 @@ CASES = {
     "sample: output not writable": ("mnist", "sample --workdir {p}/good --out /proc/x/o.npy",
                                     "--out /proc/x cannot be written"),
     "evaluate: samples of the wrong shape": ("evaluate", "--samples {p}/wrong_shape.npy",
-                                             "expected digits [N, 28, 28], got shape [4, 32, 32]"),
+                                             "C = 1 or 3 (MNIST: [N, 28, 28]), got shape [4, 32, 32, 2]"),
+    "evaluate: samples of another size than the data": (
+        "evaluate", "--samples {p}/other_size.npy --test-data embedded --test-split train[:100] "
+        "--classifier-preset tiny",
+        "the samples are images [32, 32], the test data [28, 28]"),
     "evaluate: samples of the wrong dtype": ("evaluate", "--samples {p}/wrong_dtype.npy",
                                              "got dtype complex64"),
     "evaluate: samples out of [0, 1]": ("evaluate", "--samples {p}/out_of_range.npy",
@@ -178,3 +183,14 @@ def test_every_config_field_is_a_flag_documented_by_the_config_itself():
                                  "--noise_quantiles", "64"])
     assert (config.out_dir, config.d_learning_rate, config.noise_quantiles) == (
         "/tmp/jaxgan-toy", 0.5, 64)
+
+
+def test_directories_expand_the_home_directory(tmp_path, monkeypatch):
+    """``~/x`` is the user's home, not a folder named ``~`` in the working directory (the
+    evaluation's default cache directory is written that way)."""
+    from experiments.cli import writable_directory
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert writable_directory("~/cache", "--cache-dir") == str(tmp_path / "home" / "cache")
+    assert (tmp_path / "home" / "cache").is_dir() and not (tmp_path / "~").exists()

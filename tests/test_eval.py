@@ -417,3 +417,78 @@ def test_evaluate_without_a_test_split_names_the_flag(tmp_path, monkeypatch):
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "missing" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Precision, recall and coverage in a feature space, by hand
+
+
+def test_knn_radii_exclude_the_point_itself():
+    points = np.array([[0.0], [1.0], [2.0], [10.0]])
+    np.testing.assert_allclose(metrics.knn_radii(points, 1), [1, 1, 1, 8])
+    np.testing.assert_allclose(metrics.knn_radii(points, 2), [2, 1, 2, 9])
+    with pytest.raises(ValueError, match="k must be in"):
+        metrics.knn_radii(points, 4)
+
+
+def test_precision_recall_and_coverage_by_hand():
+    # real balls (k = 1): 0 r1, 1 r1, 2 r1, 10 r8; generated balls: 0.5 r4.5, 5 r4.5, 30 r25
+    real = np.array([[0.0], [1.0], [2.0], [10.0]])
+    generated = np.array([[0.5], [5.0], [30.0]])
+    result = metrics.precision_recall(real, generated, k=1, batch_size=2)
+    # 0.5 is in 0's ball, 5 in 10's (|5 - 10| = 5 <= 8), 30 in none
+    assert result["precision"] == pytest.approx(2 / 3)
+    # 0, 1, 2 lie in 0.5's ball; 10 is outside 5's (5 > 4.5) but inside 30's (20 <= 25)
+    assert result["recall"] == 1.0
+    assert (result["n_real"], result["n_generated"], result["k"]) == (4, 3, 1)
+    # real balls holding a generated point: 0's and 1's (0.5), 10's (5); not 2's
+    assert metrics.coverage(real, generated, k=1, batch_size=3) == pytest.approx(3 / 4)
+
+
+def test_a_collapsed_generator_is_precise_but_recalls_and_covers_little():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(400, 4))
+    collapsed = real[:1] + 0.01 * rng.normal(size=(400, 4))  # one real point, repeated
+    same = metrics.precision_recall(real, rng.normal(size=(400, 4)), k=3)
+    bad = metrics.precision_recall(real, collapsed, k=3)
+    assert bad["precision"] == 1.0 and bad["recall"] < 0.05
+    assert same["precision"] > 0.8 and same["recall"] > 0.8
+    assert metrics.coverage(real, collapsed, k=3) < 0.02
+    assert metrics.coverage(real, rng.normal(size=(400, 4)), k=3) > 0.8
+
+
+def test_feature_metrics_through_any_feature_function():
+    rng = np.random.default_rng(3)
+    real = rng.uniform(size=(60, 4, 4, 3)).astype(np.float32)
+    generated = (0.5 * rng.uniform(size=(50, 4, 4, 3))).astype(np.float32)
+    flatten = lambda images: images.reshape(len(images), -1)  # noqa: E731
+    result = jeval.feature_metrics(flatten, real, generated, k=2)
+    flat_real, flat_generated = flatten(real), flatten(generated)
+    assert result["frechet_distance"] == pytest.approx(
+        metrics.frechet_distance_from_activations(flat_real, flat_generated))
+    manifold = metrics.precision_recall(flat_real, flat_generated, k=2)
+    assert (result["precision"], result["recall"]) == (manifold["precision"], manifold["recall"])
+    assert result["coverage"] == metrics.coverage(flat_real, flat_generated, k=2)
+    assert (result["n_real"], result["n_generated"], result["k"]) == (60, 50, 2)
+    with pytest.raises(ValueError, match="differ in shape"):
+        jeval.feature_metrics(flatten, real, generated[:, :2])
+
+
+def test_classifier_for_3_channel_data_with_its_own_classes():
+    """A user's labelled color data: the network takes its shape and its number of classes,
+    and serves as a feature function."""
+    rng = np.random.default_rng(4)
+    images = rng.uniform(size=(16, 8, 8, 3)).astype(np.float32)
+    labels = np.arange(16) % 4
+    trained = jeval.train_classifier(images, labels, jeval.ClassifierConfig.tiny())
+    assert trained.image_shape == (8, 8, 3) and trained.num_classes == 4
+    logits, features = jeval.classifier_outputs(trained, images[:5])
+    assert logits.shape == (5, 4) and features.shape == (5, jeval.ClassifierConfig.tiny().feature_dim)
+    np.testing.assert_array_equal(jeval.classifier_features(trained)(images[:5]), features)
+    with pytest.raises(ValueError, match="the classifier's shape"):
+        jeval.classifier_outputs(trained, images[:, :4])
+    # the 3-channel augmentation moves every channel of an image by the same map
+    moved = np.asarray(classifier_lib.random_affine(
+        jax.random.key(0), np.repeat(images[:2, ..., :1], 3, axis=-1), max_shift=2.0,
+        max_rotation=10.0, max_scale=0.1, max_shear=0.1))
+    np.testing.assert_array_equal(moved[..., 0], moved[..., 2])

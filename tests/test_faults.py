@@ -239,7 +239,7 @@ def test_sampling_from_a_workdir_with_a_corrupt_newest_moves_nothing(trained, ca
     flip_bytes(trained / "checkpoints" / "6")
     before = listing(trained / "checkpoints")
     digits = trainer.sample(trained, 5)
-    assert digits.shape == (5, 28, 28)
+    assert digits.shape == (5, 28, 28, 1)
     assert listing(trained / "checkpoints") == before
     assert "using the older checkpoint 3 (nothing moved)" in caplog.text
 

@@ -264,7 +264,7 @@ def test_cli_trains_then_samples(tmp_path):
     sampled = run_cli("sample", "--workdir", str(workdir), "--num", "10", "--out", str(out))
     assert sampled.returncode == 0, sampled.stderr[-2000:]
     digits = np.load(out)
-    assert digits.shape == (10, 28, 28) and digits.dtype == np.float32
+    assert digits.shape == (10, 28, 28, 1) and digits.dtype == np.float32
     assert digits.min() >= 0 and digits.max() <= 1 and digits.std() > 0
     assert (tmp_path / "digits.png").exists()
     np.testing.assert_array_equal(digits, trainer.sample(workdir, 10, seed=0))

@@ -1,17 +1,21 @@
-"""Evaluation of generated MNIST digits: the paper's Table 1 and the metrics GAN users trust.
+"""Evaluation of generated images (MNIST's digits first): the paper's Table 1 and the metrics
+GAN users trust.
 
 The public surface:
 
 * Metrics (pure functions of arrays, ``jaxgan.eval.metrics``): ``frechet_distance``,
   ``frechet_distance_from_activations``, ``classifier_score``, ``class_histogram``,
   ``rarest_class_share``, ``mean_confidence``, ``parzen_log_likelihood``, ``select_parzen_sigma``,
-  ``parzen_window_evaluation``, ``nearest_neighbor_distances``, ``memorization_check``.
+  ``parzen_window_evaluation``, ``nearest_neighbor_distances``, ``memorization_check``,
+  ``precision_recall``, ``coverage`` (any feature space).
 * The classifier they look through (``jaxgan.eval.classifier``): ``ClassifierConfig``,
   ``train_classifier``, ``load_or_train_classifier`` (Orbax cache), ``classifier_outputs``,
   ``classifier_accuracy``.
 * The suite (``jaxgan.eval.suite``): ``make_eval_data``, ``prepare_reference``,
   ``evaluate_samples`` (one row of every metric), ``reference_rows`` (real digits and noise),
-  ``format_table``.
+  ``format_table``; for any data and any feature function, ``feature_metrics`` (Frechet
+  distance, precision, recall, coverage) and ``classifier_features`` (a trained classifier
+  as a feature function).
 """
 
 from jaxgan.eval import classifier, metrics, suite
@@ -29,6 +33,7 @@ from jaxgan.eval.metrics import (
     ParzenResult,
     class_histogram,
     classifier_score,
+    coverage,
     frechet_distance,
     frechet_distance_from_activations,
     mean_confidence,
@@ -36,13 +41,16 @@ from jaxgan.eval.metrics import (
     nearest_neighbor_distances,
     parzen_log_likelihood,
     parzen_window_evaluation,
+    precision_recall,
     rarest_class_share,
     select_parzen_sigma,
 )
 from jaxgan.eval.suite import (
     EvalData,
     EvalReference,
+    classifier_features,
     evaluate_samples,
+    feature_metrics,
     format_table,
     make_eval_data,
     prepare_reference,
@@ -64,6 +72,7 @@ __all__ = [
     "ParzenResult",
     "class_histogram",
     "classifier_score",
+    "coverage",
     "frechet_distance",
     "frechet_distance_from_activations",
     "mean_confidence",
@@ -71,11 +80,14 @@ __all__ = [
     "nearest_neighbor_distances",
     "parzen_log_likelihood",
     "parzen_window_evaluation",
+    "precision_recall",
     "rarest_class_share",
     "select_parzen_sigma",
     "EvalData",
     "EvalReference",
+    "classifier_features",
     "evaluate_samples",
+    "feature_metrics",
     "format_table",
     "make_eval_data",
     "prepare_reference",

@@ -1,4 +1,4 @@
-"""The MNIST classifier behind the evaluation metrics: a small CNN, its training and its cache.
+"""The classifier behind the evaluation metrics: a small CNN, its training and its cache.
 
 The metrics of ``jaxgan.eval.metrics`` that look at digits through a classifier (the Frechet
 distances, the classifier score, the class histogram) use this network: its 10 logits and its
@@ -12,7 +12,11 @@ with random affine augmentation (shift, rotation, scale, shear) done in JAX from
 by a fingerprint of the configuration and of the training digits, so a changed configuration
 or data set can never load a stale network.
 
-Everything here takes images as float ``[n, 28, 28]`` (or ``[n, 28, 28, 1]``) in [0, 1].
+Any labelled image data works the same way: the network takes the training images' shape
+``[H, W, C]`` and as many classes as the labels have (``ImageClassifier.image_shape``,
+``num_classes``), so a classifier trained on a user's own labelled data is as good a feature
+function as the MNIST one. Images are float ``[n, H, W, C]`` in [0, 1] (``[n, H, W]`` for one
+channel is accepted too).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import optax
 
 __all__ = [
     "ClassifierConfig",
-    "MnistClassifier",
+    "ImageClassifier",
     "make_classifier",
     "TrainedClassifier",
     "train_classifier",
@@ -55,6 +59,7 @@ DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "jaxgan", "classifier")
 _CACHE_VERSION = 1
 
 PyTree = Any
+MNIST_SHAPE = (28, 28, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,24 +103,27 @@ class ClassifierConfig:
         return cls(widths=(2, 4, 4), kernel_sizes=(3, 3, 3), feature_dim=8, steps=3, batch_size=8)
 
 
-class MnistClassifier(nn.Module):
-    """Stride-2 convolutions with ReLU (28 -> 14 -> 7 -> 4) -> dense ``feature_dim`` ReLU -> 10.
+class ImageClassifier(nn.Module):
+    """Stride-2 convolutions with ReLU (28 -> 14 -> 7 -> 4 for MNIST) -> dense ``feature_dim``
+    ReLU -> ``num_classes`` logits.
 
     Strided convolutions rather than convolution + max pooling: on CPU the gradient of max
     pooling costs several times that of the whole network, and accuracy is the same.
 
-    ``__call__`` returns ``(logits [batch, 10], features [batch, feature_dim])``; the features
-    are the penultimate activations (after the ReLU, before dropout).
+    ``__call__`` returns ``(logits [batch, num_classes], features [batch, feature_dim])``; the
+    features are the penultimate activations (after the ReLU, before dropout).
     """
 
     widths: Sequence[int] = (32, 64, 128)
     kernel_sizes: Sequence[int] = (5, 5, 3)
     feature_dim: int = 128
     dropout: float = 0.3
+    image_shape: tuple[int, int, int] = MNIST_SHAPE
+    num_classes: int = 10
 
     @nn.compact
-    def __call__(self, x, *, train: bool = False):  # x: [batch, 28, 28] or [batch, 28, 28, 1]
-        x = x.reshape((x.shape[0], 28, 28, 1)).astype(jnp.float32)
+    def __call__(self, x, *, train: bool = False):  # x: [batch, H, W, C] (or [batch, H, W])
+        x = x.reshape((x.shape[0],) + tuple(self.image_shape)).astype(jnp.float32)
         x = x - 0.5  # centred inputs train faster; the pixel scale stays [0, 1]
         for width, size in zip(self.widths, self.kernel_sizes, strict=True):
             x = nn.relu(nn.Conv(width, (size, size), strides=(2, 2), padding="SAME")(x))
@@ -123,7 +131,7 @@ class MnistClassifier(nn.Module):
         x = x.reshape((x.shape[0], -1))
         features = nn.relu(nn.Dense(self.feature_dim)(x))  # [batch, feature_dim]
         h = nn.Dropout(self.dropout, deterministic=not train)(features)
-        logits = nn.Dense(10)(h)  # [batch, 10]
+        logits = nn.Dense(self.num_classes)(h)  # [batch, num_classes]
         return logits, features
 
 
@@ -138,6 +146,8 @@ class TrainedClassifier:
         were loaded from the cache).
       cache_path: the cache entry it was loaded from or saved to, or ``None``.
       from_cache: whether ``params`` were loaded rather than trained now.
+      image_shape: ``(H, W, C)`` of the images it classifies.
+      num_classes: how many classes it tells apart.
     """
 
     config: ClassifierConfig
@@ -145,19 +155,26 @@ class TrainedClassifier:
     train_seconds: float
     cache_path: str | None = None
     from_cache: bool = False
+    image_shape: tuple[int, int, int] = MNIST_SHAPE
+    num_classes: int = 10
 
     @property
-    def module(self) -> MnistClassifier:
+    def module(self) -> ImageClassifier:
         """The Flax module that ``params`` belong to."""
-        return make_classifier(self.config)
+        return make_classifier(self.config, self.image_shape, self.num_classes)
 
 
-def make_classifier(config: ClassifierConfig) -> MnistClassifier:
-    """The ``MnistClassifier`` that ``config`` describes."""
-    return MnistClassifier(
+def make_classifier(
+    config: ClassifierConfig,
+    image_shape: tuple[int, int, int] = MNIST_SHAPE,
+    num_classes: int = 10,
+) -> ImageClassifier:
+    """The ``ImageClassifier`` that ``config`` describes, for images ``image_shape``."""
+    return ImageClassifier(
         widths=tuple(config.widths),
         kernel_sizes=tuple(config.kernel_sizes),
-        feature_dim=config.feature_dim, dropout=config.dropout
+        feature_dim=config.feature_dim, dropout=config.dropout,
+        image_shape=tuple(int(d) for d in image_shape), num_classes=int(num_classes),
     )
 
 
@@ -174,16 +191,18 @@ def random_affine(
 
     Args:
       key: PRNG key; one draw of (shift, rotation, scale, shear) per image comes from it.
-      images: float ``[batch, 28, 28]``.
+      images: float ``[batch, H, W]`` or ``[batch, H, W, C]`` (every channel warped alike).
       max_shift: translations are uniform in [-max_shift, max_shift] pixels per axis.
       max_rotation: rotations are uniform in [-max_rotation, max_rotation] degrees.
       max_scale: zoom factors are uniform in [1 - max_scale, 1 + max_scale].
       max_shear: shear coefficients are uniform in [-max_shear, max_shear].
 
     Returns:
-      float ``[batch, 28, 28]``.
+      float, the shape of ``images``.
     """
-    batch, height, width = images.shape
+    squeeze = images.ndim == 3
+    images = images[..., None] if squeeze else images  # [batch, H, W, C]
+    batch, height, width, _ = images.shape
     k_shift, k_rot, k_scale, k_shear = jax.random.split(key, 4)
     shift = jax.random.uniform(k_shift, (batch, 2), minval=-max_shift, maxval=max_shift)
     angle = jnp.deg2rad(
@@ -205,12 +224,17 @@ def random_affine(
     rows, cols = jnp.meshgrid(jnp.arange(height), jnp.arange(width), indexing="ij")
     grid = jnp.stack([rows.ravel(), cols.ravel()], 0).astype(jnp.float32) - centre[:, None]
 
-    def warp(image, matrix, offset):
+    def warp(image, matrix, offset):  # image [H, W, C]: every channel through the same map
         source = matrix @ grid + (centre - offset)[:, None]  # [2, height * width]
-        out = jax.scipy.ndimage.map_coordinates(image, [source[0], source[1]], order=1, cval=0.0)
-        return out.reshape(height, width)
 
-    return jax.vmap(warp)(images, inverse, shift)
+        def channel(plane):
+            out = jax.scipy.ndimage.map_coordinates(plane, [source[0], source[1]], order=1, cval=0.0)
+            return out.reshape(height, width)
+
+        return jax.vmap(channel, in_axes=-1, out_axes=-1)(image)
+
+    warped = jax.vmap(warp)(images, inverse, shift)
+    return warped[..., 0] if squeeze else warped
 
 
 @flax.struct.dataclass
@@ -252,26 +276,36 @@ def _train_step(state, images, labels, key, *, module, optimizer, config):
 
 
 @functools.lru_cache(maxsize=4)
-def _compiled_train_step(config: ClassifierConfig):
+def _compiled_train_step(config: ClassifierConfig, image_shape, num_classes):
     """The optimizer and the jitted train step for ``config`` (whose seed is ignored), built
     once per configuration so that training again (another seed, a test) does not recompile."""
     optimizer = _make_optimizer(config)
+    module = make_classifier(config, image_shape, num_classes)
     step_fn = jax.jit(
-        functools.partial(
-            _train_step, module=make_classifier(config), optimizer=optimizer, config=config
-        ),
+        functools.partial(_train_step, module=module, optimizer=optimizer, config=config),
         donate_argnums=0,
     )
     return optimizer, step_fn
 
 
-def _as_images(images) -> np.ndarray:
+def _as_images(images, image_shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """float32 ``[n, H, W, C]`` from ``[n, H, W]`` or ``[n, H, W, C]``, checked against
+    ``image_shape`` when given."""
     images = np.asarray(images, np.float32)
-    if images.ndim == 4 and images.shape[-1] == 1:
-        images = images[..., 0]
-    if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise ValueError(f"expected images [n, 28, 28] in [0, 1], got shape {images.shape}")
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"expected images [n, H, W, C] in [0, 1], got shape {images.shape}")
+    if image_shape is not None and images.shape[1:] != tuple(image_shape):
+        raise ValueError(
+            f"expected images [n, {', '.join(map(str, image_shape))}] (the classifier's "
+            f"shape), got shape {images.shape}"
+        )
     return images
+
+
+def _num_classes(labels: np.ndarray) -> int:
+    return max(int(np.max(labels)) + 1, 2) if len(labels) else 2
 
 
 def train_classifier(
@@ -289,21 +323,26 @@ def train_classifier(
     over the data (a fresh permutation per pass, from the key).
 
     Args:
-      images: float ``[n, 28, 28]`` in [0, 1].
-      labels: int ``[n]`` in 0..9.
+      images: float ``[n, H, W, C]`` (or ``[n, H, W]``) in [0, 1]; the network takes their
+        shape.
+      labels: int ``[n]`` in 0..K-1; the network has ``K = max(labels) + 1`` classes.
       config: the network and the training schedule.
       log_every: log the running loss and accuracy every this many steps (0: never).
     """
     images = jnp.asarray(_as_images(images))
-    labels = jnp.asarray(np.asarray(labels, np.int32))
+    labels = np.asarray(labels, np.int32)
+    image_shape, num_classes = tuple(images.shape[1:]), _num_classes(labels)
+    labels = jnp.asarray(labels)
     if len(images) != len(labels) or len(images) < config.batch_size:
         raise ValueError(
             f"need as many labels as images and at least batch_size={config.batch_size} of "
             f"them; got {len(images)} images, {len(labels)} labels"
         )
     start = time.perf_counter()
-    module = make_classifier(config)
-    optimizer, step_fn = _compiled_train_step(dataclasses.replace(config, seed=0))
+    module = make_classifier(config, image_shape, num_classes)
+    optimizer, step_fn = _compiled_train_step(
+        dataclasses.replace(config, seed=0), image_shape, num_classes
+    )
     key = jax.random.key(config.seed)
     params = module.init(jax.random.fold_in(key, 0), images[:1])
     state = _TrainState(step=jnp.int32(0), params=params, opt_state=optimizer.init(params))
@@ -326,33 +365,35 @@ def train_classifier(
                 step + 1, config.steps, float(metrics["loss"]), float(metrics["accuracy"]),
             )
     params = jax.block_until_ready(state.params)
-    return TrainedClassifier(config, params, train_seconds=time.perf_counter() - start)
+    return TrainedClassifier(config, params, train_seconds=time.perf_counter() - start,
+                             image_shape=image_shape, num_classes=num_classes)
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_apply(module: MnistClassifier):
+def _compiled_apply(module: ImageClassifier):
     return jax.jit(lambda params, x: module.apply(params, x, train=False))
 
 
 def classifier_outputs(
     classifier: TrainedClassifier, images: np.ndarray, *, batch_size: int = 1000
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The classifier's ``(logits [n, 10], features [n, feature_dim])`` for ``images``.
+    """The classifier's ``(logits [n, num_classes], features [n, feature_dim])`` for
+    ``images``.
 
     Args:
       classifier: a trained (or any initialised) classifier.
-      images: float ``[n, 28, 28]`` in [0, 1].
+      images: float ``[n, H, W, C]`` (or ``[n, H, W]``) in [0, 1], the classifier's shape.
       batch_size: images per forward pass; the last batch is padded so that one compiled
         function serves every size.
     """
-    images = _as_images(images)
+    images = _as_images(images, classifier.image_shape)
     apply = _compiled_apply(classifier.module)
     logits, features = [], []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
         size = len(chunk)
         if size < batch_size:
-            chunk = np.concatenate([chunk, np.zeros((batch_size - size, 28, 28), np.float32)])
+            chunk = np.concatenate([chunk, np.zeros((batch_size - size,) + chunk.shape[1:], np.float32)])
         out_logits, out_features = apply(classifier.params, chunk)
         logits.append(np.asarray(out_logits)[:size])
         features.append(np.asarray(out_features)[:size])
@@ -369,7 +410,11 @@ def classifier_accuracy(
 
 def _fingerprint(config: ClassifierConfig, images: np.ndarray, labels: np.ndarray) -> str:
     digest = hashlib.sha256()
-    digest.update(json.dumps([_CACHE_VERSION, dataclasses.asdict(config)], sort_keys=True).encode())
+    described = [_CACHE_VERSION, dataclasses.asdict(config)]
+    shape, classes = tuple(images.shape[1:]), _num_classes(labels)
+    if (shape, classes) != (MNIST_SHAPE, 10):  # MNIST keeps the entries of earlier versions
+        described.append({"image_shape": list(shape), "num_classes": classes})
+    digest.update(json.dumps(described, sort_keys=True).encode())
     digest.update(np.ascontiguousarray(np.asarray(images, np.float32)).tobytes())
     digest.update(np.ascontiguousarray(np.asarray(labels, np.int64)).tobytes())
     return digest.hexdigest()[:16]
@@ -392,7 +437,7 @@ def load_or_train_classifier(
     so an interrupted run leaves no half-written entry behind.
 
     Args:
-      images: the training digits, float ``[n, 28, 28]`` in [0, 1].
+      images: the training images, float ``[n, H, W, C]`` (or ``[n, H, W]``) in [0, 1].
       labels: their labels, int ``[n]``.
       config: the network and the training schedule.
       cache_dir: the cache directory (``~`` is expanded); ``None`` disables the cache.
@@ -410,12 +455,16 @@ def load_or_train_classifier(
     if os.path.exists(meta_path) and not retrain:
         with open(meta_path) as f:
             meta = json.load(f)
+        shape, classes = tuple(images.shape[1:]), _num_classes(np.asarray(labels))
         template = jax.eval_shape(
-            lambda: make_classifier(config).init(jax.random.key(0), jnp.zeros((1, 28, 28)))
+            lambda: make_classifier(config, shape, classes).init(
+                jax.random.key(0), jnp.zeros((1,) + shape)
+            )
         )
         params = ocp.StandardCheckpointer().restore(os.path.join(path, "params"), template)
         log.info("loaded the classifier from %s", path)
-        return TrainedClassifier(config, params, meta["train_seconds"], path, from_cache=True)
+        return TrainedClassifier(config, params, meta["train_seconds"], path, from_cache=True,
+                                 image_shape=shape, num_classes=classes)
 
     trained = train_classifier(images, labels, config, log_every=log_every)
     tmp = f"{path}.tmp-{os.getpid()}"

@@ -13,6 +13,12 @@ windows, nearest neighbours) work in float64 in batches, so that 10,000 x 10,000
   Breuleux et al. 2011.
 * ``nearest_neighbor_distances`` / ``memorization_check``: how close generated digits lie to
   their nearest training digit, against the same for held-out real digits.
+* ``precision_recall`` (Kynkaanniemi et al. 2019) and ``coverage`` (Naeem et al. 2020): how
+  much of the generated set lies on the real manifold and how much of the real manifold it
+  reaches, from k-nearest-neighbour balls in any feature space.
+
+None of them is tied to digits: they take arrays of images or of features from any feature
+function (the evaluation classifier's penultimate layer is one).
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ __all__ = [
     "memorization_check",
     "memorization_from_distances",
     "MemorizationResult",
+    "knn_radii",
+    "precision_recall",
+    "coverage",
 ]
 
 # The sigma grid of Goodfellow et al. 2014's ``parzen_ll.py``: numpy.logspace(-1, 0, 10).
@@ -450,3 +459,62 @@ def memorization_from_distances(
         ratio=generated_median / heldout_median if heldout_median > 0 else float("inf"),
         generated_near_copy_share=float(np.mean(generated_distances < threshold)),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Manifold metrics in a feature space
+
+
+def knn_radii(features: np.ndarray, k: int = 3, *, batch_size: int = 500) -> np.ndarray:
+    """The distance from each row of ``features [n, d]`` to its ``k``-th nearest other row
+    (itself excluded), float64 ``[n]``: the radius of its k-NN ball."""
+    features = _flatten64(features)
+    if not 1 <= k < len(features):
+        raise ValueError(f"k must be in [1, n) for n = {len(features)} features, got {k}")
+    radii = np.empty(len(features), np.float64)
+    for start, d2 in _squared_distances(features, features, batch_size):
+        rows = np.arange(len(d2))
+        d2[rows, start + rows] = np.inf  # not its own neighbour
+        radii[start : start + len(d2)] = np.sqrt(np.partition(d2, k - 1, axis=1)[:, k - 1])
+    return radii
+
+
+def _inside_any_ball(queries: np.ndarray, centres: np.ndarray, radii: np.ndarray,
+                     batch_size: int) -> np.ndarray:
+    """For each query, whether it lies in some ball ``|q - c| <= r_c``: bool ``[n]``."""
+    inside = np.empty(len(queries), bool)
+    r2 = radii**2
+    for start, d2 in _squared_distances(queries, centres, batch_size):
+        inside[start : start + len(d2)] = (d2 <= r2[None, :]).any(axis=1)
+    return inside
+
+
+def precision_recall(real: np.ndarray, generated: np.ndarray, *, k: int = 3,
+                     batch_size: int = 500) -> dict[str, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019) of ``generated`` against
+    ``real``, both ``[n, d]`` features (or images, flattened).
+
+    Precision: the share of generated rows inside the union of the real rows' k-NN balls
+    (how much of what G draws looks real). Recall: the share of real rows inside the union of
+    the generated rows' k-NN balls (how much of the data G reaches). The paper uses k = 3.
+    """
+    real, generated = _flatten64(real), _flatten64(generated)
+    precise = _inside_any_ball(generated, real, knn_radii(real, k, batch_size=batch_size),
+                               batch_size)
+    recalled = _inside_any_ball(real, generated, knn_radii(generated, k, batch_size=batch_size),
+                                batch_size)
+    return {"precision": float(precise.mean()), "recall": float(recalled.mean()), "k": k,
+            "n_real": len(real), "n_generated": len(generated)}
+
+
+def coverage(real: np.ndarray, generated: np.ndarray, *, k: int = 3,
+             batch_size: int = 500) -> float:
+    """Coverage (Naeem et al. 2020): the share of real rows whose k-NN ball (among the real
+    rows) holds at least one generated row. Unlike recall it is not inflated by a few
+    generated outliers with large balls."""
+    real, generated = _flatten64(real), _flatten64(generated)
+    r2 = knn_radii(real, k, batch_size=batch_size) ** 2
+    covered = np.zeros(len(real), bool)
+    for start, d2 in _squared_distances(generated, real, batch_size):
+        covered |= (d2 <= r2[None, :]).any(axis=0)
+    return float(covered.mean())

@@ -1,4 +1,8 @@
-"""The evaluation suite: every metric of ``jaxgan.eval.metrics`` for one set of digits.
+"""The evaluation suite: every metric of ``jaxgan.eval.metrics`` for one set of images.
+
+Written for MNIST's digits and Table 1, it takes any labelled image data: images are
+``[n, H, W]`` (one channel) or ``[n, H, W, 3]``, and the classifier is whichever
+``TrainedClassifier`` was trained on that data (``jaxgan.eval.classifier``).
 
 ``evaluate_samples(samples, reference)`` returns one JSON-ready row for generated digits;
 ``reference_rows(reference)`` computes the same row, with the same code, for two references:
@@ -10,7 +14,10 @@
 What a row holds (all against the test split unless stated):
 
 * ``fid_features``: Frechet distance in the classifier's penultimate features;
-* ``fid_logits``: Frechet distance in its 10 logits (TF-GAN's classifier distance);
+* ``fid_logits``: Frechet distance in its logits (TF-GAN's classifier distance);
+* ``precision`` / ``recall`` (Kynkaanniemi et al. 2019) and ``coverage`` (Naeem et al.
+  2020) in the same features, k = 3; ``num_samples`` and ``num_real`` (the test images) say
+  how many images each side had;
 * ``classifier_score`` / ``classifier_score_std``: Salimans et al. 2016's score with the
   MNIST classifier, mean and std over ``num_score_splits`` parts;
 * ``class_histogram`` / ``rarest_class_share``: predicted classes of the samples;
@@ -26,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -41,6 +48,8 @@ __all__ = [
     "evaluate_samples",
     "reference_rows",
     "format_table",
+    "classifier_features",
+    "feature_metrics",
     "PARZEN_CENTRES",
 ]
 
@@ -51,12 +60,13 @@ PARZEN_VALIDATION = 1_000
 
 
 def _unit_images(images, what: str) -> np.ndarray:
-    """float32 ``[n, 28, 28]`` in [0, 1] from uint8 0..255 or float [0, 1] images."""
+    """float32 ``[n, H, W]`` or ``[n, H, W, 3]`` in [0, 1] from uint8 0..255 or float [0, 1]
+    images (``[n, H, W, 1]`` loses its channel axis)."""
     images = np.asarray(images)
     if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]
-    if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise ValueError(f"{what}: expected images [n, 28, 28], got shape {images.shape}")
+    if not (images.ndim == 3 or images.ndim == 4 and images.shape[-1] == 3):
+        raise ValueError(f"{what}: expected images [n, H, W] or [n, H, W, 3], got shape {images.shape}")
     if images.dtype == np.uint8:
         return images.astype(np.float32) / 255.0
     images = images.astype(np.float32)
@@ -67,7 +77,8 @@ def _unit_images(images, what: str) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class EvalData:
-    """The real digits the metrics compare against, float32 ``[n, 28, 28]`` in [0, 1].
+    """The real images the metrics compare against, float32 ``[n, H, W]`` (or
+    ``[n, H, W, 3]``) in [0, 1]; for MNIST ``[n, 28, 28]``.
 
     Attributes:
       train: the generator's training digits: the reference of the memorization check.
@@ -102,8 +113,8 @@ def make_eval_data(
     """The real digits of an evaluation; by default split from the training digits.
 
     Args:
-      train_images: the generator's training digits, uint8 0..255 or float [0, 1],
-        ``[N, 28, 28]``.
+      train_images: the generator's training images, uint8 0..255 or float [0, 1],
+        ``[N, H, W]`` or ``[N, H, W, C]`` (``[N, 28, 28]`` for MNIST).
       test_images: the test digits, same forms.
       test_labels: int ``[n]``.
       validation_images: the digits that choose the Parzen sigma (Goodfellow et al.: MNIST
@@ -132,6 +143,11 @@ def make_eval_data(
     # Kept in shuffled order: data sets are often sorted by class (the embedded digits are),
     # and the classifier score's splits must each be a random sample, as a generator's are.
     real = rest[:num_real]
+    for name, images in (("test_images", test), ("validation_images", validation),
+                         ("real_images", real)):
+        if images.shape[1:] != train.shape[1:]:
+            raise ValueError(f"{name} are {list(images.shape[1:])}, the training images "
+                             f"{list(train.shape[1:])}: give images of one shape")
     return EvalData(train, validation, real, test, np.asarray(test_labels, np.int64))
 
 
@@ -187,8 +203,8 @@ def evaluate_samples(
     """Every metric for ``samples`` against ``reference``: one JSON-ready row.
 
     Args:
-      samples: generated digits ``[n, 28, 28]`` (or ``[n, 28, 28, 1]``), float in [0, 1] or
-        uint8. Goodfellow et al.'s protocol uses 10,000.
+      samples: generated images of the data's shape (``[n, 28, 28]`` or ``[n, 28, 28, 1]``
+        for MNIST), float in [0, 1] or uint8. Goodfellow et al.'s protocol uses 10,000.
       reference: from ``prepare_reference``.
       sigmas: the Parzen sigma grid (default: the paper's ``logspace(-1, 0, 10)``).
       num_parzen_centres: the first this many samples are the Parzen kernel centres.
@@ -200,6 +216,9 @@ def evaluate_samples(
     """
     samples = _unit_images(samples, "samples")
     data = reference.data
+    if samples.shape[1:] != data.test.shape[1:]:
+        raise ValueError(f"samples are {list(samples.shape[1:])}, the data "
+                         f"{list(data.test.shape[1:])}: give samples of the data's shape")
     seconds: dict[str, float] = {}
 
     start = time.perf_counter()
@@ -211,11 +230,16 @@ def evaluate_samples(
     fid_logits = metrics.frechet_distance_from_activations(reference.test_logits, logits)
     seconds["frechet"] = time.perf_counter() - start
 
+    start = time.perf_counter()
+    manifold = metrics.precision_recall(reference.test_features, features)
+    covered = metrics.coverage(reference.test_features, features)
+    seconds["precision_recall"] = time.perf_counter() - start
+
     score, score_std = metrics.classifier_score(
         logits, num_splits=min(num_score_splits, len(samples))
     )
     confidence = metrics.mean_confidence(logits)
-    histogram = metrics.class_histogram(logits)
+    histogram = metrics.class_histogram(logits, logits.shape[-1])
 
     start = time.perf_counter()
     parzen = metrics.parzen_window_evaluation(
@@ -231,6 +255,7 @@ def evaluate_samples(
 
     return {
         "num_samples": int(len(samples)),
+        "num_real": int(len(reference.test_features)),  # the test digits: FID, P/R, coverage
         "fid_features": fid_features,
         "fid_logits": fid_logits,
         "classifier_score": score,
@@ -238,6 +263,9 @@ def evaluate_samples(
         "class_histogram": [int(c) for c in histogram],
         "rarest_class_share": metrics.rarest_class_share(histogram),
         "mean_confidence": confidence,
+        "precision": manifold["precision"],  # Kynkaanniemi et al. 2019, k = 3, features
+        "recall": manifold["recall"],
+        "coverage": covered,  # Naeem et al. 2020, k = 3, features
         "parzen": {
             **dataclasses.asdict(parzen),
             "sigma_on_grid_edge": parzen.sigma_on_grid_edge,
@@ -261,7 +289,8 @@ def reference_rows(
     ``noise`` is ``num_noise`` images of independent uniform [0, 1] pixels drawn with
     ``numpy.random.default_rng(seed)``.
     """
-    noise = np.random.default_rng(seed).uniform(0.0, 1.0, (num_noise, 28, 28)).astype(np.float32)
+    shape = (num_noise,) + reference.data.test.shape[1:]
+    noise = np.random.default_rng(seed).uniform(0.0, 1.0, shape).astype(np.float32)
     return {
         "real": evaluate_samples(reference.data.real, reference, **kwargs),
         "noise": evaluate_samples(noise, reference, **kwargs),
@@ -272,7 +301,7 @@ def format_table(rows: dict[str, dict[str, Any]]) -> str:
     """A plain-text table of rows from ``evaluate_samples``, one line per row."""
     header = (
         f"{'row':<12} {'n':>6} {'FID feat':>9} {'FID logit':>9} {'score':>12} {'rarest':>7} "
-        f"{'conf':>6} "
+        f"{'conf':>6} {'prec':>5} {'recall':>6} {'cover':>5} "
         f"{'Parzen LL (nats)':>17} {'sigma':>6} {'NN gen':>7} {'NN test':>7} {'ratio':>6}"
     )
     lines = [header, "-" * len(header)]
@@ -284,7 +313,8 @@ def format_table(rows: dict[str, dict[str, Any]]) -> str:
         lines.append(
             f"{name:<12} {row['num_samples']:>6} {row['fid_features']:>9.3f} "
             f"{row['fid_logits']:>9.3f} {score:>12} {row['rarest_class_share']:>7.4f} "
-            f"{row['mean_confidence']:>6.3f} "
+            f"{row['mean_confidence']:>6.3f} {row['precision']:>5.3f} {row['recall']:>6.3f} "
+            f"{row['coverage']:>5.3f} "
             f"{parzen_text:>17} {parzen['sigma']:>5.3f}{edge} {memo['generated_median']:>7.3f} "
             f"{memo['heldout_median']:>7.3f} {_ratio(memo['ratio']):>6}"
         )
@@ -295,3 +325,45 @@ def format_table(rows: dict[str, dict[str, Any]]) -> str:
 
 def _ratio(value: float) -> str:
     return "inf" if math.isinf(value) else f"{value:.3f}"
+
+
+def classifier_features(classifier: TrainedClassifier) -> Callable[[np.ndarray], np.ndarray]:
+    """A feature function: images ``[n, H, W(, C)]`` in [0, 1] -> the classifier's penultimate
+    features ``[n, feature_dim]`` (the features of the classifier FID)."""
+    return lambda images: classifier_outputs(classifier, images)[1]
+
+
+def feature_metrics(
+    features: Callable[[np.ndarray], np.ndarray],
+    real,
+    generated,
+    *,
+    k: int = 3,
+) -> dict[str, Any]:
+    """The feature-space metrics of ``generated`` against ``real`` images through any feature
+    function (``classifier_features``, or a user's own network): the Frechet distance
+    (Heusel et al. 2017), precision and recall (Kynkaanniemi et al. 2019) and coverage
+    (Naeem et al. 2020), with how many images each side had.
+
+    Args:
+      features: images float ``[n, ...]`` in [0, 1] -> ``[n, d]``.
+      real: the reference images (uint8 0..255 or float [0, 1]); use as many as ``generated``
+        (the Frechet distance is biased by the sample size).
+      generated: the generator's images, the same shape.
+      k: the neighbourhood size of precision, recall and coverage.
+    """
+    real, generated = _unit_images(real, "real"), _unit_images(generated, "generated")
+    if real.shape[1:] != generated.shape[1:]:
+        raise ValueError(f"real images {list(real.shape[1:])} and generated "
+                         f"{list(generated.shape[1:])} differ in shape")
+    real_f, generated_f = np.asarray(features(real)), np.asarray(features(generated))
+    manifold = metrics.precision_recall(real_f, generated_f, k=k)
+    return {
+        "frechet_distance": metrics.frechet_distance_from_activations(real_f, generated_f),
+        "precision": manifold["precision"],
+        "recall": manifold["recall"],
+        "coverage": metrics.coverage(real_f, generated_f, k=k),
+        "k": k,
+        "n_real": int(len(real)),
+        "n_generated": int(len(generated)),
+    }
