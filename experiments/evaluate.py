@@ -37,7 +37,9 @@ import time
 
 import numpy as np
 
-from experiments.cli import Parser, fail, output_file, writable_directory
+from experiments.cli import (
+    Parser, add_config_flags, fail, given_fields, output_file, writable_directory,
+)
 from jaxgan.files import atomic_path
 
 # MNIST's full train split: Goodfellow et al. 2014 train on rows 0-49,999 and choose the
@@ -48,55 +50,66 @@ _CLASSIFIER_MIN_ACCURACY = 0.98
 log = logging.getLogger("experiments.evaluate")
 
 
-def _parser() -> argparse.ArgumentParser:
-    from jaxgan.eval.classifier import DEFAULT_CACHE_DIR, ClassifierConfig
+@dataclasses.dataclass(frozen=True)
+class EvaluateOptions:
+    """What ``python -m experiments.evaluate`` evaluates, and against what; every field is a
+    flag (``--kebab-case``), through the same mapping as the training config's.
 
+    Attributes:
+      workdir: a training run's directory (writes WORKDIR/eval.json); not with samples.
+      samples: a .npy of generated images, float32 [N, H, W, C] in [0, 1] (MNIST: [N, 28, 28]).
+      reference: add the real-image and uniform-noise rows (alone: only those).
+      classifier_only: only train (or load) the classifier and report its test accuracy.
+      output: where to write the JSON (none: WORKDIR/eval.json, SAMPLES.eval.json, or no file
+        for reference alone).
+      num_samples: images drawn from the workdir's generator, and the size of the real and
+        noise reference rows (at most the real images available).
+      sample_seed: noise seed for those images.
+      data: the generator's training data (a data source, as for training), for the
+        memorization check and the Parzen validation images (none: the workdir's data and
+        train_split, else embedded).
+      test_data: the test images (a labelled data source): auto (MNIST from tfds when prepared
+        or downloadable), tfds[:NAME], idx:DIR, npz:FILE or folder:DIR.
+      test_split: the split (and row range) of test_data.
+      reference_data: whose labelled training images train the classifier and give the real
+        reference row: embedded, tfds[:NAME], idx:DIR, npz:FILE or folder:DIR (a full
+        60,000-image train split follows the paper's rows: see the module docstring).
+      reference_split: the split (and row range) of reference_data.
+      cache_dir: the classifier cache (none: ~/.cache/jaxgan/classifier).
+      retrain_classifier: train the classifier even if it is cached.
+      classifier_preset: default, or tiny: a seconds-long untrained-quality network, for tests.
+      classifier_seed: seeds the classifier's parameters, batches and augmentation.
+      classifier_steps: its optimizer steps (none: the preset's).
+      seed: seeds the Parzen validation split and the noise row.
+    """
+
+    workdir: str | None = None
+    samples: str | None = None
+    reference: bool = False
+    classifier_only: bool = False
+    output: str | None = None
+    num_samples: int = 10_000
+    sample_seed: int = 0
+    data: str | None = None
+    test_data: str = "auto"
+    test_split: str = "test"
+    reference_data: str = "embedded"
+    reference_split: str = "train"
+    cache_dir: str | None = None
+    retrain_classifier: bool = False
+    classifier_preset: str = "default"
+    classifier_seed: int = 0
+    classifier_steps: int | None = None
+    seed: int = 0
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="python -m experiments.evaluate",
-        description="Evaluate generated MNIST digits against the MNIST test split.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Evaluate generated images (MNIST digits by default) against a test split.",
     )
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--workdir", help="a training run's directory (writes WORKDIR/eval.json)")
-    source.add_argument("--samples",
-                        help="a .npy of generated digits, float32 [N, 28, 28] in [0, 1]")
-    parser.add_argument("--reference", action="store_true",
-                        help="add the real-digit and uniform-noise rows (alone: only those)")
-    parser.add_argument("--classifier-only", action="store_true",
-                        help="only train (or load) the classifier and report its test accuracy")
-    parser.add_argument("--output", help="where to write the JSON (default: WORKDIR/eval.json, "
-                        "SAMPLES.eval.json, or none for --reference alone)")
-    parser.add_argument("--num-samples", type=int, default=10_000,
-                        help="digits drawn from the workdir's generator, and the size of the "
-                        "real and noise reference rows (at most the real digits available)")
-    parser.add_argument("--sample-seed", type=int, default=0, help="noise seed for those digits")
-    parser.add_argument("--data", default=None,
-                        help="the generator's training data (a data source, as for training), "
-                        "for the memorization check and the Parzen validation images "
-                        "(default: the workdir's --data and --train-split, else embedded)")
-    parser.add_argument("--test-data", default="auto",
-                        help="the test images (a labelled data source): auto (MNIST from tfds "
-                        "when prepared or downloadable) | tfds[:NAME] | idx:DIR | npz:FILE | "
-                        "folder:DIR")
-    parser.add_argument("--test-split", default="test",
-                        help="the split (and row range) of --test-data")
-    parser.add_argument("--reference-data", default="embedded",
-                        help="whose labelled training images train the classifier and give the "
-                        "real reference row: embedded | tfds[:NAME] | idx:DIR | npz:FILE | "
-                        "folder:DIR (a full 60,000-image train split follows the paper's rows: "
-                        "see the module docstring)")
-    parser.add_argument("--reference-split", default="train",
-                        help="the split (and row range) of --reference-data")
-    parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="classifier cache")
-    parser.add_argument("--retrain-classifier", action="store_true",
-                        help="train the classifier even if it is cached")
-    parser.add_argument("--classifier-preset", choices=("default", "tiny"), default="default",
-                        help="tiny: a seconds-long untrained-quality network, for tests only")
-    parser.add_argument("--classifier-seed", type=int, default=ClassifierConfig.seed)
-    parser.add_argument("--classifier-steps", type=int, default=None,
-                        help=f"optimizer steps (default: the preset's; {ClassifierConfig.steps})")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seeds the Parzen validation split and the noise row")
+    add_config_flags(parser, EvaluateOptions, defaults=EvaluateOptions(),
+                     choices={"classifier_preset": ("default", "tiny")})
     return parser
 
 
@@ -238,7 +251,11 @@ def _classifier_summary(trained, accuracy: float, trained_on: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    args = EvaluateOptions(**given_fields(
+        _parser().parse_args(sys.argv[1:] if argv is None else argv), EvaluateOptions
+    ))
+    if args.workdir and args.samples:
+        fail("--workdir and --samples: give one of them (a training run, or a .npy of images)")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("absl", "orbax", "jax"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -260,7 +277,9 @@ def main(argv: list[str] | None = None) -> None:
             output = os.path.splitext(args.samples)[0] + ".eval.json"
     if output is not None:
         output = output_file(output, "--output", overwrite=None)
-    writable_directory(args.cache_dir, "--cache-dir")
+    from jaxgan.eval.classifier import DEFAULT_CACHE_DIR
+
+    cache_dir = writable_directory(args.cache_dir or DEFAULT_CACHE_DIR, "--cache-dir")
 
     from jaxgan import eval as jeval
     from jaxgan.checkpoint import CheckpointError
@@ -294,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
         classifier_data.images.astype(np.float32) / 255.0,
         classifier_data.labels,
         config,
-        cache_dir=args.cache_dir,
+        cache_dir=cache_dir,
         retrain=args.retrain_classifier,
         log_every=500,
     )

@@ -4,14 +4,20 @@ The public surface:
 
 * ``GAN``: the static description (networks, optimizers, loss, k) and ``GAN.init``.
 * ``GANState``: the one training-state pytree.
-* ``d_step``, ``g_step``, ``train_step``: pure update steps; compile them with ``jax.jit``.
+* ``d_step``, ``g_step``, ``simultaneous_step``, ``train_step``: pure update steps (and
+  ``train_steps``: several in one call); compile them with ``jax.jit``.
 * ``losses``: V(D, G) and the D and G losses; ``models``: the networks.
 * ``optim``: the paper code's optimizer (pylearn2 momentum, per-update decay, momentum ramp).
+
+The other public modules (``jaxgan.data``, ``config``, ``trainer``, ``checkpoint``,
+``sharding``, ``layers``, ``figures``, ``images``, ``eval``) are listed with their names in the
+README's API table, which a test keeps equal to their ``__all__``; the rest is internal.
 """
 
 from jaxgan import losses, models, optim
 from jaxgan.gan import GAN
 from jaxgan.models import make_models
+from jaxgan.multistep import train_steps
 from jaxgan.state import GANState
 from jaxgan.steps import d_step, g_step, simultaneous_step, step_keys, train_step
 
@@ -24,6 +30,7 @@ __all__ = [
     "g_step",
     "simultaneous_step",
     "train_step",
+    "train_steps",
     "step_keys",
     "make_models",
     "losses",

@@ -14,8 +14,12 @@ from jaxgan.losses import DISCRIMINATOR_LOSSES, GENERATOR_LOSSES
 from jaxgan.models import ARCHITECTURES, DCGANDiscriminator, DCGANGenerator
 
 __all__ = [
-    "TrainConfig", "ConfigError", "WorkdirError", "LR_SCHEDULES", "MODEL_FIELDS", "DCGAN_FIELDS",
-    "DTYPES", "OPTIMIZERS", "FIELD_CHOICES", "PRESETS", "preset",
+    "TrainConfig",
+    "preset",
+    "PRESETS",
+    "FIELD_CHOICES",
+    "ConfigError",
+    "WorkdirError",
 ]
 
 DTYPES = ("float32", "bfloat16")

@@ -62,17 +62,10 @@ import numpy as np
 __all__ = [
     "DataError",
     "ImageData",
-    "SOURCES",
-    "SPLITS",
-    "parse_source",
-    "parse_split",
-    "heldout_split",
     "load_data",
     "unit_images",
     "BatchIterator",
-    "epoch_permutation",
     "prefetch_to_device",
-    "DevicePrefetcher",
     "host_slice",
 ]
 

@@ -39,7 +39,7 @@ import numpy as np
 from flax.linen.linear import canonicalize_padding
 from jax import lax
 
-__all__ = ["ConvTranspose", "Conv", "conv_transpose", "strided_conv", "phase_conv_transpose"]
+__all__ = ["ConvTranspose", "spectrally_normalized", "spectral_norm"]
 
 
 def _dimension_numbers(num_spatial: int) -> tuple[str, str, str]:

@@ -34,17 +34,15 @@ from jaxgan.layers import ConvTranspose, spectrally_normalized
 IMAGE_SHAPE = (28, 28, 1)
 
 __all__ = [
-    "IMAGE_SHAPE",
     "MLPGenerator",
     "MaxoutDiscriminator",
     "DCGANGenerator",
     "DCGANDiscriminator",
     "Maxout",
     "make_models",
-    "symmetric_uniform",
+    "dcgan_grid",
     "init_sigmoid_bias_from_marginals",
     "ARCHITECTURES",
-    "dcgan_grid",
 ]
 
 

@@ -18,11 +18,10 @@ import jax.numpy as jnp
 import optax
 
 __all__ = [
+    "paper_sgd",
     "pylearn2_momentum",
     "per_update_decay",
     "epoch_momentum_ramp",
-    "paper_sgd",
-    "Pylearn2MomentumState",
 ]
 
 

@@ -49,7 +49,6 @@ from jaxgan.state import GANState
 from jaxgan.steps import train_step
 
 __all__ = [
-    "DATA_AXIS",
     "make_mesh",
     "batch_sharding",
     "replicated_sharding",

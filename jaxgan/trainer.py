@@ -60,17 +60,14 @@ from jaxgan.steps import train_step
 from jaxgan.summary import MetricsWriter, plot_losses, read_metrics
 
 __all__ = [
-    "make_gan",
     "train",
     "sample",
     "load_sampler",
     "load_trained",
     "load_data_info",
-    "prepare_workdir",
+    "make_gan",
     "TrainResult",
-    "StopRequest",
     "NonFiniteLossError",
-    "SAMPLE_GRID_SIZE",
 ]
 
 log = logging.getLogger(__name__)
