@@ -17,8 +17,10 @@ alike; report medians over repeats. PyTorch's OpenMP threads sleep while they wa
 other processes share the cores. FLOPs are counted analytically from the architecture
 (``step_flops``) and cross-checked against XLA's ``cost_analysis()`` of the compiled step.
 
-Writes ``benchmarks/results.json`` and ``benchmarks/results.md`` (``--output-dir``) and prints
-the markdown table. Without torch (an optional dependency: ``pip install torch==2.13.0``) it
+Writes ``benchmarks/results/KIND.json`` and ``benchmarks/results/KIND.md`` (``--output-dir``),
+KIND naming the machine kind (``machine_kind``: the CPU model and its widest vector ISA,
+e.g. ``amd-epyc-avx2``), so that runs on one kind never overwrite another kind's figures, and
+prints the markdown tables. Without torch (an optional dependency: ``pip install torch==2.13.0``) it
 says so and reports jaxgan's figures alone.
 """
 
@@ -51,6 +53,7 @@ import jaxgan
 from experiments.cli import Parser, fail, writable_directory
 from jaxgan import losses
 from jaxgan.multistep import train_steps
+from jaxgan.files import atomic_path
 
 try:  # optional benchmark dependency
     import torch
@@ -496,7 +499,9 @@ def markdown(results: dict) -> str:
     m = results["machine"]
     notes = [
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores; jax {m['jax']}, flax {m['flax']}, "
+        f"Machine kind `{m.get('kind', '?')}`: {m['cpu']} (family {m.get('cpu_family')}, "
+        f"model {m.get('cpu_model')}; ISA: {', '.join(m.get('isa', [])) or 'not recorded'}), "
+        f"{m['cores']} cores; jax {m['jax']}, jaxlib {m.get('jaxlib')}, flax {m['flax']}, "
         f"optax {m['optax']}, torch {m['torch'] or 'not installed'} "
         f"(torch threads: {m['torch_threads']}, OMP_WAIT_POLICY={m['omp_wait_policy']}; "
         f"XLA uses all cores; XLA_FLAGS={m['xla_flags']!r}). "
@@ -529,11 +534,12 @@ def markdown(results: dict) -> str:
     if not results["machine"]["torch"]:
         notes += ["", "torch is not installed (`pip install torch==2.13.0`): no PyTorch "
                   "comparison in this run."]
-    for prof in results.get("profiles", []):
+    for number, prof in enumerate(results.get("profiles", []), start=2):
         notes += [
             "",
-            f"Profile, {prof['arch']} batch {prof['batch']}: {prof['total_ms']:.1f} ms of op "
-            "time per step (summed over threads); by kind: "
+            f"Table {number}: where the time of one jaxgan step goes, {prof['arch']} at batch "
+            f"{prof['batch']} (`--profile`): the {len(prof['top_ops'])} costliest XLA ops of "
+            f"{prof['total_ms']:.1f} ms of op time per step (summed over threads); by kind: "
             + ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(prof["by_kind_ms"].items(),
                                                               key=lambda kv: -kv[1])) + ".",
             "",
@@ -544,19 +550,50 @@ def markdown(results: dict) -> str:
     return "\n".join(lines + notes) + "\n"
 
 
-def _machine(torch_threads) -> dict:
-    cpu = platform.processor() or platform.machine()
+# The vector extensions that decide XLA:CPU's and PyTorch's kernels, widest first.
+ISA_FLAGS = ("avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "avx2", "fma", "avx")
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
+            for line in f:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:
         pass
+    return fields
+
+
+def machine_kind(cpu: str, flags: set[str]) -> str:
+    """A file-name-safe name of the machine kind: the CPU model and its widest vector ISA
+    (``AMD EPYC`` with avx512f -> ``amd-epyc-avx512``; without, with avx2 -> ``amd-epyc-avx2``)."""
+    isa = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "no-avx2"
+    model = re.sub(r"\(.*?\)|\b(processor|cpu)\b|@.*", " ", cpu, flags=re.I)
+    slug = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-") or platform.machine()
+    return f"{slug}-{isa}"
+
+
+def _machine(torch_threads) -> dict:
+    info = _cpuinfo()
+    cpu = info.get("model name") or platform.processor() or platform.machine()
+    flags = set(info.get("flags", "").split())
     import flax
+    import jaxlib
 
     return {
+        "kind": machine_kind(cpu, flags),
         "cpu": cpu,
+        "cpu_family": info.get("cpu family"),
+        "cpu_model": info.get("model"),
+        "isa": [name for name in ISA_FLAGS if name in flags],
         "cores": os.cpu_count(),
+        "numpy": np.__version__,
+        "jaxlib": jaxlib.__version__,
         "jax": jax.__version__,
         "flax": flax.__version__,
         "optax": optax.__version__,
@@ -589,7 +626,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     parser.add_argument("--profile", action="store_true",
                         help="add a per-op profile of each jaxgan step to the report")
-    parser.add_argument("--output-dir", default=os.path.dirname(os.path.abspath(__file__)))
+    parser.add_argument("--output-dir",
+                        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
+                        help="where KIND.json and KIND.md go (KIND: the machine kind)")
     args = parser.parse_args(argv)
     for flag, values, low in (("--batch", args.batch, 1), ("--repeats", [args.repeats], 1),
                               ("--fused", [args.fused], 0), ("--torch-threads", [args.torch_threads], 1)):
@@ -645,10 +684,13 @@ def main(argv=None) -> dict:
     text = markdown(results)
     print(text)
     os.makedirs(args.output_dir, exist_ok=True)
-    with open(os.path.join(args.output_dir, "results.json"), "w") as f:
+    kind = machine["kind"]
+    with atomic_path(os.path.join(args.output_dir, f"{kind}.json")) as tmp, open(tmp, "w") as f:
         json.dump(results, f, indent=1)
-    with open(os.path.join(args.output_dir, "results.md"), "w") as f:
-        f.write("# Training-step benchmark\n\nWritten by `python -m benchmarks.train_step`.\n\n")
+    with atomic_path(os.path.join(args.output_dir, f"{kind}.md")) as tmp, open(tmp, "w") as f:
+        f.write(f"# Training-step benchmark on `{kind}`\n\nWritten by "
+                "`python -m benchmarks.train_step`.\n\nTable 1: one training step, jaxgan "
+                "against PyTorch eager, side by side in one process.\n\n")
         f.write(text)
     return results
 

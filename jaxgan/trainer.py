@@ -617,6 +617,9 @@ def _setup(config: TrainConfig, workdir: str | os.PathLike) -> _Run:
                 f"{config.batch_size} is larger than the training set ({len(data.images)} "
                 f"images from {data.source})",
             )
+        log.info("data: %s, %d images of %s%s", data.source, len(data.images),
+                 "x".join(map(str, data.image_shape)),
+                 "" if data.labels is None else f", {data.num_classes} classes")
         _check_resume_data(workdir, data)
         gan = make_gan(config, batches_per_epoch=len(data.images) // config.batch_size,
                        image_shape=data.image_shape)

@@ -1,0 +1,31 @@
+"""The benchmark's report: results kept per machine kind, tables that say what they are."""
+
+from benchmarks import train_step as benchmark
+
+
+def test_machine_kind_names_the_cpu_model_and_its_widest_isa():
+    assert benchmark.machine_kind("AMD EPYC", {"avx2", "fma"}) == "amd-epyc-avx2"
+    assert benchmark.machine_kind("AMD EPYC", {"avx2", "avx512f"}) == "amd-epyc-avx512"
+    assert benchmark.machine_kind("Intel(R) Xeon(R) CPU @ 2.20GHz", {"avx2"}) == "intel-xeon-avx2"
+    assert benchmark.machine_kind("ARM", set()) == "arm-no-avx2"
+
+
+def test_report_names_the_kind_and_captions_the_profile_as_its_own_table():
+    record = dict(arch="mlp", batch=64, impl="jaxgan", steps_per_s=10.0, images_per_s=640.0,
+                  ms_per_step=100.0, vs_pytorch=None, gflop_per_step=2.0, gflops=20.0,
+                  roof_fraction=0.1, compile_s=1.0, xla_gflop_per_step=None)
+    machine = dict(kind="amd-epyc-avx2", cpu="AMD EPYC", cpu_family="25", cpu_model="1",
+                   isa=["avx2", "fma"], cores=2, jax="x", jaxlib="x", flax="x", optax="x",
+                   torch=None, torch_threads=None, omp_wait_policy="", xla_flags="",
+                   load_before=[0.0], load_after=[0.0])
+    profile = dict(arch="mlp", batch=64, total_ms=5.0, by_kind_ms={"dot": 4.0, "other": 1.0},
+                   top_ops=[dict(ms=4.0, op="dot.1", what="dot f32[64,1200]")])
+    text = benchmark.markdown(dict(records=[record], machine=machine, date="today",
+                                   roof_gflops=200.0, settings={"repeats": 3},
+                                   profiles=[profile]))
+    assert "Machine kind `amd-epyc-avx2`: AMD EPYC (family 25, model 1; ISA: avx2, fma)" in text
+    assert "Table 2: where the time of one jaxgan step goes, mlp at batch 64" in text
+    lines = text.splitlines()
+    caption = next(i for i, line in enumerate(lines) if line.startswith("Table 2:"))
+    assert lines[caption + 1] == "" and lines[caption + 2] == "| ms | share | op | computes |"
+    assert "| 4.00 | 80.0% | dot.1 | dot f32[64,1200] |" in text
