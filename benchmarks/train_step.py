@@ -27,6 +27,7 @@ says so and reports jaxgan's figures alone.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime
 import functools
 import glob
@@ -50,7 +51,7 @@ import numpy as np
 import optax
 
 import jaxgan
-from experiments.cli import Parser, fail, writable_directory
+from experiments.cli import Parser, add_config_flags, fail, given_fields, writable_directory
 from jaxgan import losses
 from jaxgan.multistep import train_steps
 from jaxgan.files import atomic_path
@@ -606,39 +607,59 @@ def _machine(torch_threads) -> dict:
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class BenchmarkOptions:
+    """What ``python -m benchmarks.train_step`` measures; every field is a flag
+    (``--kebab-case``), through the same mapping as the training config's.
+
+    Attributes:
+      arch: the architecture pairs to time, comma-separated: mlp, dcgan.
+      batch: the batch sizes, comma-separated.
+      repeats: alternating repeats per configuration (the median is reported).
+      block_s: seconds of work per timed block.
+      quick: batch 64 only, 3 repeats of short blocks.
+      fused: also time jaxgan.train_steps with this many steps per call for the MLP pair
+        (0: off).
+      torch_threads: torch.set_num_threads (none: all cores, like XLA).
+      no_torch: skip the PyTorch reference.
+      profile: add a per-op profile of each jaxgan step to the report.
+      output_dir: where KIND.json and KIND.md go (none: benchmarks/results).
+    """
+
+    arch: tuple[str, ...] = ("mlp", "dcgan")
+    batch: tuple[int, ...] = (64, 256)
+    repeats: int = 9
+    block_s: float = 0.5
+    quick: bool = False
+    fused: int = 10
+    torch_threads: int | None = None
+    no_torch: bool = False
+    profile: bool = False
+    output_dir: str | None = None
+
+
 def main(argv=None) -> dict:
     """Parses the command line, runs the benchmark, prints and writes the results."""
     parser = Parser(prog="python -m benchmarks.train_step", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--arch", nargs="+", default=["mlp", "dcgan"],
-                        choices=["mlp", "dcgan"])
-    parser.add_argument("--batch", nargs="+", type=int, default=[64, 256])
-    parser.add_argument("--repeats", type=int, default=9,
-                        help="alternating repeats per configuration (median reported)")
-    parser.add_argument("--block-s", type=float, default=0.5,
-                        help="seconds of work per timed block")
-    parser.add_argument("--quick", action="store_true",
-                        help="batch 64 only, 3 repeats of short blocks")
-    parser.add_argument("--fused", type=int, default=10,
-                        help="also time jaxgan.multistep.train_steps with this many steps "
-                             "per call for the MLP pair (0: off)")
-    parser.add_argument("--torch-threads", type=int, default=os.cpu_count(),
-                        help="torch.set_num_threads (default: all cores, like XLA)")
-    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
-    parser.add_argument("--profile", action="store_true",
-                        help="add a per-op profile of each jaxgan step to the report")
-    parser.add_argument("--output-dir",
-                        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
-                        help="where KIND.json and KIND.md go (KIND: the machine kind)")
-    args = parser.parse_args(argv)
-    for flag, values, low in (("--batch", args.batch, 1), ("--repeats", [args.repeats], 1),
-                              ("--fused", [args.fused], 0), ("--torch-threads", [args.torch_threads], 1)):
+    add_config_flags(parser, BenchmarkOptions, defaults=BenchmarkOptions())
+    args = BenchmarkOptions(**given_fields(parser.parse_args(argv), BenchmarkOptions))
+    unknown = sorted(set(args.arch) - {"mlp", "dcgan"})
+    if unknown or not args.arch:
+        fail(f"--arch: choose from mlp, dcgan (comma-separated), got {','.join(args.arch)!r}")
+    threads = args.torch_threads if args.torch_threads is not None else os.cpu_count()
+    for flag, values, low in (("--batch", args.batch or (0,), 1), ("--repeats", [args.repeats], 1),
+                              ("--fused", [args.fused], 0), ("--torch-threads", [threads], 1)):
         if min(values) < low:
             fail(f"{flag}: must be >= {low}, got {min(values)}")
     if not args.block_s > 0:
         fail(f"--block-s: must be > 0, got {args.block_s}")
-    args.output_dir = writable_directory(args.output_dir, "--output-dir")
+    output_dir = writable_directory(
+        args.output_dir or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
+        "--output-dir",
+    )
+    args = dataclasses.replace(args, output_dir=output_dir, torch_threads=threads)
     if args.quick:
-        args.batch, args.repeats, args.block_s = [64], 3, 0.2
+        args = dataclasses.replace(args, batch=(64,), repeats=3, block_s=0.2)
 
     use_torch = torch is not None and not args.no_torch
     if torch is None and not args.no_torch:
@@ -653,7 +674,7 @@ def main(argv=None) -> dict:
     results = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": machine,
-        "settings": vars(args),
+        "settings": dataclasses.asdict(args),
         "records": [],
         "reference_check": {},
     }

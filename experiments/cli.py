@@ -90,7 +90,11 @@ def _converter(hint: Any, none_words: tuple[str, ...]) -> tuple[Callable[[str], 
     optional = type(None) in options
     base = next((o for o in options if o is not type(None)), hint) if optional else hint
 
-    if typing.get_origin(base) is tuple:
+    if typing.get_origin(base) is tuple and typing.get_args(base)[:1] == (str,):
+        def convert(text: str):
+            return tuple(part for part in text.split(",") if part)
+        expected, metavar = "comma-separated words", "A,B,..."
+    elif typing.get_origin(base) is tuple:
         def convert(text: str):
             return tuple(int(part) for part in text.split(","))
         expected, metavar = "comma-separated integers", "N,N,..."
@@ -131,7 +135,7 @@ def add_config_flags(
     Args:
       parser: where to add the flags.
       cls: a dataclass whose fields are ``int``, ``float``, ``str``, ``bool``,
-        ``tuple[int, ...]`` or any of those ``| None``.
+        ``tuple[int, ...]``, ``tuple[str, ...]`` (comma-separated) or any of those ``| None``.
       defaults: an instance whose values the help shows.
       choices: the allowed values of string fields.
       none_words: words meaning ``None`` per optional field (default ``("none",)``).
