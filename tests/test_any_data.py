@@ -148,3 +148,12 @@ def test_command_line_trains_a_folder_of_pngs_and_samples_it(tmp_path):
     assert figures.returncode == 0, figures.stderr
     with Image.open(workdir / "figures" / "figure2.png") as figure:
         assert figure.size == (2 * (3 * 34 + 2), 2 * (2 * 34 + 2))
+
+
+def test_trainer_on_stacked_mnist(tmp_path):
+    """Stacked MNIST trains through the same trainer: a 3-channel DCGAN at 28x28."""
+    result = trainer.train(TrainConfig.tiny(data="stacked:embedded", steps=2, checkpoint_every=2,
+                                            sample_every=2, log_every=2), tmp_path, progress=False)
+    assert result.gan.data_shape == (28, 28, 3)
+    info = json.loads((tmp_path / "data.json").read_text())
+    assert info["image_shape"] == [28, 28, 3] and info["num_classes"] == 1000

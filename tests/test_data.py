@@ -678,3 +678,37 @@ def test_a_position_saved_by_an_earlier_order_warns(caplog):
     with caplog.at_level("WARNING"):
         it.set_state(state)
     assert "earlier jaxgan" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------
+# Stacked MNIST
+
+
+def test_stacked_digits_put_three_independent_digits_on_the_channels(tmp_path):
+    images = np.broadcast_to(np.arange(30, dtype=np.uint8)[:, None, None], (30, 28, 28))
+    labels = (np.arange(30) % 10).astype(np.uint8)
+    write_idx(tmp_path, "train", images, labels, gzipped=False)
+    stacked = data.load_data(f"stacked:idx:{tmp_path}")
+    assert stacked.images.shape == (30, 28, 28, 3) and stacked.source.startswith("stacked:idx:")
+    digit = stacked.images[:, 0, 0, :].astype(int)  # [30, 3]: which digit each channel holds
+    for c in range(3):  # each channel is the base digits in the documented order
+        order = data.epoch_permutation(data.STACKED_SEED, c, 30)
+        np.testing.assert_array_equal(digit[:, c], order)
+    assert not np.array_equal(digit[:, 0], digit[:, 1])  # independent orders
+    np.testing.assert_array_equal(stacked.labels, 100 * (digit[:, 0] % 10) + 10 * (digit[:, 1] % 10)
+                                  + digit[:, 2] % 10)
+    assert len(data.load_data(f"stacked:idx:{tmp_path}", "train[:7]").images) == 7
+
+
+def test_stacked_needs_labelled_one_channel_data(tmp_path):
+    np.savez(tmp_path / "color.npz", images=np.zeros((4, 8, 8, 3), np.uint8), labels=np.zeros(4, int))
+    with pytest.raises(DataError, match="3 channels"):
+        data.load_data(f"stacked:npz:{tmp_path / 'color.npz'}")
+    np.savez(tmp_path / "plain.npz", images=np.zeros((4, 8, 8), np.uint8))
+    with pytest.raises(DataError, match="no labels"):
+        data.load_data(f"stacked:npz:{tmp_path / 'plain.npz'}")
+    for source in ("stacked:", "stacked:stacked:embedded"):
+        with pytest.raises(DataError, match="needs a labelled one-channel source"):
+            data.parse_source(source)
+    with pytest.raises(DataError, match="unknown data source 'nope'"):
+        data.parse_source("stacked:nope")

@@ -492,3 +492,30 @@ def test_classifier_for_3_channel_data_with_its_own_classes():
         jax.random.key(0), np.repeat(images[:2, ..., :1], 3, axis=-1), max_shift=2.0,
         max_rotation=10.0, max_scale=0.1, max_shear=0.1))
     np.testing.assert_array_equal(moved[..., 0], moved[..., 2])
+
+
+def test_stacked_modes_by_hand():
+    every = np.array([[a, b, c] for a in range(10) for b in range(10) for c in range(10)])
+    assert metrics.stacked_modes(every) == {"modes": 1000, "kl_to_uniform": 0.0,
+                                            "num_modes": 1000, "num_samples": 1000}
+    one = metrics.stacked_modes(np.array([[1, 2, 3]] * 5))
+    assert one["modes"] == 1 and one["kl_to_uniform"] == pytest.approx(math.log(1000))
+    # two modes, 3:1: KL = 3/4 log(3/4 * 1000) + 1/4 log(1/4 * 1000)
+    two = metrics.stacked_modes(np.array([[0, 0, 0]] * 3 + [[9, 9, 9]]))
+    assert two["modes"] == 2
+    assert two["kl_to_uniform"] == pytest.approx(0.75 * math.log(750) + 0.25 * math.log(250))
+    with pytest.raises(ValueError, match="class indices"):
+        metrics.stacked_modes(np.array([[0, 10, 0]]))
+
+
+def test_stacked_mnist_modes_classify_each_channel(tiny_classifier):
+    """Each channel goes through the digit classifier alone: a sample's mode is the
+    classes of its three channels."""
+    rng = np.random.default_rng(5)
+    digits = rng.uniform(size=(6, 28, 28)).astype(np.float32)
+    samples = np.stack([digits, digits[::-1], np.roll(digits, 1, axis=0)], axis=-1)
+    classes = jeval.classifier_outputs(tiny_classifier, digits)[0].argmax(-1)
+    expected = metrics.stacked_modes(np.stack([classes, classes[::-1], np.roll(classes, 1)], 1))
+    assert jeval.stacked_mnist_modes(tiny_classifier, samples) == expected
+    with pytest.raises(ValueError, match="Stacked MNIST images"):
+        jeval.stacked_mnist_modes(tiny_classifier, digits)

@@ -44,6 +44,7 @@ from jaxgan.eval.metrics import (
     precision_recall,
     rarest_class_share,
     select_parzen_sigma,
+    stacked_modes,
 )
 from jaxgan.eval.suite import (
     EvalData,
@@ -55,6 +56,7 @@ from jaxgan.eval.suite import (
     make_eval_data,
     prepare_reference,
     reference_rows,
+    stacked_mnist_modes,
 )
 
 __all__ = [
@@ -83,6 +85,7 @@ __all__ = [
     "precision_recall",
     "rarest_class_share",
     "select_parzen_sigma",
+    "stacked_modes",
     "EvalData",
     "EvalReference",
     "classifier_features",
@@ -92,4 +95,5 @@ __all__ = [
     "make_eval_data",
     "prepare_reference",
     "reference_rows",
+    "stacked_mnist_modes",
 ]

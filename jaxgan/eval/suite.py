@@ -50,6 +50,7 @@ __all__ = [
     "format_table",
     "classifier_features",
     "feature_metrics",
+    "stacked_mnist_modes",
     "PARZEN_CENTRES",
 ]
 
@@ -367,3 +368,14 @@ def feature_metrics(
         "n_real": int(len(real)),
         "n_generated": int(len(generated)),
     }
+
+
+def stacked_mnist_modes(classifier: TrainedClassifier, samples) -> dict[str, Any]:
+    """Stacked MNIST's mode metric for ``samples`` ``[n, 28, 28, 3]`` (VEEGAN, PacGAN): each
+    channel classified by the one-channel digit ``classifier``, then ``metrics.stacked_modes``
+    (modes covered out of 1,000, KL divergence of the mode histogram to uniform)."""
+    samples = _unit_images(samples, "samples")
+    if samples.ndim != 4 or samples.shape[-1] != 3:
+        raise ValueError(f"samples: Stacked MNIST images are [n, H, W, 3], got {samples.shape}")
+    channels = [classifier_outputs(classifier, samples[..., c])[0].argmax(-1) for c in range(3)]
+    return metrics.stacked_modes(np.stack(channels, axis=1), classifier.num_classes)
