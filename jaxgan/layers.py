@@ -309,6 +309,24 @@ def _flatten_batch(inputs, num_spatial: int):
     return inputs.reshape((-1,) + inputs.shape[len(batch_shape):]), batch_shape
 
 
+def _kernel_and_bias(module, inputs, kernel_shape):
+    """Flax's own convolution parameters (``kernel``, masked as Flax masks it, and ``bias``) of
+    ``module`` (a ``flax.linen`` convolution), promoted with the inputs to its dtype."""
+    if module.mask is not None and module.mask.shape != kernel_shape:
+        raise ValueError(
+            "Mask needs to have the same shape as weights. "
+            f"Shapes are: {module.mask.shape}, {kernel_shape}"
+        )
+    kernel = module.param("kernel", module.kernel_init, kernel_shape, module.param_dtype)
+    if module.mask is not None:
+        kernel *= module.mask
+    bias = (
+        module.param("bias", module.bias_init, (module.features,), module.param_dtype)
+        if module.use_bias else None
+    )
+    return module.promote_dtype(inputs, kernel, bias, dtype=module.dtype)
+
+
 class ConvTranspose(nn.ConvTranspose):
     """``flax.linen.ConvTranspose`` computed by phases, without multiplications by zeros.
 
@@ -343,19 +361,7 @@ class ConvTranspose(nn.ConvTranspose):
             kernel_shape = kernel_size + (self.features, in_features)
         else:
             kernel_shape = kernel_size + (in_features, self.features)
-        if self.mask is not None and self.mask.shape != kernel_shape:
-            raise ValueError(
-                "Mask needs to have the same shape as weights. "
-                f"Shapes are: {self.mask.shape}, {kernel_shape}"
-            )
-        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
-        if self.mask is not None:
-            kernel *= self.mask
-        bias = (
-            self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-            if self.use_bias else None
-        )
-        inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        inputs, kernel, bias = _kernel_and_bias(self, inputs, kernel_shape)
         if self.transpose_kernel:  # what lax.conv_transpose does with transpose_kernel=True
             kernel = jnp.flip(kernel, axis=tuple(range(num_spatial))).swapaxes(-1, -2)
 
@@ -398,19 +404,7 @@ class Conv(nn.Conv):
 
         inputs, batch_shape = _flatten_batch(inputs, num_spatial)
         kernel_shape = kernel_size + (inputs.shape[-1], self.features)
-        if self.mask is not None and self.mask.shape != kernel_shape:
-            raise ValueError(
-                "Mask needs to have the same shape as weights. "
-                f"Shapes are: {self.mask.shape}, {kernel_shape}"
-            )
-        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
-        if self.mask is not None:
-            kernel *= self.mask
-        bias = (
-            self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-            if self.use_bias else None
-        )
-        inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        inputs, kernel, bias = _kernel_and_bias(self, inputs, kernel_shape)
         if isinstance(padding, str):
             pads = lax.padtype_to_pads(inputs.shape[1:-1], kernel_size, strides, padding)
         else:
