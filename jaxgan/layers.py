@@ -309,6 +309,17 @@ def _flatten_batch(inputs, num_spatial: int):
     return inputs.reshape((-1,) + inputs.shape[len(batch_shape):]), batch_shape
 
 
+def _geometry(module):
+    """``(kernel_size, num_spatial, strides, padding)`` of a ``flax.linen`` convolution, as
+    tuples and canonical padding."""
+    kernel_size = (
+        (module.kernel_size,) if isinstance(module.kernel_size, int) else tuple(module.kernel_size)
+    )
+    num_spatial = len(kernel_size)
+    return (kernel_size, num_spatial, _spatial(module.strides, num_spatial),
+            canonicalize_padding(module.padding, num_spatial))
+
+
 def _kernel_and_bias(module, inputs, kernel_shape):
     """Flax's own convolution parameters (``kernel``, masked as Flax masks it, and ``bias``) of
     ``module`` (a ``flax.linen`` convolution), promoted with the inputs to its dtype."""
@@ -341,12 +352,7 @@ class ConvTranspose(nn.ConvTranspose):
     @nn.compact
     def __call__(self, inputs: jax.Array) -> jax.Array:
         """Applies the transposed convolution to ``inputs`` ``[*batch, *spatial, in]``."""
-        kernel_size = (
-            (self.kernel_size,) if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
-        )
-        num_spatial = len(kernel_size)
-        strides = _spatial(self.strides, num_spatial)
-        padding = canonicalize_padding(self.padding, num_spatial)
+        kernel_size, num_spatial, strides, padding = _geometry(self)
         if (
             (isinstance(padding, str) and padding not in ("SAME", "VALID"))
             or any(d != 1 for d in _spatial(self.kernel_dilation, num_spatial))
@@ -386,12 +392,7 @@ class Conv(nn.Conv):
     @nn.compact
     def __call__(self, inputs: jax.Array) -> jax.Array:
         """Applies the convolution to ``inputs`` ``[*batch, *spatial, in]``."""
-        kernel_size = (
-            (self.kernel_size,) if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
-        )
-        num_spatial = len(kernel_size)
-        strides = _spatial(self.strides, num_spatial)
-        padding = canonicalize_padding(self.padding, num_spatial)
+        kernel_size, num_spatial, strides, padding = _geometry(self)
         if (
             (isinstance(padding, str) and padding not in ("SAME", "VALID"))
             or any(d != 1 for d in _spatial(self.input_dilation, num_spatial))
