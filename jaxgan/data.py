@@ -387,8 +387,6 @@ def _load_tfds(name: str, split: str, probe: Callable[[], bool]) -> ImageData:
 
     try:
         status, path = _tfds_status(name)
-    except DataError:
-        raise
     except Exception as error:  # an unknown name, a broken install
         raise DataError(f"tfds:{name}: {_one_line(error)}") from error
     if status == "other-format":
@@ -653,7 +651,7 @@ def _read_image_files(paths: list[str]) -> np.ndarray:
                 f"{path}: {picture.size[0]}x{picture.size[1]} pixels, but {paths[0]} is "
                 f"{size[0]}x{size[1]}; resize the images to one size"
             )
-    gray = all(p.mode in ("1", "L", "I;16", "I", "F") or p.mode == "LA" for p in pictures)
+    gray = all(p.mode in ("1", "L", "LA", "I;16", "I", "F") for p in pictures)
     mode = "L" if gray else "RGB"
     arrays = [np.asarray(p.convert(mode), np.uint8) for p in pictures]
     images = np.stack(arrays)
