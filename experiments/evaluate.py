@@ -12,6 +12,14 @@ many classes as their labels have.
     python -m experiments.evaluate --workdir runs/mnist --reference   # all three rows
     python -m experiments.evaluate --classifier-only             # train/load the classifier
 
+A conditional run (``--conditional``) draws its samples for each class in turn and adds the
+share of samples classified as their requested class and the Frechet distance per class
+(``conditional`` in the row). A run trained on Stacked MNIST (``--data stacked:SOURCE``, or
+``--stacked`` with ``--samples``) is evaluated as VEEGAN and PacGAN do: each channel
+classified by the one-channel digit classifier of ``--reference-data``, modes covered out
+of 1,000 and the KL divergence of the mode histogram to uniform (those papers draw 26,000
+samples: ``--num-samples 26000``).
+
 The metrics look through an MNIST classifier trained by the project (deterministic from
 ``--classifier-seed``, cached under ``--cache-dir``) on the training digits of
 ``--reference-data``. With a source that has MNIST's full 60,000-digit train split (tfds or
@@ -81,6 +89,8 @@ class EvaluateOptions:
       classifier_seed: seeds the classifier's parameters, batches and augmentation.
       classifier_steps: its optimizer steps (none: the preset's).
       seed: seeds the Parzen validation split and the noise row.
+      stacked: the samples are Stacked MNIST (three digits as channels): report modes and KL
+        instead of the image metrics (set by itself for a workdir trained on stacked:).
     """
 
     workdir: str | None = None
@@ -101,6 +111,7 @@ class EvaluateOptions:
     classifier_seed: int = 0
     classifier_steps: int | None = None
     seed: int = 0
+    stacked: bool = False
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -113,11 +124,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_generator_samples(workdir: str, num: int, seed: int) -> np.ndarray:
-    """``num`` images from the trained generator in ``workdir``: float32 [num, H, W, C] in [0, 1]."""
+def _load_generator_samples(workdir: str, num: int, seed: int):
+    """``num`` images from the trained generator in ``workdir``, float32 [num, H, W, C] in
+    [0, 1], and a conditional run's labels (each class in turn; ``None`` otherwise)."""
     from jaxgan import trainer
+    from jaxgan.config import TrainConfig
 
-    return trainer.sample(workdir, num, seed=seed)
+    images = trainer.sample(workdir, num, seed=seed)
+    if not TrainConfig.load(os.path.join(workdir, "config.json")).conditional:
+        return images, None
+    classes = trainer.load_data_info(workdir)["num_classes"]
+    return images, np.arange(num) % classes
 
 
 def _load(source: str, split: str, *, labelled: bool, flag: str):
@@ -268,7 +285,11 @@ def main(argv: list[str] | None = None) -> None:
 
     # Every input is checked before any data is loaded or any classifier trained.
     config = _check_workdir(args.workdir) if args.workdir else None
+    stacked = args.stacked or (config is not None and config.data.startswith("stacked:"))
     samples = _load_samples_file(args.samples) if args.samples else None
+    if stacked and samples is not None and (samples.ndim != 4 or samples.shape[-1] != 3):
+        fail(f"--samples {args.samples}: Stacked MNIST images are [N, H, W, 3], got "
+             f"{list(samples.shape)}")
     output = args.output
     if output is None and not args.classifier_only:
         if args.workdir:
@@ -293,12 +314,15 @@ def main(argv: list[str] | None = None) -> None:
         classifier_data, validation, real = _reference_splits(args.reference_data,
                                                               args.reference_split)
         train = _load(*_train_source(args, config), labelled=False, flag="--data")
-        shapes = {what: split.images.shape[1:] for what, split in
-                  (("--test-data", test), ("--reference-data", classifier_data), ("--data", train))}
+        # Stacked MNIST's channels are classified one by one: its digits are one-channel.
+        compared = (("--test-data", test), ("--reference-data", classifier_data)) + (
+            () if stacked else (("--data", train),))
+        shapes = {what: split.images.shape[1:] for what, split in compared}
         if len(set(shapes.values())) > 1:
             raise DataError("the images differ in shape: " + ", ".join(
                 f"{what} {list(shape)}" for what, shape in shapes.items()) + "; give one data set")
-        _check_sample_shape(args, samples, test.images.shape[1:])
+        _check_sample_shape(args, samples, train.images.shape[1:] if stacked
+                            else test.images.shape[1:])
     except DataError as error:
         fail(str(error))
     seconds["load_data"] = time.perf_counter() - started
@@ -318,6 +342,10 @@ def main(argv: list[str] | None = None) -> None:
         log_every=500,
     )
     seconds["classifier"] = time.perf_counter() - start
+    if stacked:
+        _evaluate_stacked(args, trained, test, classifier_data, train, samples, seconds,
+                          started, output)
+        return
 
     data = jeval.make_eval_data(
         train.images, test.images, test.labels, seed=args.seed, num_real=args.num_samples,
@@ -354,11 +382,12 @@ def main(argv: list[str] | None = None) -> None:
         _finish(report, seconds, started, output)
         return
 
-    rows = {}
+    rows, labels = {}, None
     if args.workdir:
         start = time.perf_counter()
         try:
-            samples = _load_generator_samples(args.workdir, args.num_samples, args.sample_seed)
+            samples, labels = _load_generator_samples(args.workdir, args.num_samples,
+                                                      args.sample_seed)
         except (CheckpointError, WorkdirError) as error:
             fail(str(error))
         seconds["sample"] = time.perf_counter() - start
@@ -368,13 +397,72 @@ def main(argv: list[str] | None = None) -> None:
     if samples is not None:
         start = time.perf_counter()
         rows["generator"] = jeval.evaluate_samples(samples, reference)
+        if labels is not None:
+            try:
+                rows["generator"]["conditional"] = jeval.conditional_metrics(
+                    reference, samples, labels)
+            except ValueError as error:  # the run's classes are not the classifier's
+                fail(f"--workdir {args.workdir}: {error}; evaluate with the run's labelled data "
+                     "as --reference-data")
         seconds["generator_row"] = time.perf_counter() - start
     if args.reference:
         start = time.perf_counter()
         rows.update(jeval.reference_rows(reference, seed=args.seed, num_noise=args.num_samples))
+        if labels is not None:  # the floor of the per-class numbers: labelled real images
+            real_images, real_labels = _labelled_real(classifier_data, real, args.num_samples,
+                                                      args.seed)
+            rows["real"]["conditional"] = jeval.conditional_metrics(
+                reference, real_images, real_labels)
         seconds["reference_rows"] = time.perf_counter() - start
     report["rows"] = rows
     print(jeval.format_table(rows))
+    conditional = {name: row["conditional"] for name, row in rows.items() if "conditional" in row}
+    if conditional:
+        print(jeval.format_conditional_table(conditional))
+    _finish(report, seconds, started, output)
+
+
+def _labelled_real(classifier_data: "_Split", real: "_Split | None", num: int, seed: int):
+    """Up to ``num`` labelled real training images, a random subset (``seed``) of the
+    paper's rows when the split is MNIST's full one, else of the classifier's own data: a
+    conditional row's floor."""
+    source = real if real is not None else classifier_data
+    rows = np.random.default_rng(seed).permutation(len(source.images))[:num]
+    return source.images[rows], source.labels[rows]
+
+
+def _evaluate_stacked(args, trained, test, classifier_data, train, samples, seconds,
+                      started, output) -> None:
+    """The Stacked MNIST report: the modes of the samples (and, with ``--reference``, of as
+    many real stacked images) by the one-channel digit classifier."""
+    from jaxgan import eval as jeval
+    from jaxgan.checkpoint import CheckpointError
+    from jaxgan.config import WorkdirError
+
+    accuracy = jeval.classifier_accuracy(trained, test.images.astype(np.float32) / 255.0,
+                                         test.labels)
+    print(f"classifier: test accuracy {accuracy:.4f} on {len(test.images)} digits (each "
+          "channel of a stacked image is classified alone)")
+    report = {"classifier": _classifier_summary(trained, accuracy, classifier_data.source),
+              "data": {"train": train.source, "test": test.source}, "stacked_mnist": {}}
+    rows = report["stacked_mnist"]
+    if args.workdir:
+        start = time.perf_counter()
+        try:
+            samples, _ = _load_generator_samples(args.workdir, args.num_samples, args.sample_seed)
+        except (CheckpointError, WorkdirError) as error:
+            fail(str(error))
+        seconds["sample"] = time.perf_counter() - start
+        report["samples"] = {"workdir": os.path.abspath(args.workdir), "seed": args.sample_seed}
+    elif args.samples:
+        report["samples"] = {"file": os.path.abspath(args.samples)}
+    if samples is not None:
+        rows["generator"] = jeval.stacked_mnist_modes(trained, samples)
+    if args.reference:
+        rows["real"] = jeval.stacked_mnist_modes(trained, train.images[: args.num_samples])
+    for name, row in rows.items():
+        print(f"{name:<10} modes {row['modes']:>4} / {row['num_modes']}  "
+              f"KL {row['kl_to_uniform']:.3f}  ({row['num_samples']} samples)")
     _finish(report, seconds, started, output)
 
 

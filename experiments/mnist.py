@@ -82,6 +82,9 @@ def _sample_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num", type=int, default=64, help="number of images")
     parser.add_argument("--out", default="samples.npy", help="output .npy path (a .png grid is written beside it)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
+    parser.add_argument("--label", type=int, default=None,
+                        help="a conditional run's class to draw (default: every class in turn, "
+                        "image i of class i mod the number of classes)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace --out (and its .png) if they exist")
     return parser
@@ -92,7 +95,9 @@ def _figures_parser() -> argparse.ArgumentParser:
         prog="python -m experiments.mnist figures",
         description="The paper's Figures 2 and 3 for a trained run: rows of random samples "
         "whose last column is the nearest training image (Euclidean, in pixels) of the sample "
-        "beside it (figure2.png), and linear walks between random points of z (figure3.png).",
+        "beside it (figure2.png), and linear walks between random points of z (figure3.png). "
+        "A conditional run draws row i of each as class i mod the number of classes, and "
+        "adds walks from class i to class i + 1 at a fixed z (figure3_classes.png).",
     )
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR, help="a training run's directory")
     parser.add_argument("--out-dir", default=None,
@@ -203,11 +208,17 @@ def run_sample(argv: list[str]) -> None:
     import numpy as np
 
     try:
-        images = trainer.sample(args.workdir, args.num, seed=args.seed)
+        images = trainer.sample(args.workdir, args.num, seed=args.seed, labels=args.label)
+        classes = trainer.load_data_info(args.workdir).get("num_classes") or 0
+        conditional = TrainConfig.load(os.path.join(args.workdir, "config.json")).conditional
     except (CheckpointError, WorkdirError) as error:
         fail(str(error))
+    except ValueError as error:  # a label the run does not have
+        fail(f"--label: {error}")
     np.save(out, images)
-    save_grid(images[: min(len(images), 100)], grid_path)
+    # Each class in turn: one column per class, so the grid's column j is class j.
+    columns = min(classes, 10) if conditional and args.label is None else None
+    save_grid(images[: min(len(images), 100)], grid_path, columns=columns)
     print(json.dumps({"samples": out, "shape": list(images.shape), "grid": grid_path}))
 
 
@@ -234,9 +245,18 @@ def run_figures(argv: list[str]) -> None:
         training = data_lib.load_data(args.data or config.data, split=config.train_split)
     except (CheckpointError, WorkdirError, data_lib.DataError) as error:
         fail(str(error))
+    import numpy as np
+
     key = jax.random.key(args.seed)
+    classes = gan.num_classes
+
+    def row_labels(per_row: int):  # a conditional run's row i is class i mod classes
+        if not classes:
+            return None
+        return np.repeat(np.arange(args.rows) % classes, per_row).astype(np.int32)
+
     z = gan.sample_noise(jax.random.fold_in(key, 0), args.rows * args.columns)
-    images = draw(z)
+    images = draw(z, row_labels(args.columns))
     samples = images.reshape((args.rows, args.columns) + images.shape[1:])
     if training.image_shape != images.shape[1:]:
         fail(f"--data: {training.source} holds images {list(training.image_shape)}, the run "
@@ -247,8 +267,20 @@ def run_figures(argv: list[str]) -> None:
     ends = gan.sample_noise(jax.random.fold_in(key, 1), 2 * args.rows)
     walks = figures.linear_interpolation(ends[: args.rows], ends[args.rows :], args.steps)
     figure3 = os.path.join(out_dir, "figure3.png")
-    save_grid(draw(walks.reshape((-1, gan.latent_dim))), figure3, columns=args.steps)
-    print(json.dumps({"figure2": figure2, "figure3": figure3, "training_images": training.source}))
+    save_grid(draw(walks.reshape((-1, gan.latent_dim)), row_labels(args.steps)), figure3,
+              columns=args.steps)
+    written = {"figure2": figure2, "figure3": figure3}
+    if classes:  # walks between classes: one-hot ends mixed linearly, z fixed per row
+        first = np.arange(args.rows) % classes
+        ends = np.eye(classes, dtype=np.float32)
+        mixtures = figures.linear_interpolation(ends[first], ends[(first + 1) % classes],
+                                                args.steps)
+        z_rows = np.repeat(np.asarray(gan.sample_noise(jax.random.fold_in(key, 2), args.rows)),
+                           args.steps, axis=0)
+        written["figure3_classes"] = os.path.join(out_dir, "figure3_classes.png")
+        save_grid(draw(z_rows, mixtures.reshape((-1, classes))), written["figure3_classes"],
+                  columns=args.steps)
+    print(json.dumps({**written, "training_images": training.source}))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -50,6 +50,7 @@ MODEL_FIELDS = (
     "lr_schedule",  # a schedule adds a step count to the optimizer states
     "optimizer",
     "pack",  # D's input channels
+    "conditional",  # the label embeddings
 )
 
 
@@ -75,6 +76,10 @@ class TrainConfig:
 
     Attributes:
       arch: ``"dcgan"`` or ``"mlp"`` (Goodfellow et al. 2014's maxout pair).
+      conditional: a class-conditional GAN (the paper's Section 7): G(z, y) and D(x, y) on
+        the labels of ``data`` (which must have them), ``jaxgan.models`` says how each pair
+        takes them; samples then have a label each (``jaxgan.trainer.sample``), and the
+        sample grids show one class per row.
       g_loss: ``"nonsaturating"`` (Section 3) or ``"minimax"`` (Eq. 1) with the paper's D loss;
         ``"hinge"``, ``"least_squares"`` or ``"wasserstein"`` with theirs (``jaxgan.losses``).
       d_loss: ``"cross_entropy"`` (-V, the paper's), ``"hinge"`` (SNGAN), ``"least_squares"``
@@ -151,6 +156,7 @@ class TrainConfig:
     # The defaults are the default run: chosen by measured quality per minute on a 2-core CPU
     # (python -m experiments.sweep; the table is in docs/default_sweep.md).
     arch: str = "dcgan"
+    conditional: bool = False
     g_loss: str = "nonsaturating"
     d_loss: str = "cross_entropy"
     r1_gamma: float = 0.0
@@ -263,7 +269,12 @@ class TrainConfig:
             raise ConfigError(
                 "num_devices", f"must be a positive integer or None (all), got {self.num_devices!r}"
             )
-        for field in ("multihost", "strict_versions", "d_spectral_norm"):
+        if self.conditional and self.pack > 1:
+            raise ConfigError(
+                "pack", "a conditional GAN does not pack (packed samples would carry several "
+                "labels); use pack 1 or drop conditional"
+            )
+        for field in ("multihost", "strict_versions", "d_spectral_norm", "conditional"):
             if not isinstance(getattr(self, field), bool):
                 raise ConfigError(field, f"must be true or false, got {getattr(self, field)!r}")
         if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
@@ -323,6 +334,7 @@ class TrainConfig:
         values = {k: v for k, v in values.items() if k in known}
         values.setdefault("lr_schedule", "constant")  # workdirs from before schedules
         values.setdefault("optimizer", "adam")  # and from before the paper's SGD
+        values.setdefault("conditional", False)  # and from before conditional GANs
         for field in ("g_widths", "d_widths"):
             if values.get(field) is not None:
                 values[field] = tuple(values[field])

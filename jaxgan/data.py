@@ -786,6 +786,9 @@ class BatchIterator:
         batches and yields only its own rows of each (``host_slice`` along the batch axis),
         ``batch_size / process_count`` of them; the position is that of the global stream,
         the same in every process, so a checkpoint resumes on any number of hosts.
+      labels: optional int ``[N]``, the images' labels: then every batch is a pair
+        ``(images, labels)`` with int32 labels ``[batch]`` (or ``[k, batch]``), the labels
+        of those images (for class-conditional GANs).
 
     Raises:
       DataError: ``batch_size`` is larger than the data set.
@@ -801,8 +804,18 @@ class BatchIterator:
         minibatches: int | None = None,
         process_index: int = 0,
         process_count: int = 1,
+        labels: np.ndarray | None = None,
     ):
         images = np.asarray(images)
+        if labels is not None:
+            labels = np.asarray(labels)
+            if labels.shape != images.shape[:1] or not np.issubdtype(labels.dtype, np.integer):
+                raise ValueError(
+                    f"BatchIterator needs integer labels [{len(images)}], one per image, got "
+                    f"{labels.dtype} {list(labels.shape)}"
+                )
+            labels = labels.astype(np.int32)
+        self._labels = labels
         if images.dtype != np.uint8 or images.ndim not in (3, 4):
             raise ValueError(
                 f"BatchIterator needs uint8 images [N, H, W(, C)], got {images.dtype} "
@@ -842,8 +855,9 @@ class BatchIterator:
     def __iter__(self) -> "BatchIterator":
         return self
 
-    def __next__(self) -> np.ndarray:
-        """The next float32 ``[batch, H, W, C]`` (or ``[k, batch, H, W, C]``)."""
+    def __next__(self):
+        """The next float32 ``[batch, H, W, C]`` (or ``[k, batch, H, W, C]``); with labels,
+        the pair ``(images, labels)``."""
         self._check_detached("next()")
         batch, self._consumed = self._draw()
         return batch
@@ -935,11 +949,16 @@ class BatchIterator:
             if batch == self.batches_per_epoch:
                 epoch, batch = epoch + 1, 0
         self._produced = (epoch, batch)
-        pixels = self._images[np.concatenate(indices)]  # uint8 [k * batch, H, W, C]
+        rows = np.concatenate(indices)
+        pixels = self._images[rows]  # uint8 [k * batch, H, W, C]
         images = self._table[pixels].reshape((-1, self.batch_size) + pixels.shape[1:])
+        labels = None if self._labels is None else self._labels[rows].reshape(images.shape[:2])
         if self._process[1] > 1:  # this process's rows of every global minibatch
             images = host_slice(images, *self._process, axis=1)
-        return (images if self.minibatches is not None else images[0]), self._produced
+            labels = None if labels is None else host_slice(labels, *self._process, axis=1)
+        if self.minibatches is None:
+            images, labels = images[0], None if labels is None else labels[0]
+        return (images if labels is None else (images, labels)), self._produced
 
     def _check_detached(self, what: str) -> None:
         if self._prefetcher is not None:

@@ -31,8 +31,10 @@ class GAN:
 
     Attributes:
       generator: Flax module, noise ``[batch, latent_dim]`` -> samples ``[batch, *data_shape]``,
-        called as ``(z, train=...)``; it must have an ``output_range`` attribute ``(low, high)``.
-      discriminator: Flax module, samples -> logits ``[batch]``, called as ``(x, train=...)``.
+        called as ``(z, train=...)`` (conditional: ``(z, labels, train=...)``); it must have
+        an ``output_range`` attribute ``(low, high)``.
+      discriminator: Flax module, samples -> logits ``[batch]``, called as ``(x, train=...)``
+        (conditional: ``(x, labels, train=...)``).
       g_optimizer: any ``optax.GradientTransformation`` for G's parameters.
       d_optimizer: any ``optax.GradientTransformation`` for D's parameters.
       latent_dim: size of the noise vector z.
@@ -64,6 +66,12 @@ class GAN:
         and generated image shifted by a random offset of up to this many pixels per axis
         (the border filled with ``output_range``'s low end), in D's and G's updates alike.
       data_shape: the shape of one data sample (``(28, 28, 1)`` for MNIST; ``(1,)`` for 1-D toys).
+      num_classes: ``> 0`` for a class-conditional GAN (the paper's Section 7, p(x | c);
+        Mirza & Osindero 2014): G and D also take integer labels ``[batch]`` in
+        ``[0, num_classes)``; D sees each real image with its own label, and every generated
+        batch has labels drawn uniformly (``sample_labels``), the same ones in D's fake term
+        and G's loss of a simultaneous update. R1 and WGAN-GP's penalty take D's gradient at
+        the real labels. 0: unconditional (no labels anywhere). Not combined with ``pack``.
     """
 
     generator: nn.Module
@@ -83,6 +91,7 @@ class GAN:
     augment_shift: int = 0
     pack: int = 1
     data_shape: tuple[int, ...] = IMAGE_SHAPE
+    num_classes: int = 0
 
     def __post_init__(self):
         if self.noise not in NOISE_DISTRIBUTIONS:
@@ -104,6 +113,13 @@ class GAN:
             raise ValueError(f"augment_shift must be an integer >= 0, got {self.augment_shift!r}")
         if not (isinstance(self.pack, int) and self.pack >= 1):
             raise ValueError(f"pack must be an integer >= 1, got {self.pack!r}")
+        if not (isinstance(self.num_classes, int) and self.num_classes >= 0):
+            raise ValueError(f"num_classes must be an integer >= 0, got {self.num_classes!r}")
+        if self.num_classes and self.pack > 1:
+            raise ValueError(
+                "a conditional GAN (num_classes > 0) does not pack: packed samples would "
+                "carry several labels; set pack to 1"
+            )
         if self.latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
         if self.d_steps < 1:
@@ -122,9 +138,10 @@ class GAN:
         train_key = jax.random.fold_in(key, 2)
         z = jnp.zeros((1, self.latent_dim), jnp.float32)
         x = self.pack_samples(jnp.zeros((self.pack,) + tuple(self.data_shape), jnp.float32))
-        g_variables = self.generator.init(g_key, z, train=False)
+        labels = jnp.zeros((1,), jnp.int32) if self.num_classes else None
+        g_variables = self.generator.init(g_key, *self._inputs(z, labels), train=False)
         g_params = g_variables["params"]
-        d_params = self.discriminator.init(d_key, x, train=False)["params"]
+        d_params = self.discriminator.init(d_key, *self._inputs(x, labels), train=False)["params"]
         return GANState(
             step=jnp.zeros((), jnp.int32),
             key=train_key,
@@ -147,29 +164,54 @@ class GAN:
             return jax.random.uniform(key, shape, jnp.float32, -half_width, half_width)
         return jax.random.normal(key, shape, jnp.float32)
 
-    def generate(self, g_params, z: jax.Array, *, batch_stats=None) -> jax.Array:
-        """G(z) in evaluation mode: samples ``[batch, *data_shape]`` in ``output_range``.
+    def sample_labels(self, key: jax.Array, batch_size: int) -> jax.Array | None:
+        """Labels of a generated batch, uniform over the classes, int32 ``[batch_size]``;
+        ``None`` for an unconditional GAN."""
+        if not self.num_classes:
+            return None
+        return jax.random.randint(key, (batch_size,), 0, self.num_classes, jnp.int32)
+
+    def _inputs(self, x: jax.Array, labels) -> tuple:
+        """The positional inputs of G or D: ``(x,)``, or ``(x, labels)`` if conditional."""
+        if self.num_classes and labels is None:
+            raise ValueError(
+                f"this GAN is conditional ({self.num_classes} classes): pass labels [batch]"
+            )
+        if not self.num_classes and labels is not None:
+            raise ValueError("this GAN is unconditional (num_classes 0): it takes no labels")
+        return (x,) if labels is None else (x, labels)
+
+    def generate(self, g_params, z: jax.Array, *, labels=None, batch_stats=None) -> jax.Array:
+        """G(z) (conditional: G(z, labels)) in evaluation mode: samples
+        ``[batch, *data_shape]`` in ``output_range``.
 
         ``batch_stats`` are G's batch-normalization running averages
         (``GANState.g_batch_stats``); needed only by generators that normalize.
         """
-        return self.generator.apply(_variables(g_params, batch_stats), z, train=False)
+        return self.generator.apply(
+            _variables(g_params, batch_stats), *self._inputs(z, labels), train=False
+        )
 
-    def generate_train(self, g_params, z: jax.Array, *, batch_stats=None):
-        """G(z) in training mode: ``(samples, new_batch_stats)``.
+    def generate_train(self, g_params, z: jax.Array, *, labels=None, batch_stats=None):
+        """G(z) (conditional: G(z, labels)) in training mode: ``(samples, new_batch_stats)``.
 
         Batch normalization uses the statistics of this batch; ``new_batch_stats`` are the
         updated running averages (an empty dict for generators without normalization).
         """
         images, updates = self.generator.apply(
-            _variables(g_params, batch_stats), z, train=True, mutable=["batch_stats"]
+            _variables(g_params, batch_stats), *self._inputs(z, labels), train=True,
+            mutable=["batch_stats"],
         )
         return images, dict(updates.get("batch_stats", {}))
 
-    def discriminate(self, d_params, x: jax.Array, *, train: bool, key=None) -> jax.Array:
-        """D's logits ``[batch]``; ``key`` feeds dropout when ``train`` is true."""
+    def discriminate(self, d_params, x: jax.Array, *, labels=None, train: bool,
+                     key=None) -> jax.Array:
+        """D's logits ``[batch]`` (conditional: of ``x`` with ``labels``); ``key`` feeds
+        dropout when ``train`` is true."""
         rngs = {"dropout": key} if train and key is not None else None
-        return self.discriminator.apply({"params": d_params}, x, train=train, rngs=rngs)
+        return self.discriminator.apply(
+            {"params": d_params}, *self._inputs(x, labels), train=train, rngs=rngs
+        )
 
     def pack_samples(self, samples: jax.Array) -> jax.Array:
         """``[batch, ..., C]`` -> ``[batch / pack, ..., pack * C]``: each group of ``pack``
@@ -191,7 +233,8 @@ class GAN:
     ):
         """Batch-normalization statistics of G with ``g_params``: "standing statistics".
 
-        G runs in training mode on ``num_batches`` batches of fresh noise; each normalization
+        G runs in training mode on ``num_batches`` batches of fresh noise (and, conditional,
+        uniform labels: ``sample_labels``); each normalization
         layer's batch means and variances are averaged over the batches. Use them to sample
         with weights whose running averages were never tracked, such as the EMA
         (``GANState.g_ema_params``): the running averages in ``GANState.g_batch_stats`` belong
@@ -203,8 +246,11 @@ class GAN:
         Returns ``{}`` for a generator without batch normalization. Jit it as a whole.
         """
         z = jax.ShapeDtypeStruct((1, self.latent_dim), jnp.float32)
+        labels = jnp.zeros((1,), jnp.int32) if self.num_classes else None
         shapes = jax.eval_shape(
-            lambda z: self.generator.init(jax.random.key(0), z, train=False), z
+            lambda z: self.generator.init(
+                jax.random.key(0), *self._inputs(z, labels), train=False
+            ), z
         ).get("batch_stats")
         if not shapes:
             return {}
@@ -219,8 +265,10 @@ class GAN:
 
         def batch_stats(key):
             noise = self.sample_noise(key, batch_size)
+            labels = self.sample_labels(jax.random.fold_in(key, 1), batch_size)
             _, updates = one_batch.apply(
-                _variables(g_params, template), noise, train=True, mutable=["batch_stats"]
+                _variables(g_params, template), *self._inputs(noise, labels), train=True,
+                mutable=["batch_stats"],
             )
             return updates["batch_stats"]
 

@@ -7,6 +7,13 @@ used only through ``init``/``apply``; parameters are plain pytrees. Only the DCG
 keeps state besides its parameters (batch normalization's ``batch_stats``); otherwise the only
 difference between training and evaluation is dropout, selected by ``train``.
 
+Class-conditional models (``num_classes > 0``; Section 7 of the paper, p(x | c)): every
+module is then called with labels as well, ``G(z, labels)`` and ``D(x, labels)``: integer
+classes ``[batch]``, or float ``[batch, num_classes]`` mixtures of classes (a one-hot row
+is its class; rows in between walk from one class to another, figure 3 of a conditional
+run); with ``num_classes == 0`` (the default) the modules take no labels and their
+parameters are exactly those of an unconditional model.
+
 Two pairs:
 
 * ``MLPGenerator`` / ``MaxoutDiscriminator``: the MNIST networks of Goodfellow et al. 2014
@@ -40,6 +47,7 @@ __all__ = [
     "DCGANGenerator",
     "DCGANDiscriminator",
     "Maxout",
+    "ConditionalBatchNorm",
     "make_models",
     "dcgan_grid",
     "init_sigmoid_bias_from_marginals",
@@ -63,6 +71,8 @@ class MLPGenerator(nn.Module):
     (``irange: .05``); ``None`` uses Flax's default (LeCun normal). The paper's code also sets
     the output bias to the logit of the data's mean pixel values:
     ``init_sigmoid_bias_from_marginals``.
+    ``num_classes > 0``: conditional, as Mirza & Osindero 2014: the one-hot label is
+    concatenated to z.
     """
 
     hidden: Sequence[int] = (1200, 1200)
@@ -70,16 +80,54 @@ class MLPGenerator(nn.Module):
     init_range: float | None = 0.05
     dtype: Any = jnp.float32  # computation dtype; parameters stay float32
     image_shape: tuple[int, int, int] = IMAGE_SHAPE
+    num_classes: int = 0
 
     @nn.compact
-    def __call__(self, z, *, train: bool = False):  # z: [batch, latent_dim]
+    def __call__(self, z, labels=None, *, train: bool = False):  # z: [batch, latent_dim]
         del train  # no dropout or batch statistics in G
         dense = _dense(self.init_range, self.dtype)
-        x = z
+        x = _with_one_hot(z, labels, self.num_classes, type(self).__name__)
         for width in self.hidden:
             x = nn.relu(dense(width)(x))
         x = nn.sigmoid(dense(math.prod(self.image_shape))(x))
         return x.reshape((z.shape[0],) + tuple(self.image_shape))  # [batch, H, W, C] in [0, 1]
+
+
+def _check_labels(labels, num_classes: int, where: str) -> None:
+    """Labels go with conditional modules (``num_classes > 0``) and only with them."""
+    if num_classes and labels is None:
+        raise ValueError(f"{where} is conditional ({num_classes} classes): pass labels [batch]")
+    if not num_classes and labels is not None:
+        raise ValueError(f"{where} is unconditional (num_classes 0): it takes no labels")
+
+
+def _class_weights(labels, num_classes: int, dtype):
+    """Labels as ``[batch, num_classes]`` weights: one-hot rows for integer classes, float
+    mixtures as given."""
+    if jnp.issubdtype(labels.dtype, jnp.integer):
+        return jax.nn.one_hot(labels, num_classes, dtype=dtype)
+    if labels.shape[-1:] != (num_classes,):
+        raise ValueError(
+            f"float labels are [batch, {num_classes}] class mixtures, got {labels.shape}"
+        )
+    return labels.astype(dtype)
+
+
+def _lookup(table, labels):
+    """Rows of ``table`` ``[num_classes, features]`` for ``labels``: a gather for integer
+    classes, the mixture of rows for float ``[batch, num_classes]`` weights."""
+    if jnp.issubdtype(labels.dtype, jnp.integer):
+        return table[labels]
+    return _class_weights(labels, table.shape[0], table.dtype) @ table
+
+
+def _with_one_hot(x, labels, num_classes: int, where: str):
+    """``x`` ``[batch, features]`` with the one-hot ``labels`` appended (conditional), or
+    ``x`` itself (unconditional)."""
+    _check_labels(labels, num_classes, where)
+    if not num_classes:
+        return x
+    return jnp.concatenate([x, _class_weights(labels, num_classes, x.dtype)], axis=-1)
 
 
 def _dense(init_range: float | None, dtype) -> Callable[..., nn.Dense]:
@@ -117,7 +165,11 @@ class Maxout(nn.Module):
 
 
 class MaxoutDiscriminator(nn.Module):
-    """Goodfellow et al. 2014's MNIST discriminator: two maxout layers, dropout, one logit."""
+    """Goodfellow et al. 2014's MNIST discriminator: two maxout layers, dropout, one logit.
+
+    ``num_classes > 0``: conditional (Mirza & Osindero 2014): the one-hot label is
+    concatenated to the (dropped-out) input pixels.
+    """
 
     units: int = 240
     pieces: int = 5
@@ -126,11 +178,13 @@ class MaxoutDiscriminator(nn.Module):
     hidden_dropout: float = 0.5
     init_range: float | None = 0.005  # the paper's code: irange .005
     dtype: Any = jnp.float32
+    num_classes: int = 0
 
     @nn.compact
-    def __call__(self, x, *, train: bool):  # x: [batch, H, W, C]
+    def __call__(self, x, labels=None, *, train: bool):  # x: [batch, H, W, C]
         x = x.reshape((x.shape[0], -1))
         x = nn.Dropout(self.input_dropout, deterministic=not train)(x)
+        x = _with_one_hot(x, labels, self.num_classes, type(self).__name__)
         for _ in range(self.num_layers):
             x = Maxout(self.units, self.pieces, self.init_range, dtype=self.dtype)(x)
             x = nn.Dropout(self.hidden_dropout, deterministic=not train)(x)
@@ -160,6 +214,10 @@ class DCGANGenerator(nn.Module):
     and the caller must let the ``batch_stats`` collection be updated (``mutable``); with
     ``train=False`` it uses the given statistics (the running averages, or standing
     statistics: ``GAN.standing_batch_stats``), so each output depends only on its own z.
+
+    ``num_classes > 0``: conditional through class-conditional batch normalization
+    (``ConditionalBatchNorm``; de Vries et al. 2017, Miyato & Koyama 2018): every hidden
+    normalization's scale and offset are looked up by the label.
     """
 
     widths: Sequence[int] = (256, 128, 64)
@@ -169,9 +227,11 @@ class DCGANGenerator(nn.Module):
     dtype: Any = jnp.float32
     batch_norm_momentum: float = 0.9
     image_shape: tuple[int, int, int] = IMAGE_SHAPE
+    num_classes: int = 0
 
     @nn.compact
-    def __call__(self, z, *, train: bool = False):  # z: [batch, latent_dim]
+    def __call__(self, z, labels=None, *, train: bool = False):  # z: [batch, latent_dim]
+        _check_labels(labels, self.num_classes, type(self).__name__)
         (h0, w0_side), upsamplings = dcgan_grid(self.image_shape)
         if len(self.widths) < upsamplings:
             raise ValueError(
@@ -181,24 +241,52 @@ class DCGANGenerator(nn.Module):
             )
         k = (self.kernel_size, self.kernel_size)
         conv_t = functools.partial(ConvTranspose, kernel_size=k, padding="SAME", dtype=self.dtype)
-        norm = functools.partial(
-            nn.BatchNorm,
-            use_running_average=not train,
-            momentum=self.batch_norm_momentum,
-            epsilon=1e-5,
-            dtype=self.dtype,
-        )
+        options = dict(use_running_average=not train, momentum=self.batch_norm_momentum,
+                       epsilon=1e-5, dtype=self.dtype)
+        if self.num_classes:
+            def norm(x):
+                return ConditionalBatchNorm(self.num_classes, **options)(x, labels)
+        else:
+            def norm(x):
+                return nn.BatchNorm(**options)(x)
         x = z
         if self.dense_width is not None:
-            x = nn.relu(norm()(nn.Dense(self.dense_width, use_bias=False, dtype=self.dtype)(x)))
+            x = nn.relu(norm(nn.Dense(self.dense_width, use_bias=False, dtype=self.dtype)(x)))
         w0, *rest = self.widths
         x = nn.Dense(h0 * w0_side * w0, use_bias=False, dtype=self.dtype)(x)
-        x = nn.relu(norm()(x.reshape((z.shape[0], h0, w0_side, w0))))
+        x = nn.relu(norm(x.reshape((z.shape[0], h0, w0_side, w0))))
         for i, width in enumerate(rest):
             stride = 2 if i >= len(rest) - (upsamplings - 1) else 1
-            x = nn.relu(norm()(conv_t(width, strides=(stride, stride), use_bias=False)(x)))
+            x = nn.relu(norm(conv_t(width, strides=(stride, stride), use_bias=False)(x)))
         x = conv_t(self.image_shape[-1], strides=(2, 2))(x)  # [batch, H, W, C]
         return jnp.tanh(x)
+
+
+class ConditionalBatchNorm(nn.Module):
+    """Class-conditional batch normalization (de Vries et al. 2017; Miyato & Koyama 2018):
+    ``x`` normalized by the batch statistics (running averages when ``use_running_average``)
+    as ``nn.BatchNorm`` without its own scale and offset, then ``x * gamma[y] + beta[y]``
+    with per-class ``gamma`` (starting at 1) and ``beta`` (starting at 0) looked up by the
+    labels ``y`` (float class mixtures mix the rows). The statistics are those of the whole
+    batch, whatever its labels."""
+
+    num_classes: int
+    use_running_average: bool = False
+    momentum: float = 0.9
+    epsilon: float = 1e-5
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, labels):  # x: [batch, ..., features], labels: [batch] int
+        x = nn.BatchNorm(use_running_average=self.use_running_average, momentum=self.momentum,
+                         epsilon=self.epsilon, dtype=self.dtype, use_scale=False,
+                         use_bias=False)(x)
+        features = x.shape[-1]
+        table_shape = (self.num_classes, features)
+        gamma = _lookup(self.param("scale", nn.initializers.ones, table_shape), labels)
+        beta = _lookup(self.param("bias", nn.initializers.zeros, table_shape), labels)
+        shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (features,)
+        return x * gamma.reshape(shape).astype(x.dtype) + beta.reshape(shape).astype(x.dtype)
 
 
 def dcgan_grid(image_shape: Sequence[int]) -> tuple[tuple[int, int], int]:
@@ -240,6 +328,9 @@ class DCGANDiscriminator(nn.Module):
     ``spectral_norm``: every layer's kernel divided by its spectral norm (Miyato et al. 2018;
     ``jaxgan.layers.spectrally_normalized``, ``power_iterations`` rounds per call); the
     parameters are the same as without it.
+    ``num_classes > 0``: a projection discriminator (Miyato & Koyama 2018): the logit gains
+    the inner product of the last hidden features ``h`` with a learned embedding of the
+    label, ``logit = w . h + b + embed[y] . h`` (the embedding is not spectrally normalized).
     """
 
     widths: Sequence[int] = (64, 128)
@@ -249,10 +340,12 @@ class DCGANDiscriminator(nn.Module):
     dtype: Any = jnp.float32
     spectral_norm: bool = False
     power_iterations: int = 20
+    num_classes: int = 0
 
     @nn.compact
-    def __call__(self, x, *, train: bool):  # x: [batch, H, W, C]
+    def __call__(self, x, labels=None, *, train: bool):  # x: [batch, H, W, C]
         del train  # no dropout or batch statistics: train and eval are the same function
+        _check_labels(labels, self.num_classes, type(self).__name__)
         k = (self.kernel_size, self.kernel_size)
         conv, dense = nn.Conv, nn.Dense
         if self.spectral_norm:
@@ -267,8 +360,13 @@ class DCGANDiscriminator(nn.Module):
         if self.dense_width is not None:
             x = dense(self.dense_width, dtype=self.dtype, name=next(names))(x)
             x = nn.leaky_relu(x, self.negative_slope)
-        logits = dense(1, dtype=self.dtype, name=next(names))(x)
-        return logits[:, 0].astype(jnp.float32)  # [batch] logits
+        logits = dense(1, dtype=self.dtype, name=next(names))(x)[:, 0]
+        if self.num_classes:
+            table = self.param("projection", nn.initializers.normal(1.0 / math.sqrt(x.shape[-1])),
+                               (self.num_classes, x.shape[-1]))
+            embedding = _lookup(table, labels).astype(x.dtype)
+            logits = logits + jnp.sum(embedding * x, axis=-1)
+        return logits.astype(jnp.float32)  # [batch] logits
 
 
 ARCHITECTURES = ("mlp", "dcgan")
@@ -285,6 +383,7 @@ def make_models(
     d_dense: int | None = None,
     d_spectral_norm: bool = False,
     image_shape: Sequence[int] = IMAGE_SHAPE,
+    num_classes: int = 0,
 ) -> tuple[nn.Module, nn.Module]:
     """Returns ``(generator, discriminator)`` for ``arch`` in ``ARCHITECTURES``.
 
@@ -300,6 +399,9 @@ def make_models(
       d_spectral_norm: spectral normalization of every DCGAN discriminator layer.
       image_shape: ``(H, W, C)`` of the data; the generators draw images of this shape (the
         DCGAN pair: ``dcgan_grid`` says which shapes).
+      num_classes: ``> 0`` for a class-conditional pair, ``G(z, y)`` and ``D(x, y)`` (the
+        MLP pair: one-hot labels concatenated; the DCGAN pair: conditional batch
+        normalization in G, a projection discriminator).
     """
     image_shape = tuple(int(d) for d in image_shape)
     if arch == "mlp":
@@ -308,16 +410,17 @@ def make_models(
                 "arch 'mlp' has the paper's fixed widths and layers; drop g_widths/d_widths/kernel_size/"
                 "g_dense/d_dense/d_spectral_norm"
             )
-        return MLPGenerator(dtype=dtype, image_shape=image_shape), MaxoutDiscriminator(dtype=dtype)
+        return (MLPGenerator(dtype=dtype, image_shape=image_shape, num_classes=num_classes),
+                MaxoutDiscriminator(dtype=dtype, num_classes=num_classes))
     if arch == "dcgan":
         g_options = {} if g_widths is None else {"widths": tuple(g_widths)}
         d_options = {} if d_widths is None else {"widths": tuple(d_widths)}
         dcgan_grid(image_shape)  # a shape the generator cannot draw fails here, not at init
         g = DCGANGenerator(dtype=dtype, kernel_size=kernel_size, dense_width=g_dense,
-                           image_shape=image_shape, **g_options)
+                           image_shape=image_shape, num_classes=num_classes, **g_options)
         d = DCGANDiscriminator(
             dtype=dtype, kernel_size=kernel_size, dense_width=d_dense,
-            spectral_norm=d_spectral_norm, **d_options
+            spectral_norm=d_spectral_norm, num_classes=num_classes, **d_options
         )
         return g, d
     raise ValueError(f"unknown arch {arch!r}: choose one of {', '.join(ARCHITECTURES)}")

@@ -30,7 +30,8 @@ from jaxgan.steps import train_step
 __all__ = ["train_steps"]
 
 
-def train_steps(gan: GAN, state: GANState, real_images: jax.Array, *, unroll: int | bool = 2):
+def train_steps(gan: GAN, state: GANState, real_images: jax.Array,
+                real_labels: jax.Array | None = None, *, unroll: int | bool = 2):
     """``n`` iterations of Algorithm 1: ``n`` sequential ``train_step`` calls in one scan.
 
     Compile it like ``train_step``::
@@ -44,6 +45,8 @@ def train_steps(gan: GAN, state: GANState, real_images: jax.Array, *, unroll: in
       real_images: ``[n, d_steps, batch, *data_shape]``: the minibatches of ``n`` iterations
         (``[n, batch, *data_shape]`` is accepted when ``gan.d_steps == 1``), in
         ``gan.output_range``.
+      real_labels: a conditional GAN's labels, int ``[n, d_steps, batch]`` (or
+        ``[n, batch]``); ``None`` for an unconditional one.
       unroll: ``lax.scan``'s ``unroll``: iterations per loop body. 2 measured best for the
         MLP pair on CPU; ``True`` unrolls all ``n`` iterations (no loop: for conv models).
 
@@ -53,6 +56,7 @@ def train_steps(gan: GAN, state: GANState, real_images: jax.Array, *, unroll: in
     """
     if real_images.ndim == len(gan.data_shape) + 2:  # [n, batch, ...] with d_steps == 1
         real_images = real_images[:, None]
+        real_labels = None if real_labels is None else real_labels[:, None]
     if real_images.ndim != len(gan.data_shape) + 3:
         raise ValueError(
             "train_steps needs real_images of shape [n, d_steps, batch, *data_shape], got "
@@ -60,6 +64,7 @@ def train_steps(gan: GAN, state: GANState, real_images: jax.Array, *, unroll: in
         )
 
     def body(state, minibatches):
-        return train_step(gan, state, minibatches)
+        return train_step(gan, state, *minibatches)
 
-    return lax.scan(body, state, real_images, unroll=unroll)
+    inputs = (real_images,) if real_labels is None else (real_images, real_labels)
+    return lax.scan(body, state, inputs, unroll=unroll)

@@ -138,28 +138,32 @@ def _put(leaf, sharding):
 
 def shard_train_step(
     gan: GAN, mesh: Mesh, *, step: Callable = train_step, batch_axis: int = 1
-) -> Callable[[GANState, jax.Array], tuple[GANState, dict[str, jax.Array]]]:
+) -> Callable[..., tuple[GANState, dict[str, jax.Array]]]:
     """``step`` (default ``jaxgan.train_step``) compiled for data parallelism on ``mesh``.
 
     Returns ``jax.jit(partial(step, gan), in_shardings=(replicated state, batch sharded on
     axis 1), out_shardings=replicated, donate_argnums=0)``: call it as
     ``state, metrics = fn(state, real_images)`` with ``real_images`` ``[k, batch, 28, 28, 1]``
-    (``batch`` divisible by the number of devices) and a state from ``place_state``. The
-    metrics come back replicated, so any process can read them.
+    (``batch`` divisible by the number of devices) and a state from ``place_state``; a
+    conditional GAN's (``gan.num_classes > 0``) as ``fn(state, real_images, real_labels)``
+    with the labels ``[k, batch]`` split alike. The metrics come back replicated, so any
+    process can read them.
 
     Args:
       gan: the GAN description.
       mesh: from ``make_mesh``.
-      step: a function with ``train_step``'s signature ``(gan, state, real_images)``.
+      step: a function with ``train_step``'s signature ``(gan, state, real_images[,
+        real_labels])``.
       batch_axis: the axis of ``real_images`` that holds the batch (2 for
         ``jaxgan.multistep.train_steps``' ``[n, k, batch, ...]``).
     """
     replicated = replicated_sharding(mesh)
+    batch = batch_sharding(mesh, batch_axis=batch_axis)
     # A single sharding stands for every leaf of the state (a pytree prefix), so this does
     # not depend on the state's structure (EMA or not, batch statistics or not).
     return jax.jit(
         functools.partial(step, gan),
-        in_shardings=(replicated, batch_sharding(mesh, batch_axis=batch_axis)),
+        in_shardings=(replicated, batch) + ((batch,) if gan.num_classes else ()),
         out_shardings=replicated,
         donate_argnums=0,
     )

@@ -10,7 +10,11 @@ None of them is decorated with ``jax.jit``: the caller compiles once, with donat
 
 Randomness: iteration ``state.step`` uses ``fold_in(state.key, state.step)`` split into one key
 per D update and one for the G update (``step_keys``); each of those is split again into a
-noise key and a dropout key. No key is used twice and nothing random comes from the host.
+noise key and a dropout key (a conditional GAN's generated labels come from a fold of the
+update's key). No key is used twice and nothing random comes from the host.
+
+Class-conditional GANs (``gan.num_classes > 0``) take the real batch's integer labels as
+``real_labels``, shaped like ``real_images`` without the image axes.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ Metrics = dict[str, jax.Array]
 _AUGMENT_FOLD = 7
 # Folds of an update's key for the penalties' own D calls (dropout) and WGAN-GP's mixing.
 _R1_FOLD, _GP_FOLD, _GP_MIX_FOLD = 8, 9, 10
+# The fold of an update's key that draws a conditional GAN's generated labels.
+_LABEL_FOLD = 11
 
 
 def step_keys(state: GANState, d_steps: int) -> tuple[jax.Array, jax.Array]:
@@ -38,7 +44,17 @@ def step_keys(state: GANState, d_steps: int) -> tuple[jax.Array, jax.Array]:
     return jax.random.split(d_root, d_steps), g_key
 
 
-def d_step(gan: GAN, state: GANState, real_images: jax.Array, key: jax.Array):
+def _fake_labels(gan: GAN, key: jax.Array, batch_size: int):
+    """The labels of an update's generated batch (uniform), or ``None`` (unconditional)."""
+    return gan.sample_labels(jax.random.fold_in(key, _LABEL_FOLD), batch_size)
+
+
+def _both_labels(real_labels, fake_labels):
+    return None if fake_labels is None else jnp.concatenate([real_labels, fake_labels])
+
+
+def d_step(gan: GAN, state: GANState, real_images: jax.Array, key: jax.Array,
+           real_labels: jax.Array | None = None):
     """One discriminator update with G fixed (the inner loop of Algorithm 1).
 
     Args:
@@ -46,6 +62,7 @@ def d_step(gan: GAN, state: GANState, real_images: jax.Array, key: jax.Array):
       state: the training state; only ``d_params`` and ``d_opt_state`` change.
       real_images: a minibatch of data ``[batch, *gan.data_shape]`` in ``gan.output_range``.
       key: this update's key (noise for G(z) and D's dropout).
+      real_labels: int ``[batch]``, the real images' labels (conditional GANs only).
 
     Returns:
       ``(new_state, metrics)`` with ``d_loss`` (``gan.d_loss``; -V for the paper's cross
@@ -55,14 +72,18 @@ def d_step(gan: GAN, state: GANState, real_images: jax.Array, key: jax.Array):
     batch_size = real_images.shape[0]
     noise_key, dropout_key = jax.random.split(key)
     z = gan.sample_noise(noise_key, batch_size)
+    fake_labels = _fake_labels(gan, key, batch_size)
     # G runs as in training (batch statistics), but G is fixed here: its running averages
     # are updated only by the G step.
-    fake_images, _ = gan.generate_train(state.g_params, z, batch_stats=state.g_batch_stats)
+    fake_images, _ = gan.generate_train(
+        state.g_params, z, labels=fake_labels, batch_stats=state.g_batch_stats
+    )
     both = _d_input(gan, real_images, fake_images, key)
+    labels = _both_labels(real_labels, fake_labels)
 
     def loss_fn(d_params):
         objective, loss, real_logits, fake_logits, penalties = _d_objective(
-            gan, d_params, both, key, dropout_key
+            gan, d_params, both, key, dropout_key, labels
         )
         return objective, (loss, real_logits, fake_logits, penalties)
 
@@ -86,9 +107,10 @@ def _d_input(gan: GAN, real_images: jax.Array, fake_images: jax.Array, key: jax.
     return both
 
 
-def _d_objective(gan: GAN, d_params, both: jax.Array, key: jax.Array, dropout_key: jax.Array):
+def _d_objective(gan: GAN, d_params, both: jax.Array, key: jax.Array, dropout_key: jax.Array,
+                 labels: jax.Array | None = None):
     """What D's update descends, from D's view of ``[real; fake]`` (``_d_input``: as many
-    real rows as generated ones).
+    real rows as generated ones) and, conditional, their ``labels`` ``[real; fake]``.
 
     Returns ``(objective, loss, real_logits, fake_logits, penalties)``: ``loss`` is
     ``gan.d_loss`` (-V for the paper's cross entropy), ``objective`` is
@@ -96,10 +118,11 @@ def _d_objective(gan: GAN, d_params, both: jax.Array, key: jax.Array, dropout_ke
     ``gan.gp_weight`` times WGAN-GP's penalty (``jaxgan.losses``); ``penalties`` holds the
     unweighted penalties that are on, for the metrics. D's dropout (if any) uses
     ``dropout_key``; each penalty's own D calls draw their dropout masks and mixing weights
-    from other folds of the update's ``key``.
+    from other folds of the update's ``key``; both penalties take D at the real labels.
     """
-    logits = gan.discriminate(d_params, both, train=True, key=dropout_key)
+    logits = gan.discriminate(d_params, both, labels=labels, train=True, key=dropout_key)
     batch_size = both.shape[0] // 2
+    real_labels = None if labels is None else labels[:batch_size]
     real_logits, fake_logits = logits[:batch_size], logits[batch_size:]
     loss = losses.discriminator_loss_fn(gan.d_loss)(real_logits=real_logits, fake_logits=fake_logits)
     objective = gan.d_loss_scale * loss
@@ -108,7 +131,7 @@ def _d_objective(gan: GAN, d_params, both: jax.Array, key: jax.Array, dropout_ke
 
     def critic(fold):
         return lambda x: gan.discriminate(
-            d_params, x, train=True, key=jax.random.fold_in(key, fold)
+            d_params, x, labels=real_labels, train=True, key=jax.random.fold_in(key, fold)
         )
 
     if gan.r1_gamma:
@@ -146,7 +169,7 @@ def g_step(gan: GAN, state: GANState, key: jax.Array, *, batch_size: int):
       gan: the GAN description.
       state: the training state; only G's fields (``g_params``, ``g_opt_state``,
         ``g_batch_stats``, ``g_ema_params``) change.
-      key: this update's key (noise and D's dropout).
+      key: this update's key (noise, D's dropout and, conditional, the generated labels).
       batch_size: number of noise samples m.
 
     Returns:
@@ -154,16 +177,19 @@ def g_step(gan: GAN, state: GANState, key: jax.Array, *, batch_size: int):
     """
     noise_key, dropout_key = jax.random.split(key)
     z = gan.sample_noise(noise_key, batch_size)
+    fake_labels = _fake_labels(gan, key, batch_size)
     g_loss_fn = losses.generator_loss(gan.g_loss)
 
     def loss_fn(g_params):
         fake_images, batch_stats = gan.generate_train(
-            g_params, z, batch_stats=state.g_batch_stats
+            g_params, z, labels=fake_labels, batch_stats=state.g_batch_stats
         )
         if gan.augment_shift:
             fake_images = gan.augment(jax.random.fold_in(key, _AUGMENT_FOLD), fake_images)
         fake_images = gan.pack_samples(fake_images)
-        fake_logits = gan.discriminate(state.d_params, fake_images, train=True, key=dropout_key)
+        fake_logits = gan.discriminate(
+            state.d_params, fake_images, labels=fake_labels, train=True, key=dropout_key
+        )
         return g_loss_fn(fake_logits=fake_logits), batch_stats
 
     (loss, g_batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
@@ -189,7 +215,8 @@ def _apply_g_grads(gan: GAN, state: GANState, grads, g_batch_stats) -> GANState:
     )
 
 
-def simultaneous_step(gan: GAN, state: GANState, real_images: jax.Array, key: jax.Array):
+def simultaneous_step(gan: GAN, state: GANState, real_images: jax.Array, key: jax.Array,
+                      real_labels: jax.Array | None = None):
     """One simultaneous update of both players (the paper's released MNIST code).
 
     One batch of noise, one generated batch G(z) (G in training mode) and one D call on
@@ -202,8 +229,9 @@ def simultaneous_step(gan: GAN, state: GANState, real_images: jax.Array, key: ja
       gan: the GAN description.
       state: the training state.
       real_images: ``[batch, *gan.data_shape]`` in ``gan.output_range``.
-      key: this step's key, split as ``d_step`` splits its key (noise, dropout), so that the
-        D half equals ``d_step`` with the same key.
+      key: this step's key, split as ``d_step`` splits its key (noise, dropout, labels), so
+        that the D half equals ``d_step`` with the same key.
+      real_labels: int ``[batch]`` (conditional GANs only).
 
     Returns:
       ``(new_state, metrics)`` with ``d_loss``, ``d_real``, ``d_fake`` (and penalties) as
@@ -212,14 +240,17 @@ def simultaneous_step(gan: GAN, state: GANState, real_images: jax.Array, key: ja
     batch_size = real_images.shape[0]
     noise_key, dropout_key = jax.random.split(key)
     z = gan.sample_noise(noise_key, batch_size)
+    fake_labels = _fake_labels(gan, key, batch_size)
+    labels = _both_labels(real_labels, fake_labels)
     g_loss_fn = losses.generator_loss(gan.g_loss)
 
     def both_losses(d_params, g_params):
         fake_images, g_batch_stats = gan.generate_train(
-            g_params, z, batch_stats=state.g_batch_stats
+            g_params, z, labels=fake_labels, batch_stats=state.g_batch_stats
         )
         objective, d_loss, real_logits, fake_logits, penalties = _d_objective(
-            gan, d_params, _d_input(gan, real_images, fake_images, key), key, dropout_key
+            gan, d_params, _d_input(gan, real_images, fake_images, key), key, dropout_key,
+            labels,
         )
         g_loss = g_loss_fn(fake_logits=fake_logits)
         return (objective, g_loss), (d_loss, real_logits, fake_logits, penalties, g_batch_stats)
@@ -234,7 +265,8 @@ def simultaneous_step(gan: GAN, state: GANState, real_images: jax.Array, key: ja
     return new_state, {**_d_metrics(*d_aux), "g_loss": g_loss}
 
 
-def train_step(gan: GAN, state: GANState, real_images: jax.Array):
+def train_step(gan: GAN, state: GANState, real_images: jax.Array,
+               real_labels: jax.Array | None = None):
     """One iteration of Algorithm 1: ``gan.d_steps`` D updates, then one G update (or, with
     ``gan.update == "simultaneous"``, one ``simultaneous_step`` with the first D key).
 
@@ -243,6 +275,8 @@ def train_step(gan: GAN, state: GANState, real_images: jax.Array):
       state: the training state.
       real_images: ``[d_steps, batch, *gan.data_shape]``, one data minibatch per D update
         (or ``[batch, *gan.data_shape]`` when ``d_steps == 1``), in ``gan.output_range``.
+      real_labels: a conditional GAN's labels of those images, int ``[d_steps, batch]``
+        (or ``[batch]``); ``None`` (required) for an unconditional one.
 
     Returns:
       ``(new_state, metrics)``: the state with ``step`` advanced by one, and the last D
@@ -251,20 +285,30 @@ def train_step(gan: GAN, state: GANState, real_images: jax.Array):
     data_shape = tuple(gan.data_shape)
     if real_images.ndim == len(data_shape) + 1:
         real_images = real_images[None]
+        real_labels = None if real_labels is None else real_labels[None]
     if real_images.shape[0] != gan.d_steps or real_images.shape[2:] != data_shape:
         raise ValueError(
             f"train_step needs {gan.d_steps} minibatches (one per D step) of samples "
             f"{data_shape}: real_images [{gan.d_steps}, batch, *{data_shape}], "
             f"got shape {real_images.shape}"
         )
+    if gan.num_classes and (real_labels is None or real_labels.shape != real_images.shape[:2]):
+        raise ValueError(
+            f"a conditional GAN's train_step needs real_labels {list(real_images.shape[:2])} "
+            f"(one label per real image), got "
+            f"{None if real_labels is None else list(real_labels.shape)}"
+        )
+    if not gan.num_classes and real_labels is not None:
+        raise ValueError("this GAN is unconditional (num_classes 0): pass no real_labels")
+    labels = (lambda i: None) if real_labels is None else (lambda i: real_labels[i])
     d_keys, g_key = step_keys(state, gan.d_steps)
     if gan.update == "simultaneous":
-        state, metrics = simultaneous_step(gan, state, real_images[0], d_keys[0])
+        state, metrics = simultaneous_step(gan, state, real_images[0], d_keys[0], labels(0))
         return state.replace(step=state.step + 1), metrics
     metrics: Metrics = {}
     # A Python loop, unrolled at trace time: k is small, and a rolled scan of conv steps is
     # much slower on XLA:CPU (shared/PERF-NOTES.md).
     for i in range(gan.d_steps):
-        state, metrics = d_step(gan, state, real_images[i], d_keys[i])
+        state, metrics = d_step(gan, state, real_images[i], d_keys[i], labels(i))
     state, g_metrics = g_step(gan, state, g_key, batch_size=real_images.shape[1])
     return state.replace(step=state.step + 1), {**metrics, **g_metrics}

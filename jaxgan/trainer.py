@@ -66,6 +66,7 @@ __all__ = [
     "load_trained",
     "load_data_info",
     "make_gan",
+    "balanced_labels",
     "TrainResult",
     "NonFiniteLossError",
 ]
@@ -73,6 +74,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SAMPLE_GRID_SIZE = 64  # images in each sample grid (8 x 8)
+CLASS_GRID_SIDE = 10  # a conditional run's grid: up to 10 classes (rows) x 10 samples
 # GAN.init derives G's, D's and the training stream's keys as folds 0, 1 and 2 of the seed's
 # key; the sample grids' fixed noise is fold 3 and the noise of the standing statistics fold 4,
 # so neither overlaps with training.
@@ -119,8 +121,10 @@ def make_gan(
     *,
     batches_per_epoch: int | None = None,
     image_shape: tuple[int, int, int] = IMAGE_SHAPE,
+    num_classes: int | None = None,
 ) -> GAN:
-    """The ``GAN`` described by ``config``, for images ``image_shape`` (H, W, C).
+    """The ``GAN`` described by ``config``, for images ``image_shape`` (H, W, C) and, with
+    ``config.conditional``, ``num_classes`` classes (required then, ignored otherwise).
 
     Both players use ``config.optimizer``: Adam (as DCGAN), its learning rates following
     ``config.lr_schedule`` over ``config.steps`` iterations, or the paper code's SGD
@@ -130,13 +134,16 @@ def make_gan(
     and does not change the shapes of the optimizer states.
     """
     dtype = jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
+    if config.conditional and not num_classes:
+        raise ConfigError("conditional", "a conditional GAN needs the data's number of classes")
+    classes = num_classes if config.conditional else 0
     dcgan = {} if config.arch == "mlp" else dict(
         g_widths=config.g_widths, d_widths=config.d_widths, kernel_size=config.kernel_size,
         g_dense=config.g_dense, d_dense=config.d_dense, d_spectral_norm=config.d_spectral_norm,
     )
     try:
         generator, discriminator = make_models(
-            config.arch, dtype=dtype, image_shape=image_shape, **dcgan
+            config.arch, dtype=dtype, image_shape=image_shape, num_classes=classes, **dcgan
         )
     except ValueError as error:  # the data's shape does not fit the architecture
         raise ConfigError("arch", str(error)) from error
@@ -173,6 +180,7 @@ def make_gan(
         update=config.update,
         d_loss_scale=config.d_loss_scale,
         data_shape=tuple(image_shape),
+        num_classes=classes,
     )
 
 
@@ -190,6 +198,25 @@ def _schedule(name: str, lr: float, updates: int):
 def _sample_noise(gan: GAN, seed: int, num: int) -> jax.Array:
     key = jax.random.fold_in(jax.random.key(seed), _SAMPLE_NOISE_FOLD)
     return gan.sample_noise(key, num)
+
+
+def balanced_labels(gan: GAN, num: int) -> jax.Array | None:
+    """Labels ``i % num_classes`` for ``num`` samples (each class equally often, in turn);
+    ``None`` for an unconditional GAN."""
+    if not gan.num_classes:
+        return None
+    return jnp.arange(num, dtype=jnp.int32) % gan.num_classes
+
+
+def _grid_inputs(gan: GAN, seed: int) -> tuple[jax.Array, jax.Array | None, int]:
+    """The sample grids' fixed inputs ``(z, labels, columns)``: 64 noise vectors in an 8x8
+    grid; a conditional GAN's grid has one class per row (the first 10 classes) and one
+    noise vector per column, the same in every row."""
+    if not gan.num_classes:
+        return _sample_noise(gan, seed, SAMPLE_GRID_SIZE), None, 8
+    rows = min(gan.num_classes, CLASS_GRID_SIDE)
+    z = jnp.tile(_sample_noise(gan, seed, CLASS_GRID_SIDE), (rows, 1))
+    return z, jnp.repeat(jnp.arange(rows, dtype=jnp.int32), CLASS_GRID_SIDE), CLASS_GRID_SIDE
 
 
 def _sampling_variables(gan: GAN, seed: int):
@@ -210,9 +237,12 @@ def _sampling_variables(gan: GAN, seed: int):
 
 
 def _renderer(gan: GAN):
-    """A jitted ``(params, batch_stats, z) -> images in [0, 1]`` in evaluation mode."""
+    """A jitted ``(params, batch_stats, z, labels=None) -> images in [0, 1]`` in evaluation
+    mode (``labels``: a conditional GAN's)."""
     return jax.jit(
-        lambda params, stats, z: gan.to_unit_interval(gan.generate(params, z, batch_stats=stats))
+        lambda params, stats, z, labels=None: gan.to_unit_interval(
+            gan.generate(params, z, labels=labels, batch_stats=stats)
+        )
     )
 
 
@@ -237,13 +267,16 @@ class _HeldoutParzen:
         self.num = config.parzen_samples
         key = jax.random.fold_in(jax.random.key(config.seed), _PARZEN_NOISE_FOLD)
         noise = gan.sample_noise(key, -(-self.num // self.CHUNK) * self.CHUNK)
+        labels = balanced_labels(gan, self.CHUNK)  # every class in every chunk
         if mesh is not None:
             noise = jax.device_put(noise, sharding_lib.replicated_sharding(mesh))
+            if labels is not None:
+                labels = jax.device_put(labels, sharding_lib.replicated_sharding(mesh))
         self.noise = [noise[i : i + self.CHUNK] for i in range(0, len(noise), self.CHUNK)]
-        self.render = render
+        self.labels, self.render = labels, render
 
     def __call__(self, params, stats) -> dict[str, float]:
-        chunks = _to_host([self.render(params, stats, z) for z in self.noise])
+        chunks = _to_host([self.render(params, stats, z, self.labels) for z in self.noise])
         samples = np.concatenate([np.asarray(c, np.float64) for c in chunks])[: self.num]
         sigma, means = select_parzen_sigma(self.heldout, samples)
         return {"parzen_heldout": float(means.max()), "parzen_sigma": sigma}
@@ -397,8 +430,9 @@ def load_data_info(workdir: str | os.PathLike) -> dict:
     return info
 
 
-def _check_resume_data(workdir: str, data: data_lib.ImageData) -> None:
-    """A workdir's checkpoints hold a model for one image shape: other data cannot resume it."""
+def _check_resume_data(workdir: str, data: data_lib.ImageData, conditional: bool) -> None:
+    """A workdir's checkpoints hold a model for one image shape (and, conditional, one
+    number of classes): other data cannot resume it."""
     if not os.path.exists(os.path.join(workdir, DATA_INFO)):
         return
     saved = load_data_info(workdir)
@@ -407,6 +441,13 @@ def _check_resume_data(workdir: str, data: data_lib.ImageData) -> None:
             "data",
             f"workdir {workdir} was trained on images {saved['image_shape']} "
             f"({saved['source']}), but this data is {list(data.image_shape)} "
+            f"({data.source}): use a new workdir or the original data",
+        )
+    if conditional and saved.get("num_classes") != data.num_classes:
+        raise ConfigError(
+            "data",
+            f"workdir {workdir} was trained conditionally on {saved.get('num_classes')} "
+            f"classes ({saved['source']}), but this data has {data.num_classes} "
             f"({data.source}): use a new workdir or the original data",
         )
 
@@ -516,6 +557,7 @@ def train(
     sampling_variables, render = _sampling_variables(run.gan, config.seed), _renderer(run.gan)
     calls = config.steps_per_call
     if run.mesh is None:
+        # Conditional runs' batches are (images, labels) pairs: the steps take both.
         step_fn = jax.jit(functools.partial(train_step, run.gan), donate_argnums=0)
         steps_fn = jax.jit(functools.partial(multistep.train_steps, run.gan), donate_argnums=0)
         batch_sharding = None
@@ -539,13 +581,15 @@ def train(
             # steps_per_call iterations in one call where they fit between the periodic
             # actions (multiples of it), one at a time in a remainder (steps not a multiple).
             count = calls if step % calls == 0 and config.steps - step >= calls else 1
-            batches = [next(stream) for _ in range(count)]
+            # A batch is images, or (images, labels) for a conditional run.
+            batches = [_as_tuple(next(stream)) for _ in range(count)]
             # The step's inputs are on the device already: no host-to-device copy per step.
             with jax.transfer_guard_host_to_device("disallow"):
                 if count == 1:
-                    state, metrics = step_fn(state, batches[0])
+                    state, metrics = step_fn(state, *batches[0])
                 else:
-                    state, metrics = steps_fn(state, jnp.stack(batches))
+                    stacked = [jnp.stack(parts) for parts in zip(*batches)]
+                    state, metrics = steps_fn(state, *stacked)
             logger.add(metrics)
             step += count
             if on_step is not None:
@@ -577,6 +621,10 @@ def train(
         seconds_to_first_grid=first_grid,
         stopped=stopped,
     )
+
+
+def _as_tuple(batch) -> tuple:
+    return batch if isinstance(batch, tuple) else (batch,)
 
 
 @dataclasses.dataclass
@@ -620,9 +668,14 @@ def _setup(config: TrainConfig, workdir: str | os.PathLike) -> _Run:
         log.info("data: %s, %d images of %s%s", data.source, len(data.images),
                  "x".join(map(str, data.image_shape)),
                  "" if data.labels is None else f", {data.num_classes} classes")
-        _check_resume_data(workdir, data)
+        if config.conditional and data.labels is None:
+            raise ConfigError(
+                "conditional", f"{data.source} has no labels; a conditional GAN trains on "
+                "labelled data (a folder with one subfolder per class, npz labels, idx, tfds)"
+            )
+        _check_resume_data(workdir, data, config.conditional)
         gan = make_gan(config, batches_per_epoch=len(data.images) // config.batch_size,
-                       image_shape=data.image_shape)
+                       image_shape=data.image_shape, num_classes=data.num_classes)
     except (data_lib.DataError, ConfigError):
         if created:  # no empty workdir left behind by a run that could not start
             os.rmdir(workdir)
@@ -639,6 +692,7 @@ def _setup(config: TrainConfig, workdir: str | os.PathLike) -> _Run:
         data.images, batch_size=config.batch_size, seed=config.seed,
         output_range=gan.output_range, minibatches=config.d_steps,
         process_index=jax.process_index(), process_count=jax.process_count(),
+        labels=data.labels if config.conditional else None,
     )
     checkpointer = Checkpointer(
         os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
@@ -718,15 +772,15 @@ class _MetricLog:
 
 
 class _SampleGrids:
-    """An 8x8 grid of the sampling generator on one fixed noise batch, as
-    ``samples/step_N.png`` and ``samples/latest.png``."""
+    """An 8x8 grid of the sampling generator on one fixed noise batch (conditional: one
+    class per row, ``_grid_inputs``), as ``samples/step_N.png`` and ``samples/latest.png``."""
 
     def __init__(self, config: TrainConfig, run: _Run, render, sampling_variables):
         self._render, self._sampling_variables = render, sampling_variables
-        self._noise = _sample_noise(run.gan, config.seed, SAMPLE_GRID_SIZE)
+        self._noise, self._labels, self._columns = _grid_inputs(run.gan, config.seed)
         if run.mesh is not None:
-            self._noise = jax.device_put(
-                self._noise, sharding_lib.replicated_sharding(run.mesh)
+            self._noise, self._labels = jax.device_put(
+                (self._noise, self._labels), sharding_lib.replicated_sharding(run.mesh)
             )
         self._dir = os.path.join(run.workdir, "samples")
         os.makedirs(self._dir, exist_ok=True)
@@ -737,11 +791,11 @@ class _SampleGrids:
                      os.path.join(self._dir, "latest.png"))
 
     def write(self, step: int, state: GANState) -> None:
-        grid = self._render(*self._sampling_variables(state), self._noise)
+        grid = self._render(*self._sampling_variables(state), self._noise, self._labels)
         grid = np.asarray(_to_host(grid), np.float32)
         if self._primary:
-            save_grid(grid, os.path.join(self._dir, f"step_{step:06d}.png"))
-            save_grid(grid, os.path.join(self._dir, "latest.png"))
+            for name in (f"step_{step:06d}.png", "latest.png"):
+                save_grid(grid, os.path.join(self._dir, name), columns=self._columns)
         if self.first_at is None:
             self.first_at = time.perf_counter()
 
@@ -768,12 +822,12 @@ def load_trained(workdir: str | os.PathLike) -> tuple[TrainConfig, GAN, GANState
     if not os.path.exists(config_path):
         raise CheckpointError(f"{workdir} is not a training workdir (no config.json)")
     config = TrainConfig.load(config_path)
-    image_shape = tuple(load_data_info(workdir)["image_shape"])
+    info = load_data_info(workdir)
+    image_shape, num_classes = tuple(info["image_shape"]), info.get("num_classes")
     # The epoch's length only enters paper_sgd's momentum schedule, not any shape: the
     # template is built with a placeholder and the GAN rebuilt from the saved data position.
-    template = make_gan(config, batches_per_epoch=1, image_shape=image_shape).init(
-        jax.random.key(config.seed)
-    )
+    template = make_gan(config, batches_per_epoch=1, image_shape=image_shape,
+                        num_classes=num_classes).init(jax.random.key(config.seed))
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
     try:  # read only: a checkpoint that fails is skipped, never moved
         restored = checkpointer.restore_latest(template)
@@ -784,29 +838,69 @@ def load_trained(workdir: str | os.PathLike) -> tuple[TrainConfig, GAN, GANState
     step, state, meta = restored
     position = meta.get("data", {})
     batches_per_epoch = position.get("num_examples", 0) // max(position.get("batch_size", 1), 1)
-    gan = make_gan(config, batches_per_epoch=max(batches_per_epoch, 1), image_shape=image_shape)
+    gan = make_gan(config, batches_per_epoch=max(batches_per_epoch, 1), image_shape=image_shape,
+                   num_classes=num_classes)
     return config, gan, state, step
 
 
 def sample(
-    workdir: str | os.PathLike, num: int, *, seed: int = 0, batch_size: int = 1000
+    workdir: str | os.PathLike, num: int, *, seed: int = 0, batch_size: int = 1000,
+    labels=None,
 ) -> np.ndarray:
     """Draws ``num`` images from the generator of ``workdir`` (its EMA weights if it has them).
 
+    Args:
+      workdir: a training workdir.
+      num: how many images.
+      seed: seeds the noise; the same seed (and labels) give the same images.
+      batch_size: images per compiled call.
+      labels: a conditional run's classes: one int (every image of that class), ``num``
+        ints (one per image), or ``None`` for each class in turn (image i of class
+        ``i % num_classes``, ``balanced_labels``). Must be ``None`` for an unconditional run.
+
     Returns:
-      float32 ``[num, H, W, C]`` in [0, 1], the shape of the training data. The same ``seed``
-      gives the same images.
+      float32 ``[num, H, W, C]`` in [0, 1], the shape of the training data.
+
+    Raises:
+      ValueError: ``num < 1``, or labels that do not fit the run (an unconditional run, a
+        class outside ``[0, num_classes)``, a count other than ``num``).
     """
     if num < 1:
         raise ValueError(f"num must be >= 1, got {num}")
     _, gan, draw = load_sampler(workdir)
+    labels = _sample_labels(gan, num, labels, workdir)
     key = jax.random.key(seed)
     chunks = []
     for start in range(0, num, batch_size):
         size = min(batch_size, num - start)
         z = gan.sample_noise(jax.random.fold_in(key, start), batch_size)
-        chunks.append(draw(z)[:size])
+        chunk = None
+        if labels is not None:  # padded to the batch size: one compiled shape
+            chunk = np.resize(labels[start : start + size], batch_size)
+        chunks.append(draw(z, chunk)[:size])
     return np.concatenate(chunks)
+
+
+def _sample_labels(gan: GAN, num: int, labels, workdir) -> np.ndarray | None:
+    """``sample``'s labels as int32 ``[num]`` (or ``None`` for an unconditional run)."""
+    if not gan.num_classes:
+        if labels is not None:
+            raise ValueError(f"{workdir} is an unconditional run: it samples without labels")
+        return None
+    if labels is None:
+        return np.asarray(balanced_labels(gan, num))
+    labels = np.asarray(labels)
+    if not np.issubdtype(labels.dtype, np.integer) or labels.ndim > 1:
+        raise ValueError(f"labels must be an int or {num} ints, got {labels.dtype} {labels.shape}")
+    labels = np.broadcast_to(labels, (num,)) if labels.ndim == 0 else labels
+    if labels.shape != (num,):
+        raise ValueError(f"labels: {len(labels)} given for {num} images")
+    if labels.min() < 0 or labels.max() >= gan.num_classes:
+        raise ValueError(
+            f"labels must be classes 0..{gan.num_classes - 1} of {workdir}, got "
+            f"{int(labels.min())}..{int(labels.max())}"
+        )
+    return labels.astype(np.int32)
 
 
 def load_sampler(workdir: str | os.PathLike):
@@ -814,14 +908,19 @@ def load_sampler(workdir: str | os.PathLike):
     ``sample`` use it (EMA weights with their standing statistics, if the run has an EMA).
 
     Returns:
-      ``(config, gan, draw)``: ``draw(z)`` maps noise ``[n, latent_dim]`` to float32 images
-      ``[n, H, W, C]`` in [0, 1] (compiled once per batch size).
+      ``(config, gan, draw)``: ``draw(z, labels=None)`` maps noise ``[n, latent_dim]`` (and,
+      for a conditional run, int labels ``[n]`` or float class mixtures
+      ``[n, num_classes]``) to float32 images ``[n, H, W, C]`` in [0, 1] (compiled once per
+      batch size).
     """
     config, gan, state, _ = load_trained(workdir)
     params, stats = _sampling_variables(gan, config.seed)(state)
     render = _renderer(gan)
 
-    def draw(z) -> np.ndarray:
-        return np.asarray(render(params, stats, jnp.asarray(z, jnp.float32)), np.float32)
+    def draw(z, labels=None) -> np.ndarray:
+        if labels is not None:  # int classes [n], or float class mixtures [n, num_classes]
+            labels = np.asarray(labels)
+            labels = jnp.asarray(labels, jnp.int32 if labels.dtype.kind in "iu" else jnp.float32)
+        return np.asarray(render(params, stats, jnp.asarray(z, jnp.float32), labels), np.float32)
 
     return config, gan, draw

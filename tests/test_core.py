@@ -391,10 +391,10 @@ class RecordingGAN(jaxgan.GAN):
         LOG["keys"].append(np.asarray(jax.random.key_data(key)))
         return z
 
-    def discriminate(self, d_params, x, *, train, key=None):
+    def discriminate(self, d_params, x, *, labels=None, train, key=None):
         if key is not None:
             LOG["keys"].append(np.asarray(jax.random.key_data(key)))
-        return super().discriminate(d_params, x, train=train, key=key)
+        return super().discriminate(d_params, x, labels=labels, train=train, key=key)
 
 
 LOG: dict = {}

@@ -51,6 +51,8 @@ __all__ = [
     "classifier_features",
     "feature_metrics",
     "stacked_mnist_modes",
+    "conditional_metrics",
+    "format_conditional_table",
     "PARZEN_CENTRES",
 ]
 
@@ -379,3 +381,76 @@ def stacked_mnist_modes(classifier: TrainedClassifier, samples) -> dict[str, Any
         raise ValueError(f"samples: Stacked MNIST images are [n, H, W, 3], got {samples.shape}")
     channels = [classifier_outputs(classifier, samples[..., c])[0].argmax(-1) for c in range(3)]
     return metrics.stacked_modes(np.stack(channels, axis=1), classifier.num_classes)
+
+
+def conditional_metrics(reference: EvalReference, samples, labels) -> dict[str, Any]:
+    """How well a class-conditional generator draws the classes it is asked for.
+
+    Args:
+      reference: from ``prepare_reference`` (its classifier and labelled test images).
+      samples: images of the data's shape, float in [0, 1] or uint8, ``[n, ...]``.
+      labels: int ``[n]``, the class each sample was drawn for.
+
+    Returns:
+      A JSON-ready dict: ``accuracy`` (the share of samples the classifier assigns to their
+      requested class) and ``accuracy_per_class``; ``fid_per_class``, the Frechet distance in
+      the classifier's features between the samples of class c and the test images of class c
+      (``None`` where either side has fewer than 2 images), with ``num_per_class`` and
+      ``num_test_per_class``; ``worst_class_accuracy`` and ``mean_fid_per_class``; and
+      ``classifier_test_accuracy_per_class``, the classifier's own accuracy on each class of
+      the test images (the ceiling of ``accuracy_per_class``).
+    """
+    samples = _unit_images(samples, "samples")
+    labels = np.asarray(labels)
+    if labels.shape != samples.shape[:1] or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels: one integer class per sample, [{len(samples)}], got "
+                         f"{labels.dtype} {list(labels.shape)}")
+    test_labels = reference.data.test_labels
+    num_classes = int(reference.test_logits.shape[-1])
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"labels must be classes 0..{num_classes - 1} of the classifier")
+    logits, features = classifier_outputs(reference.classifier, samples)
+    correct = logits.argmax(-1) == labels
+    test_correct = reference.test_logits.argmax(-1) == test_labels
+    accuracy, fids, counts, test_counts, ceiling = [], [], [], [], []
+    for c in range(num_classes):
+        mine, theirs = labels == c, test_labels == c
+        counts.append(int(mine.sum()))
+        test_counts.append(int(theirs.sum()))
+        accuracy.append(float(correct[mine].mean()) if mine.any() else None)
+        ceiling.append(float(test_correct[theirs].mean()) if theirs.any() else None)
+        fids.append(metrics.frechet_distance_from_activations(
+            reference.test_features[theirs], features[mine]
+        ) if mine.sum() > 1 and theirs.sum() > 1 else None)
+    drawn = [a for a in accuracy if a is not None]
+    measured = [f for f in fids if f is not None]
+    return {
+        "accuracy": float(correct.mean()),
+        "accuracy_per_class": accuracy,
+        "worst_class_accuracy": min(drawn),
+        "fid_per_class": fids,
+        "mean_fid_per_class": float(np.mean(measured)) if measured else None,
+        "num_per_class": counts,
+        "num_test_per_class": test_counts,
+        "classifier_test_accuracy_per_class": ceiling,
+    }
+
+
+def format_conditional_table(rows: dict[str, dict[str, Any]]) -> str:
+    """A plain-text table of ``conditional_metrics`` rows: one line per class, a column pair
+    (accuracy, per-class FID) per row."""
+    names = list(rows)
+    header = f"{'class':>5} " + " ".join(f"{name + ' acc':>12} {name + ' FID':>12}" for name in names)
+    lines = [header, "-" * len(header)]
+    classes = len(next(iter(rows.values()))["accuracy_per_class"])
+
+    def cell(value, digits):
+        return f"{'-':>12}" if value is None else f"{value:>12.{digits}f}"
+
+    for c in range(classes):
+        lines.append(f"{c:>5} " + " ".join(
+            cell(rows[n]["accuracy_per_class"][c], 4) + " " + cell(rows[n]["fid_per_class"][c], 2)
+            for n in names))
+    lines.append(f"{'all':>5} " + " ".join(
+        cell(rows[n]["accuracy"], 4) + " " + cell(rows[n]["mean_fid_per_class"], 2) for n in names))
+    return "\n".join(lines)
