@@ -90,7 +90,14 @@ def _converter(hint: Any, none_words: tuple[str, ...]) -> tuple[Callable[[str], 
     optional = type(None) in options
     base = next((o for o in options if o is not type(None)), hint) if optional else hint
 
-    if typing.get_origin(base) is tuple and typing.get_args(base)[:1] == (str,):
+    if base is bool:
+        def convert(text: str):
+            try:
+                return _bool(text)
+            except argparse.ArgumentTypeError:
+                raise ValueError(text) from None
+        expected, metavar = "true or false", "BOOL"
+    elif typing.get_origin(base) is tuple and typing.get_args(base)[:1] == (str,):
         def convert(text: str):
             return tuple(part for part in text.split(",") if part)
         expected, metavar = "comma-separated words", "A,B,..."
@@ -135,7 +142,8 @@ def add_config_flags(
     Args:
       parser: where to add the flags.
       cls: a dataclass whose fields are ``int``, ``float``, ``str``, ``bool``,
-        ``tuple[int, ...]``, ``tuple[str, ...]`` (comma-separated) or any of those ``| None``.
+        ``tuple[int, ...]``, ``tuple[str, ...]`` (comma-separated) or any of those ``| None``
+        (``bool | None``: true, false or a none word).
       defaults: an instance whose values the help shows.
       choices: the allowed values of string fields.
       none_words: words meaning ``None`` per optional field (default ``("none",)``).
@@ -162,6 +170,8 @@ def add_config_flags(
             kwargs["type"], metavar = _converter(hints[name], words)
             if metavar:
                 kwargs["metavar"] = metavar
+            if metavar == "BOOL":  # bool | None: "--conditional" alone means true too
+                kwargs.update(nargs="?", const=True)
         spellings = [flag(name)]
         if underscore_aliases and "_" in name:
             spellings.append(f"--{name}")

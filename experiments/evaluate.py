@@ -128,10 +128,9 @@ def _load_generator_samples(workdir: str, num: int, seed: int):
     """``num`` images from the trained generator in ``workdir``, float32 [num, H, W, C] in
     [0, 1], and a conditional run's labels (each class in turn; ``None`` otherwise)."""
     from jaxgan import trainer
-    from jaxgan.config import TrainConfig
 
     images = trainer.sample(workdir, num, seed=seed)
-    if not TrainConfig.load(os.path.join(workdir, "config.json")).conditional:
+    if not _is_conditional(workdir):
         return images, None
     classes = trainer.load_data_info(workdir)["num_classes"]
     return images, np.arange(num) % classes
@@ -422,6 +421,12 @@ def main(argv: list[str] | None = None) -> None:
     _finish(report, seconds, started, output)
 
 
+def _is_conditional(workdir: str) -> bool:
+    from jaxgan.config import TrainConfig
+
+    return bool(TrainConfig.load(os.path.join(workdir, "config.json")).conditional)
+
+
 def _labelled_real(classifier_data: "_Split", real: "_Split | None", num: int, seed: int):
     """Up to ``num`` labelled real training images, a random subset (``seed``) of the
     paper's rows when the split is MNIST's full one, else of the classifier's own data: a
@@ -458,6 +463,10 @@ def _evaluate_stacked(args, trained, test, classifier_data, train, samples, seco
         report["samples"] = {"file": os.path.abspath(args.samples)}
     if samples is not None:
         rows["generator"] = jeval.stacked_mnist_modes(trained, samples)
+        if args.workdir and _is_conditional(args.workdir):
+            log.warning("a conditional model draws every mode by its label: its mode count "
+                        "measures conditioning, not mode collapse (train with --conditional "
+                        "false for the mode-collapse test)")
     if args.reference:
         rows["real"] = jeval.stacked_mnist_modes(trained, train.images[: args.num_samples])
     for name, row in rows.items():

@@ -67,7 +67,7 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
     add_config_flags(
         parser, TrainConfig, defaults=TrainConfig(), choices=FIELD_CHOICES,
-        none_words={"num_devices": ("all", "none")},
+        none_words={"num_devices": ("all", "none"), "conditional": ("auto", "none")},
         extra_help=lambda name: _CLI_HELP.get(name, ""),
     )
     return parser

@@ -34,8 +34,8 @@ import time
 # 250 s of training (the first waves used estimates; the default uses its measured speed).
 CANDIDATES: dict[str, tuple[str, list[str]]] = {
     "default": (
-        "the chosen default (TrainConfig's defaults): widths (64,32,32)/(16,32), kernel 5, "
-        "batch 32, Adam 2e-3, 5,500 steps",
+        "the default of rounds 1-3 (TrainConfig's defaults, unconditional): widths "
+        "(64,32,32)/(16,32), kernel 5, batch 32, Adam 2e-3, 5,500 steps",
         [],
     ),
     "default_9000": (
@@ -149,11 +149,22 @@ CANDIDATES: dict[str, tuple[str, list[str]]] = {
         "the default with the least-squares game (LSGAN)",
         ["--d-loss", "least_squares", "--g-loss", "least_squares"],
     ),
+    # Fourth round: the same default, class-conditional (G(z, y) with conditional batch
+    # norm, a projection D), on the labels of the same digits: the new default.
+    "conditional": (
+        "the default made class-conditional (--conditional: conditional batch norm in G, "
+        "projection D), sampled for each class in turn",
+        ["--conditional", "true"],
+    ),
 }
+
+# The candidates of the first three rounds ran before conditional GANs existed: they are
+# unconditional, whatever the default is now.
+UNCONDITIONAL_ROUNDS = tuple(name for name in CANDIDATES if name != "conditional")
 
 # The settings every candidate of the first round starts from (the defaults when the sweep
 # began); a candidate's own flags come after these and override them. The candidates named
-# "default*" start from the chosen default instead.
+# "default*" and those of the fourth round start from the chosen default instead.
 BASE_FLAGS = ["--batch-size", "64", "--g-lr", "2e-4", "--d-lr", "2e-4"]
 
 _ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -165,7 +176,9 @@ def _run_dir(root: str, name: str, seed: int) -> str:
 
 def train_command(name: str, seed: int, workdir: str) -> list[str]:
     """The ``python -m experiments.mnist`` command of candidate ``name`` for ``seed``."""
-    base = [] if name.startswith("default") else BASE_FLAGS
+    base = [] if name.startswith("default") or name not in UNCONDITIONAL_ROUNDS else BASE_FLAGS
+    if name in UNCONDITIONAL_ROUNDS:
+        base = [*base, "--conditional", "false"]
     return [sys.executable, "-m", "experiments.mnist", "--workdir", workdir, "--seed",
             str(seed), "--no-progress", *base, *CANDIDATES[name][1]]
 

@@ -77,9 +77,12 @@ class TrainConfig:
     Attributes:
       arch: ``"dcgan"`` or ``"mlp"`` (Goodfellow et al. 2014's maxout pair).
       conditional: a class-conditional GAN (the paper's Section 7): G(z, y) and D(x, y) on
-        the labels of ``data`` (which must have them), ``jaxgan.models`` says how each pair
-        takes them; samples then have a label each (``jaxgan.trainer.sample``), and the
-        sample grids show one class per row.
+        the labels of ``data`` (``True``: which must have them; ``jaxgan.models`` says how
+        each pair takes them); samples then have a label each (``jaxgan.trainer.sample``),
+        and the sample grids show one class per row. ``None`` (auto, the default): conditional
+        when the data has labels and ``pack`` is 1 (the default run on MNIST), unconditional
+        otherwise; the run's config.json records what it resolved to. ``False``: always
+        unconditional (the paper's Table 1 model; the Stacked-MNIST mode-collapse test).
       g_loss: ``"nonsaturating"`` (Section 3) or ``"minimax"`` (Eq. 1) with the paper's D loss;
         ``"hinge"``, ``"least_squares"`` or ``"wasserstein"`` with theirs (``jaxgan.losses``).
       d_loss: ``"cross_entropy"`` (-V, the paper's), ``"hinge"`` (SNGAN), ``"least_squares"``
@@ -156,7 +159,7 @@ class TrainConfig:
     # The defaults are the default run: chosen by measured quality per minute on a 2-core CPU
     # (python -m experiments.sweep; the table is in docs/default_sweep.md).
     arch: str = "dcgan"
-    conditional: bool = False
+    conditional: bool | None = None
     g_loss: str = "nonsaturating"
     d_loss: str = "cross_entropy"
     r1_gamma: float = 0.0
@@ -269,12 +272,16 @@ class TrainConfig:
             raise ConfigError(
                 "num_devices", f"must be a positive integer or None (all), got {self.num_devices!r}"
             )
-        if self.conditional and self.pack > 1:
+        if self.conditional is True and self.pack > 1:
             raise ConfigError(
                 "pack", "a conditional GAN does not pack (packed samples would carry several "
-                "labels); use pack 1 or drop conditional"
+                "labels); use pack 1 or conditional false"
             )
-        for field in ("multihost", "strict_versions", "d_spectral_norm", "conditional"):
+        if self.conditional not in (None, True, False):
+            raise ConfigError(
+                "conditional", f"must be true, false or auto (none), got {self.conditional!r}"
+            )
+        for field in ("multihost", "strict_versions", "d_spectral_norm"):
             if not isinstance(getattr(self, field), bool):
                 raise ConfigError(field, f"must be true or false, got {getattr(self, field)!r}")
         if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
@@ -334,11 +341,28 @@ class TrainConfig:
         values = {k: v for k, v in values.items() if k in known}
         values.setdefault("lr_schedule", "constant")  # workdirs from before schedules
         values.setdefault("optimizer", "adam")  # and from before the paper's SGD
-        values.setdefault("conditional", False)  # and from before conditional GANs
+        values.setdefault("conditional", False)  # and from before conditional GANs (all were not)
         for field in ("g_widths", "d_widths"):
             if values.get(field) is not None:
                 values[field] = tuple(values[field])
         return cls(**values)
+
+    def resolved(self, has_labels: bool) -> "TrainConfig":
+        """This config with ``conditional`` decided for data that has (or lacks) labels: auto
+        (``None``) is conditional iff ``has_labels`` and ``pack == 1``.
+
+        Raises:
+          ConfigError: ``conditional`` is true but the data has no labels.
+        """
+        if self.conditional is None:
+            return dataclasses.replace(self, conditional=has_labels and self.pack == 1)
+        if self.conditional and not has_labels:
+            raise ConfigError(
+                "conditional", "the data has no labels; a conditional GAN trains on labelled "
+                "data (a folder with one subfolder per class, npz labels, idx, tfds): use "
+                "conditional false or auto"
+            )
+        return self
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the config as JSON, atomically (temporary file, then rename)."""
@@ -376,19 +400,20 @@ PAPER_EPOCHS = 200  # the paper's code ran until stopped: see the README's Table
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # The DCGAN of TensorFlow's tutorial with Adam 2e-4 (the earlier default, 4-8x the compute
-    # of a default step): widths (256, 128, 64) / (64, 128), kernel 5, batch 64.
+    # of a default step): unconditional, widths (256, 128, 64) / (64, 128), kernel 5, batch 64.
     "dcgan": dict(
-        g_widths=(256, 128, 64), d_widths=(64, 128), kernel_size=5, batch_size=64,
-        g_lr=2e-4, d_lr=2e-4, steps=10_000, sample_every=1000, checkpoint_every=1000,
+        conditional=False, g_widths=(256, 128, 64), d_widths=(64, 128), kernel_size=5,
+        batch_size=64, g_lr=2e-4, d_lr=2e-4, steps=10_000, sample_every=1000, checkpoint_every=1000,
     ),
     # Goodfellow et al. 2014's MNIST model and recipe, as their released code ran it
-    # (jaxgan.optim, GAN.update): the maxout pair, simultaneous updates, D's loss halved,
+    # (jaxgan.optim, GAN.update): the unconditional maxout pair, simultaneous updates, D's loss halved,
     # pylearn2 SGD from 0.1, U(-sqrt 3, sqrt 3) noise, batch 100 on training rows 0-49,999
     # (500 steps an epoch), no EMA; the held-out Parzen curve logged every 5 epochs. Five
     # iterations per compiled call: this MLP step is small enough for the host round trip
     # to matter (about 1.1x faster on 2 CPU cores; the README's performance section).
     "paper": dict(
-        arch="mlp", update="simultaneous", d_loss_scale=0.5, optimizer="paper_sgd",
+        conditional=False, arch="mlp", update="simultaneous", d_loss_scale=0.5,
+        optimizer="paper_sgd",
         g_lr=0.1, d_lr=0.1, noise="uniform_unit_variance", batch_size=100,
         train_split="train[:50000]", ema_decay=None, steps=PAPER_EPOCHS * 500,
         log_every=500, sample_every=2500, checkpoint_every=2500, parzen_samples=10_000,

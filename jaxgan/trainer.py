@@ -374,6 +374,8 @@ def _check_resume_config(workdir: str, config: TrainConfig) -> None:
     if not os.path.exists(path):
         return
     old = TrainConfig.load(path)
+    if config.conditional is None:  # auto resolves as it did for the same data (_setup checks)
+        config = dataclasses.replace(config, conditional=old.conditional)
     old_model, new_model = old.model(), config.model()
     for field in new_model:
         if old_model.get(field) != new_model[field]:
@@ -449,6 +451,22 @@ def _check_resume_data(workdir: str, data: data_lib.ImageData, conditional: bool
             f"workdir {workdir} was trained conditionally on {saved.get('num_classes')} "
             f"classes ({saved['source']}), but this data has {data.num_classes} "
             f"({data.source}): use a new workdir or the original data",
+        )
+
+
+def _check_resume_conditional(workdir: str, config: TrainConfig) -> None:
+    """An auto-conditional run resolves per data; a workdir resumes only into the same kind."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return
+    saved = TrainConfig.load(path).conditional
+    if saved is not None and saved != config.conditional:
+        kinds = {True: "a conditional", False: "an unconditional"}
+        raise ConfigError(
+            "conditional",
+            f"workdir {workdir} holds {kinds[saved]} model, this data and config make "
+            f"{kinds[config.conditional]} one: use a new workdir or the original data and "
+            "conditional setting",
         )
 
 
@@ -668,11 +686,11 @@ def _setup(config: TrainConfig, workdir: str | os.PathLike) -> _Run:
         log.info("data: %s, %d images of %s%s", data.source, len(data.images),
                  "x".join(map(str, data.image_shape)),
                  "" if data.labels is None else f", {data.num_classes} classes")
-        if config.conditional and data.labels is None:
-            raise ConfigError(
-                "conditional", f"{data.source} has no labels; a conditional GAN trains on "
-                "labelled data (a folder with one subfolder per class, npz labels, idx, tfds)"
-            )
+        try:
+            config = config.resolved(has_labels=data.labels is not None)
+        except ConfigError as error:
+            raise ConfigError("conditional", f"{data.source}: {error.message}") from None
+        _check_resume_conditional(workdir, config)
         _check_resume_data(workdir, data, config.conditional)
         gan = make_gan(config, batches_per_epoch=len(data.images) // config.batch_size,
                        image_shape=data.image_shape, num_classes=data.num_classes)
@@ -824,6 +842,7 @@ def load_trained(workdir: str | os.PathLike) -> tuple[TrainConfig, GAN, GANState
     config = TrainConfig.load(config_path)
     info = load_data_info(workdir)
     image_shape, num_classes = tuple(info["image_shape"]), info.get("num_classes")
+    config = config.resolved(has_labels=num_classes is not None)  # config.json's is already
     # The epoch's length only enters paper_sgd's momentum schedule, not any shape: the
     # template is built with a placeholder and the GAN rebuilt from the saved data position.
     template = make_gan(config, batches_per_epoch=1, image_shape=image_shape,

@@ -331,11 +331,12 @@ def test_conditional_run_grids_samples_and_resume(conditional_run, tmp_path):
 
 def test_unconditional_runs_refuse_labels_and_conditional_runs_need_them(conditional_run, tmp_path):
     plain = tmp_path / "plain"
-    trainer.train(TrainConfig.tiny(steps=2, checkpoint_every=2), plain, progress=False)
+    trainer.train(TrainConfig.tiny(steps=2, checkpoint_every=2, conditional=False), plain,
+                  progress=False)
     with pytest.raises(ValueError, match="unconditional run"):
         trainer.sample(plain, 2, labels=1)
     np.savez(tmp_path / "unlabelled.npz", images=np.zeros((16, 28, 28), np.uint8))
-    with pytest.raises(ConfigError, match="conditional: .* has no labels"):
+    with pytest.raises(ConfigError, match="conditional: .*has no labels"):
         trainer.train(tiny_conditional(data=f"npz:{tmp_path}/unlabelled.npz"), tmp_path / "u",
                       progress=False)
     assert not (tmp_path / "u").exists()
@@ -407,3 +408,32 @@ def test_conditional_metrics_by_hand(monkeypatch):
     assert table.splitlines()[-1].split()[:2] == ["all", f"{21 / 24:.4f}"]
     with pytest.raises(ValueError, match="classes 0..3"):
         suite.conditional_metrics(reference, np.zeros((24, 2, 2), np.float32), requested + 1)
+
+
+def test_auto_conditional_follows_the_data_and_is_recorded(tmp_path):
+    """conditional=None (the default): conditional on labelled data with pack 1, else not;
+    config.json records the resolved value, and a resume with auto or the resolved value
+    works while the other value is refused."""
+    assert TrainConfig().conditional is None
+    labelled = trainer.train(TrainConfig.tiny(steps=2, checkpoint_every=2), tmp_path / "a",
+                             progress=False)
+    assert labelled.gan.num_classes == 10
+    assert TrainConfig.load(tmp_path / "a" / "config.json").conditional is True
+    np.savez(tmp_path / "unlabelled.npz", images=np.zeros((16, 28, 28), np.uint8))
+    plain = trainer.train(TrainConfig.tiny(data=f"npz:{tmp_path}/unlabelled.npz", steps=2,
+                                           checkpoint_every=2), tmp_path / "b", progress=False)
+    assert plain.gan.num_classes == 0
+    packed = trainer.train(TrainConfig.tiny(pack=2, steps=2, checkpoint_every=2),
+                           tmp_path / "c", progress=False)
+    assert packed.gan.num_classes == 0
+    for value in (None, True):
+        again = trainer.train(TrainConfig.tiny(steps=4, checkpoint_every=2, conditional=value),
+                              tmp_path / "a", progress=False)
+        assert again.resumed_from in (2, 4) and again.gan.num_classes == 10
+    with pytest.raises(ConfigError, match="conditional"):
+        trainer.train(TrainConfig.tiny(steps=6, conditional=False), tmp_path / "a",
+                      progress=False)
+    # The paper's and the TF tutorial's models stay unconditional.
+    from jaxgan.config import preset
+
+    assert preset("paper").conditional is False and preset("dcgan").conditional is False

@@ -1,5 +1,6 @@
 """The quality sweep's wiring: candidate commands and the table built from recorded runs."""
 
+import dataclasses
 import json
 
 from experiments import mnist, sweep
@@ -13,15 +14,21 @@ def config_of(command):
 
 
 def test_candidates_start_from_the_base_flags_and_default_from_the_defaults():
-    assert config_of(sweep.train_command("default", 2, "W")) == TrainConfig(seed=2)
+    # The first three rounds ran before conditional GANs: they stay unconditional.
+    unconditional = TrainConfig(conditional=False)
+    assert config_of(sweep.train_command("default", 2, "W")) == TrainConfig(seed=2, conditional=False)
     tiny = config_of(sweep.train_command("tiny_k5_lr2e-3", 0, "W"))
     # The base (batch 64) survives; the candidate's own learning rates override the base's.
     assert tiny.batch_size == 64 and tiny.g_lr == tiny.d_lr == 2e-3
     assert tiny.g_widths == (64, 32, 16) and tiny.d_widths == (16, 32)
+    assert tiny.conditional is False
     # Candidates named default* start from the defaults, not from the base flags.
-    assert config_of(sweep.train_command("default_9000", 0, "W")) == TrainConfig(steps=9000)
-    assert config_of(sweep.train_command("default_linear", 0, "W")) == TrainConfig(
-        lr_schedule="linear")
+    assert config_of(sweep.train_command("default_9000", 0, "W")) == dataclasses.replace(
+        unconditional, steps=9000)
+    assert config_of(sweep.train_command("default_linear", 0, "W")) == dataclasses.replace(
+        unconditional, lr_schedule="linear")
+    # The fourth round's candidate is the default, conditional.
+    assert config_of(sweep.train_command("conditional", 0, "W")) == TrainConfig(conditional=True)
 
 
 def test_table_reads_the_recorded_runs(tmp_path):
