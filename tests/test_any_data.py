@@ -92,8 +92,10 @@ def test_trainer_on_a_3_channel_npz_resumes_and_samples(tmp_path, color_npz):
     info = json.loads((workdir / "data.json").read_text())
     assert info["image_shape"] == [32, 32, 3] and info["num_examples"] == 32
     assert info["num_classes"] == 4 and info["source"].startswith("npz:")
+    # Labelled data: the run is conditional (auto), its grid one class per row: 4 rows of 10.
+    assert result.gan.num_classes == 4
     with Image.open(workdir / "samples" / "latest.png") as grid:
-        assert grid.mode == "RGB" and grid.size == (2 * (8 * 34 + 2),) * 2
+        assert grid.mode == "RGB" and grid.size == (2 * (10 * 34 + 2), 2 * (4 * 34 + 2))
     images = trainer.sample(workdir, 5, seed=1)
     assert images.shape == (5, 32, 32, 3) and images.dtype == np.float32
     assert 0.0 <= images.min() and images.max() <= 1.0
