@@ -123,8 +123,10 @@ def make_gan(
     image_shape: tuple[int, int, int] = IMAGE_SHAPE,
     num_classes: int | None = None,
 ) -> GAN:
-    """The ``GAN`` described by ``config``, for images ``image_shape`` (H, W, C) and, with
-    ``config.conditional``, ``num_classes`` classes (required then, ignored otherwise).
+    """The ``GAN`` described by ``config``, for images ``image_shape`` (H, W, C) of data with
+    ``num_classes`` classes (``None``: unlabelled). ``config.conditional`` auto (``None``)
+    resolves as ``train`` resolves it (``TrainConfig.resolved``); a conditional GAN needs
+    ``num_classes``.
 
     Both players use ``config.optimizer``: Adam (as DCGAN), its learning rates following
     ``config.lr_schedule`` over ``config.steps`` iterations, or the paper code's SGD
@@ -134,6 +136,7 @@ def make_gan(
     and does not change the shapes of the optimizer states.
     """
     dtype = jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
+    config = config.resolved(has_labels=num_classes is not None)
     if config.conditional and not num_classes:
         raise ConfigError("conditional", "a conditional GAN needs the data's number of classes")
     classes = num_classes if config.conditional else 0

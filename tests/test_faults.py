@@ -247,7 +247,7 @@ def test_sampling_from_a_workdir_with_a_corrupt_newest_moves_nothing(trained, ca
 def test_the_digest_catches_what_orbax_does_not(trained):
     """Without the digest the flipped bytes would restore silently as other parameters."""
     flip_bytes(trained / "checkpoints" / "6")
-    gan = trainer.make_gan(TrainConfig.tiny())
+    gan = trainer.make_gan(TrainConfig.tiny(), num_classes=10)
     checkpointer = Checkpointer(trained / "checkpoints")
     try:
         template = gan.init(jax.random.key(0))
@@ -295,7 +295,7 @@ def test_checkpoints_record_the_library_versions(trained):
 
     checkpointer = Checkpointer(trained / "checkpoints")
     try:
-        gan = trainer.make_gan(TrainConfig.tiny())
+        gan = trainer.make_gan(TrainConfig.tiny(), num_classes=10)
         _, _, meta = checkpointer.restore_latest(gan.init(jax.random.key(0)))
     finally:
         checkpointer.close()

@@ -176,7 +176,8 @@ def _trainer_runs(workdir: str) -> dict:
         return [[r[k] for k in ("d_loss", "g_loss", "d_real", "d_fake")] for r in records]
 
     mesh = sharding.make_mesh()
-    template = sharding.place_state(trainer.make_gan(config).init(jax.random.key(0)), mesh)
+    template = sharding.place_state(
+        trainer.make_gan(config, num_classes=10).init(jax.random.key(0)), mesh)
     checkpointer = Checkpointer(os.path.join(workdir, "eight", "checkpoints"))
     try:
         step, restored, _ = checkpointer.restore_latest(template)
