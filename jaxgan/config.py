@@ -166,7 +166,7 @@ class TrainConfig:
     gp_weight: float = 0.0
     d_spectral_norm: bool = False
     d_steps: int = 1
-    steps: int = 5500
+    steps: int = 4000
     batch_size: int = 32
     seed: int = 0
     data: str = "auto"
@@ -193,7 +193,7 @@ class TrainConfig:
     parzen_samples: int = 0
     steps_per_call: int = 1
     log_every: int = 100
-    sample_every: int = 500
+    sample_every: int = 250
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     num_devices: int | None = None

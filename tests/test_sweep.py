@@ -15,8 +15,9 @@ def config_of(command):
 
 def test_candidates_start_from_the_base_flags_and_default_from_the_defaults():
     # The first three rounds ran before conditional GANs: they stay unconditional.
-    unconditional = TrainConfig(conditional=False)
-    assert config_of(sweep.train_command("default", 2, "W")) == TrainConfig(seed=2, conditional=False)
+    unconditional = TrainConfig(conditional=False, steps=5500)
+    assert config_of(sweep.train_command("default", 2, "W")) == dataclasses.replace(
+        unconditional, seed=2)
     tiny = config_of(sweep.train_command("tiny_k5_lr2e-3", 0, "W"))
     # The base (batch 64) survives; the candidate's own learning rates override the base's.
     assert tiny.batch_size == 64 and tiny.g_lr == tiny.d_lr == 2e-3
@@ -27,7 +28,9 @@ def test_candidates_start_from_the_base_flags_and_default_from_the_defaults():
         unconditional, steps=9000)
     assert config_of(sweep.train_command("default_linear", 0, "W")) == dataclasses.replace(
         unconditional, lr_schedule="linear")
-    # The fourth round's candidate is the default, conditional.
+    # The fourth round: the same model conditional, and the new default (4,000 steps).
+    assert config_of(sweep.train_command("conditional_5500", 0, "W")) == TrainConfig(
+        conditional=True, steps=5500)
     assert config_of(sweep.train_command("conditional", 0, "W")) == TrainConfig(conditional=True)
 
 
