@@ -53,7 +53,8 @@ def test_run_writes_everything_a_user_expects(tmp_path):
     result = trainer.train(TrainConfig.tiny(), tmp_path, progress=False)
     assert result.step == 6 and result.resumed_from is None
     assert int(result.state.step) == 6
-    assert TrainConfig.load(tmp_path / "config.json") == TrainConfig.tiny()
+    # config.json is the run's config with auto-conditional resolved (labelled digits).
+    assert TrainConfig.load(tmp_path / "config.json") == TrainConfig.tiny(conditional=True)
     records = read_metrics(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in records] == [2, 3, 4, 6]  # log_every=2, checkpoint_every=3
     for record in records:
@@ -63,14 +64,16 @@ def test_run_writes_everything_a_user_expects(tmp_path):
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path / "tensorboard"))
     for name in ("step_000003.png", "step_000006.png", "latest.png"):
         with Image.open(tmp_path / "samples" / name) as image:
-            assert image.size == (2 * (8 * 30 + 2),) * 2  # 8x8 digits, 2px padding, 2x scale
+            # conditional (labelled digits): 10 classes x 10 digits, 2px padding, 2x scale
+            assert image.size == (2 * (10 * 30 + 2),) * 2
     assert (tmp_path / "losses.png").exists()
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3", "6"]
 
 
 def test_sample_grids_use_one_fixed_noise_batch(tmp_path):
     """The grid at a step depends only on the parameters: same noise at every save."""
-    result = trainer.train(TrainConfig.tiny(steps=3), tmp_path, progress=False)
+    result = trainer.train(TrainConfig.tiny(steps=3, conditional=False), tmp_path,
+                           progress=False)
     gan = result.gan
     expected_noise = trainer._sample_noise(gan, 0, trainer.SAMPLE_GRID_SIZE)
     again = trainer._sample_noise(gan, 0, trainer.SAMPLE_GRID_SIZE)
@@ -181,9 +184,11 @@ def test_model_settings_of_earlier_workdirs_resume():
     assert earlier.model() != TrainConfig().model()
     assert TrainConfig(arch="mlp").model() == {"arch": "mlp", "latent_dim": 100, "ema_decay": True,
                                                "lr_schedule": "constant", "optimizer": "adam",
-                                               "pack": 1}
-    # before the optimizer was a setting, every run used Adam
-    assert TrainConfig.from_json({"arch": "mlp"}).model() == TrainConfig(arch="mlp").model()
+                                               "pack": 1, "conditional": None}
+    # before the optimizer was a setting, every run used Adam; before conditional GANs, no
+    # run was conditional
+    assert TrainConfig.from_json({"arch": "mlp"}).model() == TrainConfig(
+        arch="mlp", conditional=False).model()
 
 
 def test_resume_with_a_different_model_is_refused_and_touches_nothing(tmp_path):
@@ -210,8 +215,8 @@ def test_checkpoint_that_does_not_fit_is_refused_even_without_config(tmp_path):
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     real_step = trainer.train_step
 
-    def poisoned(gan, state, images):
-        new_state, metrics = real_step(gan, state, images)
+    def poisoned(gan, state, *batch):  # images, and labels for a conditional run
+        new_state, metrics = real_step(gan, state, *batch)
         bad = jnp.where(state.step >= 4, jnp.nan, 0.0)  # iteration 5 goes wrong
         return new_state, {**metrics, "g_loss": metrics["g_loss"] + bad}
 
