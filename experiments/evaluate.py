@@ -302,8 +302,6 @@ def main(argv: list[str] | None = None) -> None:
     cache_dir = writable_directory(args.cache_dir or DEFAULT_CACHE_DIR, "--cache-dir")
 
     from jaxgan import eval as jeval
-    from jaxgan.checkpoint import CheckpointError
-    from jaxgan.config import WorkdirError
     from jaxgan.data import DataError
 
     started = time.perf_counter()
@@ -381,18 +379,8 @@ def main(argv: list[str] | None = None) -> None:
         _finish(report, seconds, started, output)
         return
 
-    rows, labels = {}, None
-    if args.workdir:
-        start = time.perf_counter()
-        try:
-            samples, labels = _load_generator_samples(args.workdir, args.num_samples,
-                                                      args.sample_seed)
-        except (CheckpointError, WorkdirError) as error:
-            fail(str(error))
-        seconds["sample"] = time.perf_counter() - start
-        report["samples"] = {"workdir": os.path.abspath(args.workdir), "seed": args.sample_seed}
-    elif args.samples:
-        report["samples"] = {"file": os.path.abspath(args.samples)}
+    rows = {}
+    samples, labels = _generator_samples(args, samples, report, seconds)
     if samples is not None:
         start = time.perf_counter()
         rows["generator"] = jeval.evaluate_samples(samples, reference)
@@ -421,6 +409,27 @@ def main(argv: list[str] | None = None) -> None:
     _finish(report, seconds, started, output)
 
 
+def _generator_samples(args, samples, report: dict, seconds: dict):
+    """``(samples, labels)``: drawn from ``--workdir`` (labels for a conditional run), or the
+    ``--samples`` file's (no labels), noting their origin in ``report``."""
+    from jaxgan.checkpoint import CheckpointError
+    from jaxgan.config import WorkdirError
+
+    labels = None
+    if args.workdir:
+        start = time.perf_counter()
+        try:
+            samples, labels = _load_generator_samples(args.workdir, args.num_samples,
+                                                      args.sample_seed)
+        except (CheckpointError, WorkdirError) as error:
+            fail(str(error))
+        seconds["sample"] = time.perf_counter() - start
+        report["samples"] = {"workdir": os.path.abspath(args.workdir), "seed": args.sample_seed}
+    elif args.samples:
+        report["samples"] = {"file": os.path.abspath(args.samples)}
+    return samples, labels
+
+
 def _is_conditional(workdir: str) -> bool:
     from jaxgan.config import TrainConfig
 
@@ -441,8 +450,6 @@ def _evaluate_stacked(args, trained, test, classifier_data, train, samples, seco
     """The Stacked MNIST report: the modes of the samples (and, with ``--reference``, of as
     many real stacked images) by the one-channel digit classifier."""
     from jaxgan import eval as jeval
-    from jaxgan.checkpoint import CheckpointError
-    from jaxgan.config import WorkdirError
 
     accuracy = jeval.classifier_accuracy(trained, test.images.astype(np.float32) / 255.0,
                                          test.labels)
@@ -451,16 +458,7 @@ def _evaluate_stacked(args, trained, test, classifier_data, train, samples, seco
     report = {"classifier": _classifier_summary(trained, accuracy, classifier_data.source),
               "data": {"train": train.source, "test": test.source}, "stacked_mnist": {}}
     rows = report["stacked_mnist"]
-    if args.workdir:
-        start = time.perf_counter()
-        try:
-            samples, _ = _load_generator_samples(args.workdir, args.num_samples, args.sample_seed)
-        except (CheckpointError, WorkdirError) as error:
-            fail(str(error))
-        seconds["sample"] = time.perf_counter() - start
-        report["samples"] = {"workdir": os.path.abspath(args.workdir), "seed": args.sample_seed}
-    elif args.samples:
-        report["samples"] = {"file": os.path.abspath(args.samples)}
+    samples, _ = _generator_samples(args, samples, report, seconds)
     if samples is not None:
         rows["generator"] = jeval.stacked_mnist_modes(trained, samples)
         if args.workdir and _is_conditional(args.workdir):

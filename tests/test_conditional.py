@@ -437,3 +437,28 @@ def test_auto_conditional_follows_the_data_and_is_recorded(tmp_path):
     from jaxgan.config import preset
 
     assert preset("paper").conditional is False and preset("dcgan").conditional is False
+
+
+def test_evaluate_command_on_conditional_and_stacked_runs(conditional_run, tmp_path, capsys):
+    """experiments.evaluate adds the per-class table for a conditional workdir, and reports
+    Stacked MNIST's modes for a workdir trained on a stacked: source."""
+    from experiments import evaluate
+
+    workdir, _ = conditional_run
+    common = ["--classifier-preset", "tiny", "--test-data", "embedded", "--test-split", "train",
+              "--reference-data", "embedded", "--cache-dir", str(tmp_path / "cache")]
+    out = tmp_path / "conditional.json"
+    evaluate.main(["--workdir", str(workdir), "--num-samples", "40", "--output", str(out),
+                   *common])
+    row = json.loads(out.read_text())["rows"]["generator"]["conditional"]
+    assert row["num_per_class"] == [4] * 10 and 0.0 <= row["accuracy"] <= 1.0
+    assert "generator acc" in capsys.readouterr().out
+    stacked = tmp_path / "stacked"
+    trainer.train(TrainConfig.tiny(data="stacked:embedded", conditional=False, steps=2,
+                                   checkpoint_every=2), stacked, progress=False)
+    out = tmp_path / "stacked.json"
+    evaluate.main(["--workdir", str(stacked), "--num-samples", "30", "--reference",
+                   "--output", str(out), *common])
+    modes = json.loads(out.read_text())["stacked_mnist"]
+    assert modes["generator"]["num_samples"] == 30 and modes["real"]["num_samples"] == 30
+    assert modes["generator"]["num_modes"] == 1000 and 1 <= modes["real"]["modes"] <= 30
