@@ -50,6 +50,12 @@ def _fake_labels(gan: GAN, key: jax.Array, batch_size: int):
 
 
 def _both_labels(real_labels, fake_labels):
+    """D's labels of ``[real; fake]``; real labels go with conditional GANs only."""
+    if (real_labels is None) != (fake_labels is None):
+        raise ValueError(
+            "a conditional GAN's update needs real_labels [batch]" if real_labels is None
+            else "this GAN is unconditional (num_classes 0): pass no real_labels"
+        )
     return None if fake_labels is None else jnp.concatenate([real_labels, fake_labels])
 
 

@@ -214,6 +214,11 @@ def test_train_step_needs_labels_exactly_when_conditional(key):
     plain = tiny_gan(latent_dim=16)
     with pytest.raises(ValueError, match="unconditional"):
         jaxgan.train_step(plain, plain.init(key), images, labels)
+    # The halves of a step check as well.
+    with pytest.raises(ValueError, match="needs real_labels"):
+        jaxgan.d_step(gan, state, images, key)
+    with pytest.raises(ValueError, match="unconditional"):
+        jaxgan.d_step(plain, plain.init(key), images, key, labels)
 
 
 def test_multistep_with_labels_equals_sequential_steps(key):
