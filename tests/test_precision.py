@@ -100,6 +100,7 @@ def test_bfloat16_training_run_end_to_end(tmp_path):
     config, gan, state, step = trainer.load_trained(tmp_path / "bf16")
     assert config.dtype == "bfloat16" and step == 6
     assert {x.dtype for x in jax.tree.leaves((state.g_params, state.d_params))} == {np.dtype(np.float32)}
+    # The tiny run on labelled digits is conditional (auto): one label per image.
     images = gan.generate(state.g_params, gan.sample_noise(jax.random.key(0), 4),
-                          batch_stats=state.g_batch_stats)
+                          labels=jnp.arange(4), batch_stats=state.g_batch_stats)
     assert images.dtype == jnp.bfloat16 and np.all(np.isfinite(np.asarray(images, np.float32)))
