@@ -31,6 +31,12 @@ DEVICES = 8
 # Max |difference| over every leaf of the state after 3 steps. Measured: ~6e-8 (dcgan) and
 # ~1e-7 (mlp), for parameters that moved by ~3e-3 (Adam, lr 1e-3).
 STATE_TOLERANCE = 2e-6
+# The trainer's tiny runs train on labelled digits, so they are conditional (auto): Adam
+# divides each update by the root of its second moment, so the float rounding of the
+# label-embedding gradients, summed across devices in another order, grows to about 2e-5 in
+# the state after 6 steps (measured: 1.8e-5, fused 4.1e-5; losses agree to 1e-5). A sharding
+# mistake (per-device statistics, labels not following their images) is orders larger.
+TRAINER_STATE_TOLERANCE = 1e-4
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,10 +320,10 @@ def test_trainer_on_eight_devices_matches_one_device(eight):
     measured = eight["trainer"]
     assert measured["devices"] == [1, DEVICES]  # num_devices=1, and the default: all
     assert measured["records"] == 4
-    assert measured["state_max_abs_diff"] < STATE_TOLERANCE, measured
+    assert measured["state_max_abs_diff"] < TRAINER_STATE_TOLERANCE, measured
     assert measured["losses_max_abs_diff"] < 1e-5, measured
     assert measured["fused_devices"] == DEVICES
-    assert measured["fused_state_max_abs_diff"] < 10 * STATE_TOLERANCE, measured
+    assert measured["fused_state_max_abs_diff"] < TRAINER_STATE_TOLERANCE, measured
 
 
 def test_trainer_resumes_sharded_checkpoints_exactly(eight):
