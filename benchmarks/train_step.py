@@ -3,8 +3,10 @@
 Run ``python -m benchmarks.train_step`` (``--help`` for options). For each architecture pair
 (``jaxgan.make_models("mlp")``, ``jaxgan.make_models("dcgan")``) and batch size it measures one
 ``jaxgan.train_step`` (k = 1 D update then one G update, non-saturating G loss, Adam(2e-4,
-b1=0.5) for both players) compiled as
-``jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0)``, and the same
+b1=0.5) for both players) compiled as the trainer compiles it,
+``jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0,
+compiler_options=jaxgan.compiler_options())``, the same step compiled with jaxlib's default
+options (``--compare-compiler``, on by default), and the same
 iteration of ``benchmarks.torch_reference.TorchGAN`` (same architecture, losses and optimizer,
 started from the same parameters, checked to compute the same function before timing).
 
@@ -303,9 +305,14 @@ def make_gan(arch: str) -> jaxgan.GAN:
     )
 
 
+DEFAULT_OPTIONS_IMPL = "jaxgan, jaxlib's default XLA options"
+
+
 def benchmark(arch: str, batch: int, *, repeats: int, block_s: float, roof, use_torch: bool,
-              fused: int = 0) -> list[dict]:
-    """Times jaxgan's step (and PyTorch's, and ``fused`` steps per call) for one config.
+              fused: int = 0, compare_compiler: bool = False) -> list[dict]:
+    """Times jaxgan's step (and PyTorch's, ``fused`` steps per call, and with
+    ``compare_compiler`` the step compiled without ``jaxgan.compiler_options()``) for one
+    config.
 
     Returns one record per implementation: steps/s, images/s, GFLOP/s, compile time.
     """
@@ -315,7 +322,9 @@ def benchmark(arch: str, batch: int, *, repeats: int, block_s: float, roof, use_
     real = jnp.asarray(gan.from_unit_interval(
         rng.uniform(0, 1, (batch,) + gan.data_shape).astype(np.float32)))
 
-    step = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0)
+    options = jaxgan.compiler_options()
+    step = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0,
+                   compiler_options=options)
     start = time.perf_counter()
     compiled = step.lower(state, real).compile()
     compile_s = time.perf_counter() - start
@@ -338,9 +347,26 @@ def benchmark(arch: str, batch: int, *, repeats: int, block_s: float, roof, use_
         holder["state"] = s
 
     runners.append(_Runner("jaxgan", run_jax))
+    compile_times = {"jaxgan": compile_s}
+    if compare_compiler and options:
+        plain_holder = {"state": gan.init(jax.random.key(0))}
+        start = time.perf_counter()
+        plain = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0).lower(
+            plain_holder["state"], real).compile()
+        compile_times[DEFAULT_OPTIONS_IMPL] = time.perf_counter() - start
+
+        def run_plain(n):
+            s = plain_holder["state"]
+            for _ in range(n):
+                s, _ = plain(s, real)
+            jax.block_until_ready(s)
+            plain_holder["state"] = s
+
+        runners.append(_Runner(DEFAULT_OPTIONS_IMPL, run_plain))
     fused_compile_s = None
     if fused > 1:
-        multi = jax.jit(functools.partial(train_steps, gan), donate_argnums=0)
+        multi = jax.jit(functools.partial(train_steps, gan), donate_argnums=0,
+                        compiler_options=options)
         reals = jnp.broadcast_to(real, (fused,) + real.shape)
         fused_holder = {"state": gan.init(jax.random.key(0))}
         start = time.perf_counter()
@@ -389,8 +415,8 @@ def benchmark(arch: str, batch: int, *, repeats: int, block_s: float, roof, use_
             "gflops": gflops,
             "roof_gflops": roof_gflops,
             "roof_fraction": gflops / roof_gflops,
-            "compile_s": (compile_s if runner.name == "jaxgan" else
-                          fused_compile_s if "multistep" in runner.name else None),
+            "compile_s": compile_times.get(
+                runner.name, fused_compile_s if "multistep" in runner.name else None),
             "repeats": len(runner.times),
             "steps_per_block": runner.calls * runner.steps_per_call,
         })
@@ -436,18 +462,25 @@ def profile_step(arch: str, batch: int, *, iters: int = 5, top: int = 15) -> dic
 
     Times are the wall time of each op on the thread that ran it, summed over threads and
     averaged over ``iters`` steps; ops that run concurrently on the two cores both count.
+    Work that XLA hands to Eigen's own kernels (its convolutions, when the YNNPACK library
+    fusions are off) runs as unnamed tasks of the thread pool: the trace does not attribute
+    it to an op, so ``wall_ms`` (the step's wall time during the trace) is reported beside
+    the named ops' total.
     """
     gan = make_gan(arch)
     state = gan.init(jax.random.key(0))
     real = jnp.zeros((batch,) + gan.data_shape, jnp.float32)
-    compiled = jax.jit(functools.partial(jaxgan.train_step, gan)).lower(state, real).compile()
+    compiled = jax.jit(functools.partial(jaxgan.train_step, gan),
+                       compiler_options=jaxgan.compiler_options()).lower(state, real).compile()
     described = _describe_hlo(compiled.as_text())
     for _ in range(2):
         jax.block_until_ready(compiled(state, real))
     directory = tempfile.mkdtemp(prefix="jaxgan-profile-")
     jax.profiler.start_trace(directory)
+    start = time.perf_counter()
     for _ in range(iters):
         jax.block_until_ready(compiled(state, real))
+    wall_ms = 1e3 * (time.perf_counter() - start) / iters
     jax.profiler.stop_trace()
     path = glob.glob(os.path.join(directory, "**", "*.xplane.pb"), recursive=True)[0]
     data = jax.profiler.ProfileData.from_file(path)
@@ -457,7 +490,7 @@ def profile_step(arch: str, batch: int, *, iters: int = 5, top: int = 15) -> dic
             if not line.name.startswith("tf_XLAEigen"):
                 continue
             for event in line.events:
-                if event.name.startswith(("ThunkExecutor", "Slinky")):
+                if event.name.startswith(("ThunkExecutor", "Slinky", "ThreadpoolListener")):
                     continue
                 per_op[event.name] += event.duration_ns / 1e6 / iters
     total = sum(per_op.values())
@@ -469,6 +502,7 @@ def profile_step(arch: str, batch: int, *, iters: int = 5, top: int = 15) -> dic
         "arch": arch,
         "batch": batch,
         "total_ms": total,
+        "wall_ms": wall_ms,
         "by_kind_ms": dict(by_kind),
         "top_ops": [{"op": name, "ms": ms, "what": described.get(name, "")} for name, ms in ops],
     }
@@ -505,7 +539,8 @@ def markdown(results: dict) -> str:
         f"{m['cores']} cores; jax {m['jax']}, jaxlib {m.get('jaxlib')}, flax {m['flax']}, "
         f"optax {m['optax']}, torch {m['torch'] or 'not installed'} "
         f"(torch threads: {m['torch_threads']}, OMP_WAIT_POLICY={m['omp_wait_policy']}; "
-        f"XLA uses all cores; XLA_FLAGS={m['xla_flags']!r}). "
+        f"XLA uses all cores; XLA_FLAGS={m['xla_flags']!r}; jaxgan's steps compiled with "
+        f"compiler_options={m.get('compiler_options', {})!r}). "
         f"Run {results['date']}; load average {m['load_before']} before, "
         f"{m['load_after']} after (other processes share these cores).",
         "",
@@ -514,6 +549,8 @@ def markdown(results: dict) -> str:
         f"{_fmt(results.get('torch_roof_gflops'), '.0f')} GFLOP/s.",
         "",
         "One step = one `jaxgan.train_step` (one D update on real+fake, one G update), "
+        "compiled as the trainer compiles it (`jaxgan.compiler_options()`; the row "
+        f"\"{DEFAULT_OPTIONS_IMPL}\" is the same step compiled without them), "
         "non-saturating loss, Adam(2e-4, b1=0.5). images/s = real images consumed per "
         "second (batch x steps/s). Medians of "
         f"{results['settings']['repeats']} alternating repeats after warm-up; "
@@ -540,7 +577,10 @@ def markdown(results: dict) -> str:
             "",
             f"Table {number}: where the time of one jaxgan step goes, {prof['arch']} at batch "
             f"{prof['batch']} (`--profile`): the {len(prof['top_ops'])} costliest XLA ops of "
-            f"{prof['total_ms']:.1f} ms of op time per step (summed over threads); by kind: "
+            f"{prof['total_ms']:.1f} ms of named op time per step (summed over threads; the "
+            f"step took {_fmt(prof.get('wall_ms'), '.1f')} ms of wall time on "
+            f"{os.cpu_count()} cores, the rest is work the trace leaves unnamed, such as "
+            "Eigen's convolution tasks); by kind: "
             + ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(prof["by_kind_ms"].items(),
                                                               key=lambda kv: -kv[1])) + ".",
             "",
@@ -601,6 +641,7 @@ def _machine(torch_threads) -> dict:
         "torch": torch.__version__ if torch is not None else None,
         "torch_threads": torch_threads,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "compiler_options": jaxgan.compiler_options(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
         "load_before": None,
         "load_after": None,
@@ -622,6 +663,8 @@ class BenchmarkOptions:
         (0: off).
       torch_threads: torch.set_num_threads (none: all cores, like XLA).
       no_torch: skip the PyTorch reference.
+      compare_compiler: also time the step compiled with jaxlib's default XLA options
+        instead of jaxgan.compiler_options() (where those are not empty).
       profile: add a per-op profile of each jaxgan step to the report.
       output_dir: where KIND.json and KIND.md go (none: benchmarks/results).
     """
@@ -634,6 +677,7 @@ class BenchmarkOptions:
     fused: int = 10
     torch_threads: int | None = None
     no_torch: bool = False
+    compare_compiler: bool = True
     profile: bool = False
     output_dir: str | None = None
 
@@ -691,6 +735,7 @@ def main(argv=None) -> dict:
             results["records"] += benchmark(
                 arch, batch, repeats=args.repeats, block_s=args.block_s, roof=roof,
                 use_torch=use_torch, fused=args.fused if arch == "mlp" else 0,
+                compare_compiler=args.compare_compiler,
             )
     results["roof_gflops"] = float(np.median([r["roof_gflops"] for r in results["records"]]))
     for r in results["records"]:  # one roof for the whole run: the median of all its blocks

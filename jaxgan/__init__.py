@@ -5,7 +5,8 @@ The public surface:
 * ``GAN``: the static description (networks, optimizers, loss, k) and ``GAN.init``.
 * ``GANState``: the one training-state pytree.
 * ``d_step``, ``g_step``, ``simultaneous_step``, ``train_step``: pure update steps (and
-  ``train_steps``: several in one call); compile them with ``jax.jit``.
+  ``train_steps``: several in one call); compile them with ``jax.jit`` (``compiler_options``:
+  the XLA options jaxgan's own trainer compiles them with).
 * ``losses``: V(D, G) and the D and G losses; ``models``: the networks.
 * ``optim``: the paper code's optimizer (pylearn2 momentum, per-update decay, momentum ramp).
 
@@ -15,6 +16,7 @@ README's API table, which a test keeps equal to their ``__all__``; the rest is i
 """
 
 from jaxgan import losses, models, optim
+from jaxgan.compile import compiler_options
 from jaxgan.gan import GAN
 from jaxgan.models import make_models
 from jaxgan.multistep import train_steps
@@ -32,6 +34,7 @@ __all__ = [
     "train_step",
     "train_steps",
     "step_keys",
+    "compiler_options",
     "make_models",
     "losses",
     "models",

@@ -37,7 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgan.layers import ConvTranspose, spectrally_normalized
+from jaxgan import layers
+from jaxgan.layers import spectrally_normalized
 
 IMAGE_SHAPE = (28, 28, 1)
 
@@ -192,6 +193,13 @@ class MaxoutDiscriminator(nn.Module):
         return logits[:, 0].astype(jnp.float32)  # [batch] logits
 
 
+def _use_cpu_layers(setting: bool | None) -> bool:
+    """Whether a DCGAN module with ``cpu_layers=setting`` uses ``jaxgan.layers``' phase forms:
+    ``setting`` itself, or for ``None`` whether JAX's default backend is the CPU (read when
+    the module is traced)."""
+    return jax.default_backend() == "cpu" if setting is None else bool(setting)
+
+
 class DCGANGenerator(nn.Module):
     """DCGAN generator (Radford et al. 2016): a projection to a small grid, transposed
     convolutions up to ``image_shape``.
@@ -209,6 +217,12 @@ class DCGANGenerator(nn.Module):
     Each hidden layer is followed by batch normalization and ReLU, the output by ``tanh``
     (Radford et al. 2016, Section 3): without the normalization this generator saturates to
     blank images early in training.
+
+    ``cpu_layers``: compute the stride-2 transposed convolutions by phases
+    (``jaxgan.layers.ConvTranspose``, no multiplications by inserted zeros, written for
+    XLA:CPU) or with ``flax.linen.ConvTranspose``; ``None`` (the default) picks the phase
+    layers when JAX's default backend is the CPU and Flax's native layers on GPU and TPU.
+    Both give the same parameters and the same function, to float32 rounding.
 
     Batch normalization: with ``train=True`` it normalizes by the statistics of the batch
     and the caller must let the ``batch_stats`` collection be updated (``mutable``); with
@@ -228,6 +242,7 @@ class DCGANGenerator(nn.Module):
     batch_norm_momentum: float = 0.9
     image_shape: tuple[int, int, int] = IMAGE_SHAPE
     num_classes: int = 0
+    cpu_layers: bool | None = None
 
     @nn.compact
     def __call__(self, z, labels=None, *, train: bool = False):  # z: [batch, latent_dim]
@@ -240,7 +255,8 @@ class DCGANGenerator(nn.Module):
                 f"projection), got {tuple(self.widths)}"
             )
         k = (self.kernel_size, self.kernel_size)
-        conv_t = functools.partial(ConvTranspose, kernel_size=k, padding="SAME", dtype=self.dtype)
+        layer = layers.ConvTranspose if _use_cpu_layers(self.cpu_layers) else nn.ConvTranspose
+        conv_t = functools.partial(layer, kernel_size=k, padding="SAME", dtype=self.dtype)
         options = dict(use_running_average=not train, momentum=self.batch_norm_momentum,
                        epsilon=1e-5, dtype=self.dtype)
         if self.num_classes:
@@ -331,6 +347,10 @@ class DCGANDiscriminator(nn.Module):
     ``num_classes > 0``: a projection discriminator (Miyato & Koyama 2018): the logit gains
     the inner product of the last hidden features ``h`` with a learned embedding of the
     label, ``logit = w . h + b + embed[y] . h`` (the embedding is not spectrally normalized).
+    ``cpu_layers``: as in ``DCGANGenerator``. With the phase layers every convolution after
+    the first is a ``jaxgan.layers.Conv`` (the same forward pass; its input gradient computed
+    by phases instead of as a convolution of a zero-dilated input); the first keeps Flax's
+    own gradient, which only reaches G through the few channels of the image.
     """
 
     widths: Sequence[int] = (64, 128)
@@ -341,18 +361,21 @@ class DCGANDiscriminator(nn.Module):
     spectral_norm: bool = False
     power_iterations: int = 20
     num_classes: int = 0
+    cpu_layers: bool | None = None
 
     @nn.compact
     def __call__(self, x, labels=None, *, train: bool):  # x: [batch, H, W, C]
         del train  # no dropout or batch statistics: train and eval are the same function
         _check_labels(labels, self.num_classes, type(self).__name__)
         k = (self.kernel_size, self.kernel_size)
-        conv, dense = nn.Conv, nn.Dense
+        convs = [nn.Conv] + [layers.Conv if _use_cpu_layers(self.cpu_layers) else nn.Conv] * (
+            len(self.widths) - 1)
+        dense = nn.Dense
         if self.spectral_norm:
-            conv = spectrally_normalized(self, nn.Conv, self.power_iterations)
+            convs = [spectrally_normalized(self, c, self.power_iterations) for c in convs]
             dense = spectrally_normalized(self, nn.Dense, self.power_iterations)
         # Explicit names: the same parameter tree with and without spectral normalization.
-        for i, width in enumerate(self.widths):
+        for i, (conv, width) in enumerate(zip(convs, self.widths)):
             x = conv(width, k, strides=(2, 2), padding="SAME", dtype=self.dtype, name=f"Conv_{i}")(x)
             x = nn.leaky_relu(x, self.negative_slope)
         x = x.reshape((x.shape[0], -1))

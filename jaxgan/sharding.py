@@ -44,6 +44,7 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from jaxgan.compile import compiler_options
 from jaxgan.gan import GAN
 from jaxgan.state import GANState
 from jaxgan.steps import train_step
@@ -142,7 +143,8 @@ def shard_train_step(
     """``step`` (default ``jaxgan.train_step``) compiled for data parallelism on ``mesh``.
 
     Returns ``jax.jit(partial(step, gan), in_shardings=(replicated state, batch sharded on
-    axis 1), out_shardings=replicated, donate_argnums=0)``: call it as
+    axis 1), out_shardings=replicated, donate_argnums=0)`` with the mesh's backend's
+    ``jaxgan.compiler_options``: call it as
     ``state, metrics = fn(state, real_images)`` with ``real_images`` ``[k, batch, 28, 28, 1]``
     (``batch`` divisible by the number of devices) and a state from ``place_state``; a
     conditional GAN's (``gan.num_classes > 0``) as ``fn(state, real_images, real_labels)``
@@ -166,6 +168,7 @@ def shard_train_step(
         in_shardings=(replicated, batch) + ((batch,) if gan.num_classes else ()),
         out_shardings=replicated,
         donate_argnums=0,
+        compiler_options=compiler_options(mesh.devices.flat[0].platform),
     )
 
 

@@ -48,6 +48,7 @@ from jaxgan import data as data_lib
 from jaxgan import multistep
 from jaxgan import sharding as sharding_lib
 from jaxgan.checkpoint import Checkpointer, CheckpointError
+from jaxgan.compile import compiler_options
 from jaxgan.config import ConfigError, TrainConfig, WorkdirError
 from jaxgan.eval.metrics import select_parzen_sigma
 from jaxgan.files import atomic_path
@@ -579,8 +580,11 @@ def train(
     calls = config.steps_per_call
     if run.mesh is None:
         # Conditional runs' batches are (images, labels) pairs: the steps take both.
-        step_fn = jax.jit(functools.partial(train_step, run.gan), donate_argnums=0)
-        steps_fn = jax.jit(functools.partial(multistep.train_steps, run.gan), donate_argnums=0)
+        options = compiler_options()
+        step_fn = jax.jit(functools.partial(train_step, run.gan), donate_argnums=0,
+                          compiler_options=options)
+        steps_fn = jax.jit(functools.partial(multistep.train_steps, run.gan), donate_argnums=0,
+                           compiler_options=options)
         batch_sharding = None
     else:
         step_fn = sharding_lib.shard_train_step(run.gan, run.mesh, step=train_step)

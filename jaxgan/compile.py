@@ -1,0 +1,50 @@
+"""The XLA compiler options jaxgan compiles its update steps with, per backend.
+
+On the CPU, XLA (jaxlib 0.10) hands dots, convolutions and some elementwise fusions to the
+YNNPACK library by default; for this project's convolutions and small dense layers XLA's own
+emitters and Eigen kernels are faster (``python -m benchmarks.train_step`` times the step
+compiled both ways in one process), so jaxgan's compiled steps turn those library fusions off
+(``xla_cpu_experimental_ynn_fusion_type`` set to the empty list). The option applies to the
+functions compiled with it, never to the process: ``XLA_FLAGS`` and every other ``jax.jit``
+are left as they are. Other backends get no options.
+
+Pass them to your own ``jax.jit`` to compile a step as the trainer does::
+
+    step = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0,
+                   compiler_options=jaxgan.compiler_options())
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["compiler_options"]
+
+CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+@functools.cache
+def _cpu_options_known() -> bool:
+    """Whether this jaxlib's CPU compiler accepts ``CPU_OPTIONS`` (a jaxlib that renamed or
+    dropped the option then compiles with its defaults instead of failing)."""
+    try:
+        x = jax.device_put(jnp.zeros((), jnp.float32), jax.local_devices(backend="cpu")[0])
+        jax.jit(lambda x: x + 1, compiler_options=CPU_OPTIONS).lower(x).compile()
+    except Exception:  # noqa: BLE001 - any refusal means: do not pass the option
+        return False
+    return True
+
+
+def compiler_options(backend: str | None = None) -> dict[str, str]:
+    """The compiler options for jaxgan's steps on ``backend`` (default: JAX's default
+    backend): ``CPU_OPTIONS`` on ``"cpu"`` when this jaxlib knows them, else ``{}``.
+
+    A new dict each call, for ``jax.jit(..., compiler_options=...)``.
+    """
+    backend = jax.default_backend() if backend is None else backend
+    if backend != "cpu" or not _cpu_options_known():
+        return {}
+    return dict(CPU_OPTIONS)
