@@ -1,10 +1,11 @@
 """The XLA compiler options jaxgan compiles its update steps with, per backend.
 
-On the CPU, XLA (jaxlib 0.10) hands dots, convolutions and some elementwise fusions to the
-YNNPACK library by default; for this project's convolutions and small dense layers XLA's own
-emitters and Eigen kernels are faster (``python -m benchmarks.train_step`` times the step
-compiled both ways in one process), so jaxgan's compiled steps turn those library fusions off
-(``xla_cpu_experimental_ynn_fusion_type`` set to the empty list). The option applies to the
+On the CPU, XLA (jaxlib 0.10) hands dots, convolutions and dots fused with elementwise work
+to the YNNPACK library by default; for this project's convolutions and fused layers XLA's own
+emitters and Eigen kernels are faster (``python -m benchmarks.train_step`` and
+``python -m benchmarks.config_steps`` time the steps compiled both ways in one process), so
+jaxgan's compiled steps keep YNNPACK for single dots only
+(``xla_cpu_experimental_ynn_fusion_type`` = individual dots). The option applies to the
 functions compiled with it, never to the process: ``XLA_FLAGS`` and every other ``jax.jit``
 are left as they are. Other backends get no options.
 
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 
 __all__ = ["compiler_options"]
 
-CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
 
 @functools.cache

@@ -29,3 +29,36 @@ def test_report_names_the_kind_and_captions_the_profile_as_its_own_table():
     caption = next(i for i, line in enumerate(lines) if line.startswith("Table 2:"))
     assert lines[caption + 1] == "" and lines[caption + 2] == "| ms | share | op | computes |"
     assert "| 4.00 | 80.0% | dot.1 | dot f32[64,1200] |" in text
+
+
+def test_report_names_the_compiler_options_and_the_profiled_wall_time():
+    record = dict(arch="dcgan", batch=64, impl="jaxgan", steps_per_s=4.0, images_per_s=256.0,
+                  ms_per_step=250.0, vs_pytorch=None, gflop_per_step=36.0, gflops=144.0,
+                  roof_fraction=0.8, compile_s=1.0, xla_gflop_per_step=None)
+    machine = dict(kind="amd-epyc-avx512", cpu="AMD EPYC", cpu_family="25", cpu_model="17",
+                   isa=["avx512f"], cores=2, jax="x", jaxlib="x", flax="x", optax="x",
+                   torch=None, torch_threads=None, omp_wait_policy="", xla_flags="",
+                   compiler_options={"xla_cpu_experimental_ynn_fusion_type": ""},
+                   load_before=[0.0], load_after=[0.0])
+    profile = dict(arch="dcgan", batch=64, total_ms=40.0, wall_ms=250.0, by_kind_ms={"other": 40.0},
+                   top_ops=[dict(ms=40.0, op="fusion.1", what="other f32[64]")])
+    text = benchmark.markdown(dict(records=[record], machine=machine, date="today",
+                                   roof_gflops=180.0, settings={"repeats": 3},
+                                   profiles=[profile]))
+    assert "compiler_options={'xla_cpu_experimental_ynn_fusion_type': ''}" in text
+    assert "40.0 ms of named op time per step" in text and "the step took 250.0 ms" in text
+
+
+def test_config_steps_times_both_option_sets_and_refuses_unknown_presets(capsys):
+    import pytest
+
+    from benchmarks import config_steps
+    from jaxgan.config import TrainConfig
+
+    times = config_steps.time_config(TrainConfig.tiny(), repeats=1, block_s=0.01)
+    assert set(times) == {"jaxgan.compiler_options()", "jaxlib's default options"}
+    assert all(ms > 0 for ms in times.values())
+    with pytest.raises(SystemExit) as exit_info:
+        config_steps.main(["--preset", "nope"])
+    assert exit_info.value.code != 0
+    assert "--preset: choose from" in capsys.readouterr().err

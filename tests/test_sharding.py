@@ -80,7 +80,8 @@ def _compare_steps(arch: str, mesh) -> dict:
     batches = [
         rng.uniform(low, high, (gan.d_steps, 16, 28, 28, 1)).astype(np.float32) for _ in range(3)
     ]
-    single = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0)
+    single = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0,
+                     compiler_options=jaxgan.compiler_options())  # as shard_train_step
     sharded = sharding.shard_train_step(gan, mesh)
     initial = gan.init(jax.random.key(0))
     one = gan.init(jax.random.key(0))

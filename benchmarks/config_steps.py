@@ -1,0 +1,113 @@
+"""The trainer's own step for named configs, compiled with and without jaxgan's XLA options.
+
+Run ``python -m benchmarks.config_steps`` (``--help`` for options). For the default config and
+each preset asked for, it builds the GAN as ``jaxgan.trainer`` does (``trainer.make_gan``, the
+config's batch size and steps per call, 500 batches an epoch as on MNIST's 50,000 training
+rows), compiles its step twice, with ``jaxgan.compiler_options()`` (as the trainer compiles
+it) and with jaxlib's default options, and times both alternately in one process: medians of
+``--repeats`` blocks, ms per training step. Prints one line per config and option set, after
+the CPU model and ISA.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxgan
+from benchmarks.train_step import _machine
+from experiments.cli import Parser, add_config_flags, fail, given_fields
+from jaxgan import config as config_lib
+from jaxgan import multistep, trainer
+
+__all__ = ["time_config", "main"]
+
+
+def time_config(config: config_lib.TrainConfig, *, repeats: int, block_s: float,
+                num_classes: int | None = 10) -> dict[str, float]:
+    """ms per training step of ``config``'s step under each option set (``num_classes``: the
+    data's classes, for a config that resolves to conditional)."""
+    gan = trainer.make_gan(config, batches_per_epoch=500, num_classes=num_classes)
+    calls = config.steps_per_call
+    args = (jnp.zeros((config.d_steps, config.batch_size) + gan.data_shape),)
+    if gan.num_classes:
+        args += (jnp.zeros((config.d_steps, config.batch_size), jnp.int32),)
+    step = jaxgan.train_step
+    if calls > 1:
+        step = multistep.train_steps
+        args = tuple(jnp.broadcast_to(a, (calls,) + a.shape) for a in args)
+    runs = {}
+    for name, options in (("jaxgan.compiler_options()", jaxgan.compiler_options()),
+                          ("jaxlib's default options", {})):
+        fn = jax.jit(functools.partial(step, gan), donate_argnums=0, compiler_options=options)
+        state = gan.init(jax.random.key(0))
+        for _ in range(3):  # compile and warm up
+            state, _ = fn(state, *args)
+        jax.block_until_ready(state)
+        start = time.perf_counter()
+        state, _ = fn(state, *args)
+        jax.block_until_ready(state)
+        calls_per_block = max(1, int(block_s / (time.perf_counter() - start)))
+        runs[name] = {"fn": fn, "state": state, "calls": calls_per_block, "times": []}
+    for _ in range(repeats):
+        for run in runs.values():
+            state = run["state"]
+            start = time.perf_counter()
+            for _ in range(run["calls"]):
+                state, _ = run["fn"](state, *args)
+            jax.block_until_ready(state)
+            run["times"].append((time.perf_counter() - start) / (run["calls"] * calls))
+            run["state"] = state
+    return {name: 1e3 * float(np.median(run["times"])) for name, run in runs.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigStepsOptions:
+    """What ``python -m benchmarks.config_steps`` times; every field is a flag.
+
+    Attributes:
+      preset: the presets to time besides the default config, comma-separated (none: only
+        the default).
+      repeats: alternating repeats (the median is reported).
+      block_s: seconds of work per timed block.
+    """
+
+    preset: tuple[str, ...] = ("paper",)
+    repeats: int = 7
+    block_s: float = 1.0
+
+
+def main(argv=None) -> dict:
+    """Parses the command line, times the configs, prints one line per config and options."""
+    parser = Parser(prog="python -m benchmarks.config_steps",
+                    description=__doc__.split("\n\n")[0])
+    add_config_flags(parser, ConfigStepsOptions, defaults=ConfigStepsOptions())
+    args = ConfigStepsOptions(**given_fields(parser.parse_args(argv), ConfigStepsOptions))
+    unknown = sorted(set(args.preset) - set(config_lib.PRESETS))
+    if unknown:
+        fail(f"--preset: choose from {', '.join(sorted(config_lib.PRESETS))}, got "
+             f"{','.join(unknown)!r}")
+    if args.repeats < 1 or not args.block_s > 0:
+        fail("--repeats must be >= 1 and --block-s > 0")
+    machine = _machine(None)
+    print(f"{machine['cpu']} (family {machine['cpu_family']}, model {machine['cpu_model']}; "
+          f"ISA: {', '.join(machine['isa'])}), {machine['cores']} cores; jax {machine['jax']}")
+    configs = [("default", config_lib.TrainConfig())]
+    configs += [(name, config_lib.preset(name)) for name in args.preset]
+    results = {}
+    for name, config in configs:
+        results[name] = time_config(config, repeats=args.repeats, block_s=args.block_s)
+        for options, ms in results[name].items():
+            print(f"{name} (arch {config.arch}, batch {config.batch_size}, "
+                  f"{config.steps_per_call} step(s) per call): {options}: {ms:.2f} ms/step",
+                  flush=True)
+    return results
+
+
+if __name__ == "__main__":
+    main()
