@@ -462,8 +462,8 @@ def profile_step(arch: str, batch: int, *, iters: int = 5, top: int = 15) -> dic
 
     Times are the wall time of each op on the thread that ran it, summed over threads and
     averaged over ``iters`` steps; ops that run concurrently on the two cores both count.
-    Work that XLA hands to Eigen's own kernels (its convolutions, when the YNNPACK library
-    fusions are off) runs as unnamed tasks of the thread pool: the trace does not attribute
+    Work that XLA hands to Eigen's own kernels (its convolutions, with the YNNPACK library
+    kept to single dots) runs as unnamed tasks of the thread pool: the trace does not attribute
     it to an op, so ``wall_ms`` (the step's wall time during the trace) is reported beside
     the named ops' total.
     """
