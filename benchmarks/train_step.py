@@ -308,6 +308,21 @@ def make_gan(arch: str) -> jaxgan.GAN:
 DEFAULT_OPTIONS_IMPL = "jaxgan, jaxlib's default XLA options"
 
 
+def _stepping(compiled, state, real):
+    """``run(n)``: n calls of a compiled, donating step from ``state`` on, waiting for the
+    last; each call continues from the state the previous one left."""
+    holder = {"state": state}
+
+    def run(n):
+        s = holder["state"]
+        for _ in range(n):
+            s, _ = compiled(s, real)
+        jax.block_until_ready(s)
+        holder["state"] = s
+
+    return run
+
+
 def benchmark(arch: str, batch: int, *, repeats: int, block_s: float, roof, use_torch: bool,
               fused: int = 0, compare_compiler: bool = False) -> list[dict]:
     """Times jaxgan's step (and PyTorch's, ``fused`` steps per call, and with
@@ -337,50 +352,26 @@ def benchmark(arch: str, batch: int, *, repeats: int, block_s: float, roof, use_
         reference.load_jax_params(state.g_params, state.d_params, state.g_batch_stats)
         torch_real = torch_reference.jax_images_to_torch(np.asarray(real))
 
-    holder = {"state": state}
-
-    def run_jax(n):
-        s = holder["state"]
-        for _ in range(n):
-            s, _ = compiled(s, real)
-        jax.block_until_ready(s)
-        holder["state"] = s
-
-    runners.append(_Runner("jaxgan", run_jax))
+    runners.append(_Runner("jaxgan", _stepping(compiled, state, real)))
     compile_times = {"jaxgan": compile_s}
     if compare_compiler and options:
-        plain_holder = {"state": gan.init(jax.random.key(0))}
+        plain_state = gan.init(jax.random.key(0))
         start = time.perf_counter()
         plain = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0).lower(
-            plain_holder["state"], real).compile()
+            plain_state, real).compile()
         compile_times[DEFAULT_OPTIONS_IMPL] = time.perf_counter() - start
-
-        def run_plain(n):
-            s = plain_holder["state"]
-            for _ in range(n):
-                s, _ = plain(s, real)
-            jax.block_until_ready(s)
-            plain_holder["state"] = s
-
-        runners.append(_Runner(DEFAULT_OPTIONS_IMPL, run_plain))
+        runners.append(_Runner(DEFAULT_OPTIONS_IMPL, _stepping(plain, plain_state, real)))
     fused_compile_s = None
     if fused > 1:
         multi = jax.jit(functools.partial(train_steps, gan), donate_argnums=0,
                         compiler_options=options)
         reals = jnp.broadcast_to(real, (fused,) + real.shape)
-        fused_holder = {"state": gan.init(jax.random.key(0))}
+        fused_state = gan.init(jax.random.key(0))
         start = time.perf_counter()
-        multi_compiled = multi.lower(fused_holder["state"], reals).compile()
+        multi_compiled = multi.lower(fused_state, reals).compile()
         fused_compile_s = time.perf_counter() - start
-
-        def run_fused(n):
-            s = fused_holder["state"]
-            for _ in range(n):
-                s, _ = multi_compiled(s, reals)
-            jax.block_until_ready(s)
-            fused_holder["state"] = s
-
-        runners.append(_Runner(f"jaxgan, {fused} steps per call (multistep)", run_fused, fused))
+        runners.append(_Runner(f"jaxgan, {fused} steps per call (multistep)",
+                               _stepping(multi_compiled, fused_state, reals), fused))
     if use_torch:
         def run_torch(n):
             for _ in range(n):
