@@ -5,22 +5,21 @@ each preset asked for, it builds the GAN as ``jaxgan.trainer`` does (``trainer.m
 config's batch size and steps per call, 500 batches an epoch as on MNIST's 50,000 training
 rows), compiles its step twice, with ``jaxgan.compiler_options()`` (as the trainer compiles
 it) and with jaxlib's default options, and times both alternately in one process: medians of
-``--repeats`` blocks, ms per training step. Prints one line per config and option set, after
-the CPU model and ISA.
+``--repeats`` blocks (the same runner as ``benchmarks.train_step``), ms per training step.
+Prints one line per config and option set, after the CPU model and ISA.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import jaxgan
-from benchmarks.train_step import _machine
+from benchmarks.train_step import _alternate, _machine, _Runner, _stepping
 from experiments.cli import Parser, add_config_flags, fail, given_fields
 from jaxgan import config as config_lib
 from jaxgan import multistep, trainer
@@ -41,30 +40,15 @@ def time_config(config: config_lib.TrainConfig, *, repeats: int, block_s: float,
     if calls > 1:
         step = multistep.train_steps
         args = tuple(jnp.broadcast_to(a, (calls,) + a.shape) for a in args)
-    runs = {}
+    runners = []
     for name, options in (("jaxgan.compiler_options()", jaxgan.compiler_options()),
                           ("jaxlib's default options", {})):
         fn = jax.jit(functools.partial(step, gan), donate_argnums=0, compiler_options=options)
-        state = gan.init(jax.random.key(0))
-        for _ in range(3):  # compile and warm up
-            state, _ = fn(state, *args)
-        jax.block_until_ready(state)
-        start = time.perf_counter()
-        state, _ = fn(state, *args)
-        jax.block_until_ready(state)
-        calls_per_block = max(1, int(block_s / (time.perf_counter() - start)))
-        runs[name] = {"fn": fn, "state": state, "calls": calls_per_block, "times": []}
-    for _ in range(repeats):
-        for run in runs.values():
-            state = run["state"]
-            start = time.perf_counter()
-            for _ in range(run["calls"]):
-                state, _ = run["fn"](state, *args)
-            jax.block_until_ready(state)
-            run["times"].append((time.perf_counter() - start) / (run["calls"] * calls))
-            run["state"] = state
-    return {name: 1e3 * float(np.median(run["times"])) for name, run in runs.items()}
-
+        runners.append(_Runner(name, _stepping(fn, gan.init(jax.random.key(0)), *args), calls))
+    for runner in runners:  # warm up (compiling on the first call), then size the blocks
+        runner.calibrate(block_s)
+    _alternate(runners, repeats)
+    return {runner.name: 1e3 * float(np.median(runner.times)) for runner in runners}
 
 @dataclasses.dataclass(frozen=True)
 class ConfigStepsOptions:

@@ -308,15 +308,16 @@ def make_gan(arch: str) -> jaxgan.GAN:
 DEFAULT_OPTIONS_IMPL = "jaxgan, jaxlib's default XLA options"
 
 
-def _stepping(compiled, state, real):
-    """``run(n)``: n calls of a compiled, donating step from ``state`` on, waiting for the
-    last; each call continues from the state the previous one left."""
+def _stepping(compiled, state, *batch):
+    """``run(n)``: n calls of a compiled, donating step from ``state`` on (on ``batch``: the
+    images, and a conditional GAN's labels), waiting for the last; each call continues from
+    the state the previous one left."""
     holder = {"state": state}
 
     def run(n):
         s = holder["state"]
         for _ in range(n):
-            s, _ = compiled(s, real)
+            s, _ = compiled(s, *batch)
         jax.block_until_ready(s)
         holder["state"] = s
 
