@@ -352,6 +352,72 @@ def test_suite_rows_on_tiny_data(tiny_digits, tiny_classifier):
     assert [line.split()[0] for line in table.splitlines()[2:5]] == ["generator", "real", "noise"]
 
 
+def test_parzen_probe_images_by_hand():
+    from jaxgan.eval.suite import _probe_images
+
+    rng = np.random.default_rng(0)
+    delta = np.zeros((1, 9, 9), np.float32)
+    delta[0, 4, 4] = 1.0
+    # A 0.5-pixel Gaussian blur of a single lit pixel: the separable kernel scipy uses,
+    # exp(-k^2 / (2 * 0.25)) normalized over |k| <= 2 (truncate 4 sigma), outer product.
+    taps = np.exp(-np.arange(-2, 3) ** 2 / 0.5)
+    taps /= taps.sum()
+    blurred = _probe_images("blurred 0.5 px", delta, rng)
+    np.testing.assert_allclose(blurred[0, 2:7, 2:7], np.outer(taps, taps), rtol=1e-5)
+    assert blurred[0].sum() == pytest.approx(1.0, abs=1e-6) and blurred[0, 0].max() == 0.0
+    # A trailing channel axis is not blurred across.
+    assert _probe_images("blurred 0.5 px", delta[..., None], rng).shape == (1, 9, 9, 1)
+    gray = np.array([[[0.2, 0.5, 0.51, 0.9]]], np.float32)
+    np.testing.assert_array_equal(_probe_images("binarized at 0.5", gray, rng), [[[0, 0, 1, 1]]])
+    # Shifts move the lit pixel by exactly one pixel, in one of four directions.
+    shifted = _probe_images("shifted 1 px", np.repeat(delta, 40, axis=0), rng)
+    where = {tuple(np.argwhere(image)[0]) for image in shifted}
+    assert where == {(3, 4), (5, 4), (4, 3), (4, 5)}
+    assert len(_probe_images("half as many", np.zeros((7, 2, 2)), rng)) == 3
+    with pytest.raises(ValueError, match="unknown Parzen probe"):
+        _probe_images("sharpened", delta, rng)
+
+
+def test_parzen_probes_rows_are_the_protocol_on_changed_centres(tiny_classifier):
+    rng = np.random.default_rng(11)
+    train = (rng.uniform(size=(30, 28, 28)) ** 4 * 255).astype(np.uint8)
+    test = rng.uniform(size=(12, 28, 28)).astype(np.float32) ** 4
+    data = jeval.make_eval_data(train, test, np.arange(12) % 10, num_validation=10)
+    reference = jeval.prepare_reference(tiny_classifier, data)
+    grid = (0.1, 0.3, 1.0)
+    samples = rng.uniform(size=(16, 28, 28)).astype(np.float32)
+    probes = jeval.parzen_probes(reference, samples, sigmas=grid)
+    assert list(probes) == ["real", "generator"]
+    for what, centres in (("real", data.real), ("generator", samples)):
+        rows = probes[what]
+        assert list(rows) == [name for name, _ in jeval.suite.PARZEN_PROBES]
+        same = metrics.parzen_window_evaluation(data.test, centres, data.validation, grid)
+        assert rows["as they are"]["mean"] == pytest.approx(same.mean, rel=1e-12)
+        assert rows["as they are"]["sigma"] == same.sigma
+        half = metrics.parzen_window_evaluation(data.test, centres[: len(centres) // 2],
+                                                data.validation, grid)
+        assert rows["half as many"]["mean"] == pytest.approx(half.mean, rel=1e-12)
+        assert rows["half as many"]["num_centres"] == len(centres) // 2
+        binary = metrics.parzen_window_evaluation(
+            data.test, (centres > 0.5).astype(np.float32), data.validation, grid)
+        assert rows["binarized at 0.5"]["mean"] == pytest.approx(binary.mean, rel=1e-12)
+    assert "generator" not in jeval.parzen_probes(reference, sigmas=grid)
+    table = jeval.format_parzen_probes(probes)
+    assert table.splitlines()[0].split()[-2:] == ["real", "generator"]
+    assert len(table.splitlines()) == 2 + len(jeval.suite.PARZEN_PROBES)
+
+
+def test_evaluate_refuses_parzen_probes_for_stacked_mnist(tmp_path):
+    np.save(tmp_path / "stacked.npy", np.zeros((10, 28, 28, 3), np.float32))
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.evaluate", "--samples", str(tmp_path / "stacked.npy"),
+         "--stacked", "--parzen-probes"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "--parzen-probes" in result.stderr
+
+
 @pytest.mark.skipif(
     not os.path.exists(os.path.join(SHARED_MNIST, "t10k-labels-idx1-ubyte.gz")),
     reason="needs the MNIST test split IDX files at ../shared/mnist",
@@ -395,7 +461,7 @@ def test_evaluate_command_with_a_full_reference_split_follows_the_papers_rows(tm
     np.save(tmp_path / "digits.npy", samples)
     result = subprocess.run(
         [sys.executable, "-m", "experiments.evaluate", "--samples", str(tmp_path / "digits.npy"),
-         "--reference", "--num-samples", "200", "--classifier-preset", "tiny",
+         "--reference", "--parzen-probes", "--num-samples", "200", "--classifier-preset", "tiny",
          "--cache-dir", str(tmp_path / "cache"), "--test-data", f"idx:{SHARED_MNIST}",
          "--reference-data", f"idx:{SHARED_MNIST}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
@@ -409,6 +475,11 @@ def test_evaluate_command_with_a_full_reference_split_follows_the_papers_rows(tm
     assert report["rows"]["real"]["num_samples"] == 200  # as many real digits as --num-samples
     assert report["rows"]["noise"]["num_samples"] == 200
     assert "mean_confidence" in report["rows"]["generator"]
+    probes = report["parzen_probes"]
+    assert probes["real"]["as they are"]["mean"] == pytest.approx(
+        report["rows"]["real"]["parzen"]["mean"])
+    assert probes["generator"]["half as many"]["num_centres"] == 50
+    assert "blurred 0.5 px" in result.stdout
 
 
 def test_evaluate_without_a_test_split_names_the_flag(tmp_path, monkeypatch):

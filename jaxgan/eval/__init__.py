@@ -13,6 +13,7 @@ The public surface:
   ``classifier_accuracy``.
 * The suite (``jaxgan.eval.suite``): ``make_eval_data``, ``prepare_reference``,
   ``evaluate_samples`` (one row of every metric), ``reference_rows`` (real digits and noise),
+  ``parzen_probes`` (what moves the Parzen estimate: blur, binarization, shifts, fewer centres),
   ``format_table``; for any data and any feature function, ``feature_metrics`` (Frechet
   distance, precision, recall, coverage) and ``classifier_features`` (a trained classifier
   as a feature function).
@@ -54,8 +55,10 @@ from jaxgan.eval.suite import (
     evaluate_samples,
     feature_metrics,
     format_conditional_table,
+    format_parzen_probes,
     format_table,
     make_eval_data,
+    parzen_probes,
     prepare_reference,
     reference_rows,
     stacked_mnist_modes,
@@ -95,8 +98,10 @@ __all__ = [
     "evaluate_samples",
     "feature_metrics",
     "format_conditional_table",
+    "format_parzen_probes",
     "format_table",
     "make_eval_data",
+    "parzen_probes",
     "prepare_reference",
     "reference_rows",
     "stacked_mnist_modes",
