@@ -1,4 +1,5 @@
-"""Layers shared by the models: strided convolutions that XLA:CPU runs fast.
+"""Layers shared by the models: strided convolutions and batch normalization that XLA:CPU
+runs fast.
 
 ``ConvTranspose`` and ``Conv`` are ``flax.linen.ConvTranspose`` and ``flax.linen.Conv``: the
 same attributes, the same parameters (``kernel`` ``[*kernel_size, in, out]``, ``bias``
@@ -23,8 +24,13 @@ computed, and differentiated, changes (profiled in ``benchmarks/results.md``):
   gradient of the discriminator's stride-2 convolution 2x slower than the phase form at
   batch >= 128 (shared/PERF-NOTES.md; ``benchmarks/results.md``).
 
+``BatchNorm`` is ``flax.linen.BatchNorm`` (the same attributes, variables and function)
+whose batch statistics, and the sums of their gradient (written out, ``batch_norm``), are
+matrix-vector products with a vector of ones: XLA:CPU lowers a sum over the batch and
+spatial axes to ``reduce-window`` ops, a dot to one library call.
+
 These custom gradients support reverse mode, to any order; forward mode (``jax.jvp``,
-``jax.jacfwd``) through the strided layers is not supported.
+``jax.jacfwd``) through the strided layers and ``BatchNorm`` is not supported.
 """
 
 from __future__ import annotations
@@ -36,10 +42,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax.linen import dtypes
 from flax.linen.linear import canonicalize_padding
 from jax import lax
 
-__all__ = ["ConvTranspose", "spectrally_normalized", "spectral_norm"]
+__all__ = [
+    "BatchNorm", "Conv", "ConvTranspose", "add_bias", "batch_norm", "spectrally_normalized",
+    "spectral_norm",
+]
 
 
 def _dimension_numbers(num_spatial: int) -> tuple[str, str, str]:
@@ -376,7 +386,7 @@ class ConvTranspose(nn.ConvTranspose):
             inputs, kernel, strides, pads, self.precision, self.preferred_element_type
         )
         if bias is not None:
-            y += jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
+            y = add_bias(y, bias)
         return y.reshape(batch_shape + y.shape[1:])
 
 
@@ -413,8 +423,139 @@ class Conv(nn.Conv):
         pads = tuple((int(low), int(high)) for low, high in pads)
         y = strided_conv(inputs, kernel, strides, pads, self.precision)
         if bias is not None:
-            y += jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
+            y = add_bias(y, bias)
         return y.reshape(batch_shape + y.shape[1:])
+
+
+def _column_sums(x: jax.Array) -> jax.Array:
+    """``x.sum(0)`` of a matrix ``[rows, features]``, as the product of a vector of ones with it.
+
+    XLA:CPU rewrites a reduction over many rows into ``reduce-window`` ops (a tree of
+    partial sums, for accuracy), which ran the DCGAN generator's batch-normalization sums
+    several times slower than this matrix-vector product (README, Performance)."""
+    ones = jnp.ones((x.shape[0],), x.dtype)
+    return jnp.dot(ones, x, precision=lax.Precision.HIGHEST)
+
+
+@jax.custom_vjp
+def add_bias(y: jax.Array, bias: jax.Array) -> jax.Array:
+    """``y + bias`` over the last axis; the bias gradient, the sum of ``y_bar`` over every
+    other axis, is a matrix-vector product (``_column_sums``), not a reduction."""
+    return y + jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,)).astype(y.dtype)
+
+
+def _add_bias_fwd(y, bias):
+    return add_bias(y, bias), bias
+
+
+def _add_bias_bwd(bias, y_bar):
+    sums = _column_sums(y_bar.reshape(-1, y_bar.shape[-1]).astype(bias.dtype))
+    return y_bar, sums.astype(bias.dtype)
+
+
+add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def batch_norm(x, scale, bias, epsilon):
+    """Batch normalization of ``x`` ``[rows, features]`` by its own statistics (Ioffe &
+    Szegedy 2015, Algorithm 1): ``y = (x - mean) / sqrt(var + epsilon) * scale + bias``.
+
+    ``mean`` and ``var`` (biased) are over the rows, ``var = max(0, mean(x^2) - mean^2)``
+    as ``flax.linen.BatchNorm``'s fast variance computes it, every sum a matrix-vector
+    product (``_column_sums``). The gradient is written out (Ioffe & Szegedy 2015,
+    Section 3) so that its sums are matrix-vector products too.
+
+    Returns:
+      ``(y, mean, var)``: ``y`` ``[rows, features]``, ``mean`` and ``var`` ``[features]``;
+      all three are differentiable.
+    """
+    return _batch_norm_fwd(x, scale, bias, epsilon)[0]
+
+
+def _batch_norm_fwd(x, scale, bias, epsilon):
+    rows = x.shape[0]
+    mean = _column_sums(x) / rows
+    raw_var = _column_sums(x * x) / rows - mean * mean
+    var = jnp.maximum(0.0, raw_var)  # round-off can make the difference negative
+    rstd = lax.rsqrt(var + epsilon)
+    y = (x - mean[None]) * (rstd * scale)[None] + bias[None]
+    return (y, mean, var), (x, scale, mean, rstd, raw_var > 0)
+
+
+def _batch_norm_bwd(epsilon, residuals, cotangents):
+    """With ``xhat = (x - mean) * rstd``, ``g = y_bar * scale``: ``x_bar = rstd * (g - mean(g)
+    - xhat * mean(g * xhat)) + (mean_bar + 2 (x - mean) var_bar) / rows``; the terms through
+    ``var`` vanish where the clip to zero was taken, as they do under autodiff."""
+    del epsilon
+    x, scale, mean, rstd, positive = residuals
+    y_bar, mean_bar, var_bar = cotangents
+    rows = x.shape[0]
+    centred = x - mean[None]
+    xhat = centred * rstd[None]
+    bias_bar = _column_sums(y_bar)
+    scale_bar = _column_sums(y_bar * xhat)
+    through_var = jnp.where(positive, scale_bar, 0.0) / rows
+    var_bar = jnp.where(positive, var_bar, 0.0) / rows
+    x_bar = (rstd * scale)[None] * (y_bar - (bias_bar / rows)[None] - xhat * through_var[None]) + (
+        (mean_bar / rows)[None] + 2.0 * centred * var_bar[None])
+    return x_bar, scale_bar, bias_bar
+
+
+batch_norm.defvjp(_batch_norm_fwd, _batch_norm_bwd)
+
+
+class BatchNorm(nn.BatchNorm):
+    """``flax.linen.BatchNorm`` whose batch statistics and their gradients are
+    matrix-vector products (``batch_norm``), written for XLA:CPU.
+
+    Same attributes, variables (``params``: ``scale``, ``bias``; ``batch_stats``: ``mean``,
+    ``var``), running-average update and function as ``flax.linen.BatchNorm``, to float32
+    rounding. Normalizing by batch statistics over every axis but the last, with the fast
+    variance and float32 statistics (Flax's defaults), runs as ``batch_norm``; every other
+    configuration (the running averages, which need no sums, a ``mask``, an ``axis_name``,
+    other feature axes) runs Flax's own code.
+    """
+
+    @nn.compact
+    def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
+        """Normalizes ``x`` ``[*batch, features]`` (see ``flax.linen.BatchNorm.__call__``)."""
+        at_call = use_running_average  # for Flax's code, which merges it again
+        use_running_average = nn.merge_param(
+            "use_running_average", self.use_running_average, use_running_average)
+        axes = self.axis if isinstance(self.axis, tuple) else (self.axis,)
+        if (
+            use_running_average
+            or mask is not None
+            or self.axis_name is not None
+            or not self.use_fast_variance
+            or not self.force_float32_reductions
+            or x.ndim < 2
+            or tuple(a % x.ndim for a in axes) != (x.ndim - 1,)
+            or not jnp.issubdtype(x.dtype, jnp.floating)
+        ):
+            return super().__call__(x, at_call, mask=mask)
+
+        features = x.shape[-1]
+        ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32),
+                                (features,))
+        ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32),
+                               (features,))
+        compute = jnp.promote_types(self.dtype or x.dtype, jnp.float32)
+        used = [x]
+        scale = jnp.ones((features,), compute)
+        bias = jnp.zeros((features,), compute)
+        if self.use_scale:
+            used.append(self.param("scale", self.scale_init, (features,), self.param_dtype))
+            scale = used[-1].astype(compute)
+        if self.use_bias:
+            used.append(self.param("bias", self.bias_init, (features,), self.param_dtype))
+            bias = used[-1].astype(compute)
+        y, mean, var = batch_norm(x.reshape(-1, features).astype(compute), scale, bias,
+                                  self.epsilon)
+        if not self.is_initializing():
+            ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+            ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+        return y.reshape(x.shape).astype(dtypes.canonicalize_dtype(*used, dtype=self.dtype))
 
 
 def spectral_norm(matrix: jax.Array, iterations: int) -> jax.Array:

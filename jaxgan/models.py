@@ -219,10 +219,12 @@ class DCGANGenerator(nn.Module):
     blank images early in training.
 
     ``cpu_layers``: compute the stride-2 transposed convolutions by phases
-    (``jaxgan.layers.ConvTranspose``, no multiplications by inserted zeros, written for
-    XLA:CPU) or with ``flax.linen.ConvTranspose``; ``None`` (the default) picks the phase
-    layers when JAX's default backend is the CPU and Flax's native layers on GPU and TPU.
-    Both give the same parameters and the same function, to float32 rounding.
+    (``jaxgan.layers.ConvTranspose``, no multiplications by inserted zeros) and the batch
+    statistics as matrix-vector products (``jaxgan.layers.BatchNorm``), both written for
+    XLA:CPU, or use ``flax.linen.ConvTranspose`` and ``flax.linen.BatchNorm``; ``None`` (the
+    default) picks jaxgan's layers when JAX's default backend is the CPU and Flax's native
+    layers on GPU and TPU. Both give the same parameters and the same function, to float32
+    rounding.
 
     Batch normalization: with ``train=True`` it normalizes by the statistics of the batch
     and the caller must let the ``batch_stats`` collection be updated (``mutable``); with
@@ -255,16 +257,20 @@ class DCGANGenerator(nn.Module):
                 f"projection), got {tuple(self.widths)}"
             )
         k = (self.kernel_size, self.kernel_size)
-        layer = layers.ConvTranspose if _use_cpu_layers(self.cpu_layers) else nn.ConvTranspose
+        cpu_layers = _use_cpu_layers(self.cpu_layers)
+        layer = layers.ConvTranspose if cpu_layers else nn.ConvTranspose
         conv_t = functools.partial(layer, kernel_size=k, padding="SAME", dtype=self.dtype)
         options = dict(use_running_average=not train, momentum=self.batch_norm_momentum,
                        epsilon=1e-5, dtype=self.dtype)
         if self.num_classes:
             def norm(x):
-                return ConditionalBatchNorm(self.num_classes, **options)(x, labels)
+                return ConditionalBatchNorm(self.num_classes, cpu_layers=cpu_layers,
+                                            **options)(x, labels)
         else:
+            batch_norm = layers.BatchNorm if cpu_layers else nn.BatchNorm
+
             def norm(x):
-                return nn.BatchNorm(**options)(x)
+                return batch_norm(**options)(x)
         x = z
         if self.dense_width is not None:
             x = nn.relu(norm(nn.Dense(self.dense_width, use_bias=False, dtype=self.dtype)(x)))
@@ -284,19 +290,21 @@ class ConditionalBatchNorm(nn.Module):
     as ``nn.BatchNorm`` without its own scale and offset, then ``x * gamma[y] + beta[y]``
     with per-class ``gamma`` (starting at 1) and ``beta`` (starting at 0) looked up by the
     labels ``y`` (float class mixtures mix the rows). The statistics are those of the whole
-    batch, whatever its labels."""
+    batch, whatever its labels. ``cpu_layers``: as in ``DCGANGenerator``."""
 
     num_classes: int
     use_running_average: bool = False
     momentum: float = 0.9
     epsilon: float = 1e-5
     dtype: Any = jnp.float32
+    cpu_layers: bool | None = None
 
     @nn.compact
     def __call__(self, x, labels):  # x: [batch, ..., features], labels: [batch] int
-        x = nn.BatchNorm(use_running_average=self.use_running_average, momentum=self.momentum,
-                         epsilon=self.epsilon, dtype=self.dtype, use_scale=False,
-                         use_bias=False)(x)
+        batch_norm = layers.BatchNorm if _use_cpu_layers(self.cpu_layers) else nn.BatchNorm
+        x = batch_norm(use_running_average=self.use_running_average, momentum=self.momentum,
+                       epsilon=self.epsilon, dtype=self.dtype, use_scale=False,
+                       use_bias=False)(x)
         features = x.shape[-1]
         table_shape = (self.num_classes, features)
         gamma = _lookup(self.param("scale", nn.initializers.ones, table_shape), labels)

@@ -41,12 +41,14 @@ def _g_and_d_calls(cpu_layers):
 
 
 def test_phase_layers_are_chosen_by_backend():
-    # G (16x16: a 4x4 grid, two stride-2 layers): both by phases. D: three stride-2
-    # convolutions, the first always Flax's own, the other two by phases.
-    assert _g_and_d_calls(True) == (2, 2)
+    # G (16x16: a 4x4 grid, two stride-2 layers): both by phases, the last one's bias by
+    # jaxgan.layers.add_bias, and its two batch normalizations by jaxgan.layers.batch_norm.
+    # D: three stride-2 convolutions, the first always Flax's own, the other two by phases,
+    # each with add_bias.
+    assert _g_and_d_calls(True) == (5, 4)
     assert _g_and_d_calls(False) == (0, 0)
     assert jax.default_backend() == "cpu"
-    assert _g_and_d_calls(None) == (2, 2)  # auto on the CPU: the phase layers
+    assert _g_and_d_calls(None) == (5, 4)  # auto on the CPU: jaxgan's layers
     with mock.patch.object(jax, "default_backend", return_value="gpu"):
         assert _g_and_d_calls(None) == (0, 0)  # auto elsewhere: Flax's native layers
 

@@ -36,10 +36,11 @@ def conditional_gan(**kwargs):
 # The modules
 
 
-def test_conditional_batch_norm_by_hand():
+@pytest.mark.parametrize("cpu_layers", [True, False])  # jaxgan's BatchNorm, Flax's
+def test_conditional_batch_norm_by_hand(cpu_layers):
     x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3)), jnp.float32)
     labels = jnp.array([0, 1, 1, 2])
-    module = models.ConditionalBatchNorm(3, use_running_average=False)
+    module = models.ConditionalBatchNorm(3, use_running_average=False, cpu_layers=cpu_layers)
     variables = module.init(jax.random.key(0), x, labels)
     gamma = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0], [4.0, 0.0, 1.0]], np.float32)
     beta = np.array([[0.0, 0.1, 0.2], [1.0, 1.0, 1.0], [-2.0, 0.0, 3.0]], np.float32)

@@ -245,3 +245,168 @@ def test_second_order_reverse_mode_matches_flax():
 
     for g, w in zip(jax.tree.leaves(penalty(ours)), jax.tree.leaves(penalty(reference))):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(w))))
+
+
+# ---- BatchNorm: batch statistics as matrix-vector products ----
+
+def _batch_norm_pullback(layer, variables, x, cotangent, stats_weights):
+    """Output, new batch statistics and the gradients wrt params and input of a loss that
+    reaches both the output and the updated running averages (their cotangents too)."""
+    def loss(params, x):
+        y, updates = layer.apply({**variables, "params": params}, x, mutable=["batch_stats"])
+        stats = updates["batch_stats"]
+        return jnp.vdot(y, cotangent) + jnp.vdot(stats["mean"], stats_weights[0]) + jnp.vdot(
+            stats["var"], stats_weights[1]), (y, stats)
+    (_, (y, stats)), grads = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(
+        variables.get("params", {}), x)
+    return y, stats, grads
+
+
+@pytest.mark.parametrize("shape, options", [
+    ((4, 3, 3, 5), dict()),  # the DCGAN's layers: NHWC, statistics over N, H, W
+    ((6, 5), dict(use_scale=False, use_bias=False)),  # ConditionalBatchNorm's inner layer
+    ((3, 2, 4, 5), dict(use_scale=False)),
+    ((7, 5), dict(use_bias=False, momentum=0.5, epsilon=1e-3)),
+])
+def test_batch_norm_matches_flax(shape, options):
+    x = 1.5 * jax.random.normal(jax.random.key(0), shape) + 0.7
+    ours = layers.BatchNorm(use_running_average=False, **options)
+    reference = nn.BatchNorm(use_running_average=False, **options)
+    variables = reference.init(jax.random.key(1), x)
+    assert jax.tree.map(jnp.shape, ours.init(jax.random.key(1), x)) == \
+        jax.tree.map(jnp.shape, variables)
+    # Nonzero statistics and parameters, so the momentum, scale and bias all show.
+    variables = jax.tree.map(lambda v: v + 0.3 * jnp.arange(v.size).reshape(v.shape) / v.size,
+                             variables)
+    cotangent = jax.random.normal(jax.random.key(2), shape)
+    stats_weights = jax.random.normal(jax.random.key(3), (2, shape[-1]))
+    got = _batch_norm_pullback(ours, variables, x, cotangent, stats_weights)
+    want = _batch_norm_pullback(reference, variables, x, cotangent, stats_weights)
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-5 * float(jnp.max(jnp.abs(w))))
+    # Eval mode (the running averages) is Flax's own code: the same bits.
+    np.testing.assert_array_equal(
+        layers.BatchNorm(**options).apply(variables, x, use_running_average=True),
+        nn.BatchNorm(**options).apply(variables, x, use_running_average=True))
+
+
+def test_batch_norm_by_hand():
+    """Algorithm 1 of Ioffe & Szegedy (2015) in numpy on a 4x2 matrix, and the gradient of
+    sum(y * c) against central differences in float64."""
+    x = np.array([[1.0, -2.0], [3.0, 0.5], [-1.0, 4.0], [2.0, 1.5]])
+    scale, bias, eps = np.array([2.0, 0.5]), np.array([0.1, -1.0]), 1e-3
+    mean, var = x.mean(0), x.var(0)
+    y, got_mean, got_var = layers.batch_norm(jnp.asarray(x, jnp.float32), jnp.asarray(
+        scale, jnp.float32), jnp.asarray(bias, jnp.float32), eps)
+    np.testing.assert_allclose(got_mean, [1.25, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(got_var, var, rtol=1e-6)
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + eps) * scale + bias, rtol=1e-5)
+
+    c = np.array([[1.0, 0.0], [-2.0, 1.0], [0.5, 3.0], [1.0, -1.0]])
+    with jax.enable_x64():
+        def f(x):
+            return jnp.sum(layers.batch_norm(x, jnp.asarray(scale), jnp.asarray(bias), eps)[0] * c)
+        grad = np.asarray(jax.grad(f)(jnp.asarray(x)))
+        h, numeric = 1e-6, np.zeros_like(x)
+        for index in np.ndindex(x.shape):
+            step = np.zeros_like(x)
+            step[index] = h
+            numeric[index] = (f(jnp.asarray(x + step)) - f(jnp.asarray(x - step))) / (2 * h)
+        # With epsilon = 0 normalization removes each column's mean and scale, so the
+        # gradient is orthogonal to a column's constant and to its centred x (a shift or a
+        # scaling of a column changes nothing).
+        scale_free = np.asarray(jax.grad(lambda x: jnp.sum(layers.batch_norm(
+            x, jnp.asarray(scale), jnp.asarray(bias), 0.0)[0] * c))(jnp.asarray(x)))
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(grad.sum(0), 0.0, atol=1e-9)
+    np.testing.assert_allclose(scale_free.sum(0), 0.0, atol=1e-9)
+    np.testing.assert_allclose((scale_free * (x - mean)).sum(0), 0.0, atol=1e-9)
+
+
+def test_batch_norm_constant_channel_is_flax_s():
+    """A constant channel has zero variance (the fast variance clipped at zero): the same
+    output and gradients as Flax's, no NaN."""
+    x = jnp.concatenate([jax.random.normal(jax.random.key(0), (8, 1)),
+                         jnp.full((8, 1), 0.3)], axis=1)
+    cotangent = jax.random.normal(jax.random.key(2), x.shape)
+    results = []
+    for layer in (layers.BatchNorm(use_running_average=False),
+                  nn.BatchNorm(use_running_average=False)):
+        variables = nn.BatchNorm(use_running_average=False).init(jax.random.key(1), x)
+        results.append(_batch_norm_pullback(layer, variables, x, cotangent, jnp.ones((2, 2))))
+    for g, w in zip(*map(jax.tree.leaves, results)):
+        assert np.all(np.isfinite(g))
+        np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("options, kwargs", [
+    (dict(axis=1), {}),  # another feature axis
+    (dict(use_fast_variance=False), {}),
+    ({}, dict(mask=jnp.arange(5)[:, None, None, None] < 3)),
+])
+def test_batch_norm_configurations_not_rewritten_fall_back_to_flax(options, kwargs):
+    x = jax.random.normal(jax.random.key(0), (5, 3, 3, 4))
+    reference = nn.BatchNorm(use_running_average=False, **options)
+    variables = reference.init(jax.random.key(1), x, **kwargs)
+    got = layers.BatchNorm(use_running_average=False, **options).apply(
+        variables, x, mutable=["batch_stats"], **kwargs)
+    want = reference.apply(variables, x, mutable=["batch_stats"], **kwargs)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_batch_norm_statistics_are_not_reduce_windows():
+    """Compiled with jaxgan's CPU options, Flax's batch statistics and their gradients lower
+    to reduce-window trees (at a batch of 64; not at every shape); these lower to dots, with
+    no reduce-window at all."""
+    import jaxgan
+
+    x = jax.random.normal(jax.random.key(0), (64, 8, 8, 4))
+
+    def reduce_windows(layer):
+        variables = nn.BatchNorm(use_running_average=False).init(jax.random.key(1), x)
+
+        def loss(params, x):
+            y, _ = layer.apply({**variables, "params": params}, x, mutable=["batch_stats"])
+            return y[0, 0, 0, 0] + y[-1, -1, -1, -1]  # no reduction of its own
+
+        grad = jax.jit(jax.grad(loss, argnums=(0, 1)), compiler_options=jaxgan.compiler_options())
+        return grad.lower(variables["params"], x).compile().as_text().count("reduce-window(")
+
+    assert reduce_windows(nn.BatchNorm(use_running_average=False)) > 0  # the premise
+    assert reduce_windows(layers.BatchNorm(use_running_average=False)) == 0
+
+
+def test_batch_norm_second_order_matches_flax():
+    """A gradient of a gradient (a penalty on G's input gradient) through the custom rule."""
+    x = jax.random.normal(jax.random.key(0), (6, 3))
+    variables = nn.BatchNorm(use_running_average=False).init(jax.random.key(1), x)
+
+    def penalty(layer):
+        def fn(p):
+            input_grad = jax.grad(lambda x: jnp.sum(jnp.tanh(layer.apply(
+                {**variables, "params": p}, x, mutable=["batch_stats"])[0]) * x))(x)
+            return jnp.sum(input_grad**2)
+        return jax.grad(fn)(variables["params"])
+
+    for g, w in zip(jax.tree.leaves(penalty(layers.BatchNorm(use_running_average=False))),
+                    jax.tree.leaves(penalty(nn.BatchNorm(use_running_average=False)))):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(w))))
+
+
+def test_bias_gradient_is_not_a_reduce_window():
+    """The strided layers' bias gradient (a sum over batch and space) lowers to a dot."""
+    import jaxgan
+
+    x = jax.random.normal(jax.random.key(0), (64, 16, 16, 2))
+
+    def reduce_windows(layer):
+        params = nn.Conv(4, (3, 3), strides=(2, 2)).init(jax.random.key(1), x)
+        cotangent = jnp.ones((64, 8, 8, 4))
+        grad = jax.jit(jax.grad(lambda p, c: jnp.vdot(layer.apply(p, x), c)),
+                       compiler_options=jaxgan.compiler_options())
+        return grad.lower(params, cotangent).compile().as_text().count("reduce-window(")
+
+    assert reduce_windows(nn.Conv(4, (3, 3), strides=(2, 2))) > 0  # the premise
+    assert reduce_windows(layers.Conv(4, (3, 3), strides=(2, 2))) == 0
