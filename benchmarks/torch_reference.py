@@ -222,10 +222,12 @@ def load_jax_params(arch: str, generator: nn.Module, discriminator: nn.Module,
     put(discriminator.out.bias, d_params["Dense_0"]["bias"])
 
 
-def jax_images_to_torch(images: np.ndarray) -> torch.Tensor:
-    """``[batch, 28, 28, 1]`` NHWC images -> the mirrored NCHW tensor the PyTorch nets take."""
+def jax_images_to_torch(images: np.ndarray, channels_last: bool = False) -> torch.Tensor:
+    """``[batch, 28, 28, 1]`` NHWC images -> the mirrored NCHW tensor the PyTorch nets take
+    (stored ``torch.channels_last`` with ``channels_last``: the same values)."""
     images = np.asarray(images, np.float32)[:, ::-1, ::-1, :]
-    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    tensor = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    return tensor.contiguous(memory_format=torch.channels_last) if channels_last else tensor
 
 
 class TorchGAN:
@@ -235,13 +237,21 @@ class TorchGAN:
       arch: ``"mlp"`` or ``"dcgan"``.
       batch_norm: the DCGAN generator with batch normalization (see ``DCGANGenerator``).
       seed: seeds PyTorch's generator (noise, dropout, default initialization).
+      channels_last: the DCGAN pair's weights in ``torch.channels_last`` memory format, so
+        that its convolutions and their activations run NHWC (give it images from
+        ``jax_images_to_torch(..., channels_last=True)``); the same function.
     """
 
     def __init__(self, arch: str, *, batch_norm: bool = True, seed: int = 0,
-                 lr: float = 2e-4, b1: float = 0.5):
+                 lr: float = 2e-4, b1: float = 0.5, channels_last: bool = False):
+        if channels_last and arch != "dcgan":
+            raise ValueError(f"channels_last is a layout of the dcgan pair's images, not {arch!r}'s")
         torch.manual_seed(seed)
         self.arch = arch
         self.generator, self.discriminator = make_models(arch, batch_norm=batch_norm)
+        if channels_last:
+            self.generator.to(memory_format=torch.channels_last)
+            self.discriminator.to(memory_format=torch.channels_last)
         self.generator.train()
         self.discriminator.train()  # dropout on in both updates, as in jaxgan's steps
         self.g_optimizer = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=(b1, 0.999))

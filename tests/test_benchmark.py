@@ -62,3 +62,27 @@ def test_config_steps_times_both_option_sets_and_refuses_unknown_presets(capsys)
         config_steps.main(["--preset", "nope"])
     assert exit_info.value.code != 0
     assert "--preset: choose from" in capsys.readouterr().err
+
+
+def test_pytorch_reference_computes_jaxgan_s_dcgan_in_both_layouts():
+    """The reference is timed NCHW and channels_last: both must be jaxgan's function (torch is
+    an optional dependency, ``.[bench]``)."""
+    import jax
+    import pytest
+
+    pytest.importorskip("torch")
+    gan = benchmark.make_gan("dcgan")
+    state = gan.init(jax.random.key(0))
+    checks = [benchmark.check_reference("dcgan", gan, state, batch=2, channels_last=layout)
+              for layout in benchmark.TORCH_LAYOUTS["dcgan"]]
+    assert len(checks) == 2
+    for check in checks:
+        assert set(check) == {"g_images", "d_logits", "d_loss", "g_loss", "d_grad_norm",
+                              "g_grad_norm"}
+        assert max(check.values()) < 1e-4, check
+    torch = pytest.importorskip("torch")
+    conv = benchmark.torch_reference.TorchGAN("dcgan", channels_last=True).discriminator.conv2
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not conv.weight.is_contiguous()  # the premise: NCHW and NHWC strides differ
+    with pytest.raises(ValueError, match="channels_last"):
+        benchmark.torch_reference.TorchGAN("mlp", channels_last=True)
