@@ -86,3 +86,21 @@ def test_pytorch_reference_computes_jaxgan_s_dcgan_in_both_layouts():
     assert not conv.weight.is_contiguous()  # the premise: NCHW and NHWC strides differ
     with pytest.raises(ValueError, match="channels_last"):
         benchmark.torch_reference.TorchGAN("mlp", channels_last=True)
+
+
+def test_layer_benchmark_covers_the_step_s_convolutions(capsys):
+    """Its layers are the DCGAN step's convolutions: the same FLOPs as the step's count (G at
+    the batch, D at twice it), and a run prints one row per layer."""
+    import jaxgan
+    from benchmarks import layers as layer_benchmark
+
+    generator, discriminator = jaxgan.make_models("dcgan")
+    g, d = benchmark._layer_flops("dcgan", generator, discriminator)
+    found = layer_benchmark.dcgan_convolutions(3)
+    assert [layer["flops"] for layer in found] == [3 * f for f in g[1:]] + [6 * f for f in d[:2]]
+    assert [layer["shape"] for layer in found] == [
+        (3, 7, 7, 256), (3, 7, 7, 128), (3, 14, 14, 64), (6, 28, 28, 1), (6, 14, 14, 64)]
+    rows = layer_benchmark.main(["--batch", "2", "--repeats", "1", "--block-s", "0.01",
+                                 "--no-torch"])
+    assert len(rows) == 5 and all(t > 0 for row in rows for t in row["ms"].values())
+    assert capsys.readouterr().out.count("| G convT 5x5 s1 256->128, 7x7 | 2 |") == 1
