@@ -46,10 +46,7 @@ from flax.linen import dtypes
 from flax.linen.linear import canonicalize_padding
 from jax import lax
 
-__all__ = [
-    "BatchNorm", "Conv", "ConvTranspose", "add_bias", "batch_norm", "spectrally_normalized",
-    "spectral_norm",
-]
+__all__ = ["BatchNorm", "Conv", "ConvTranspose", "spectrally_normalized", "spectral_norm"]
 
 
 def _dimension_numbers(num_spatial: int) -> tuple[str, str, str]:
