@@ -245,7 +245,8 @@ class TorchGAN:
     def __init__(self, arch: str, *, batch_norm: bool = True, seed: int = 0,
                  lr: float = 2e-4, b1: float = 0.5, channels_last: bool = False):
         if channels_last and arch != "dcgan":
-            raise ValueError(f"channels_last is a layout of the dcgan pair's images, not {arch!r}'s")
+            raise ValueError(
+                f"channels_last is a layout of the dcgan pair's images, not {arch!r}'s")
         torch.manual_seed(seed)
         self.arch = arch
         self.generator, self.discriminator = make_models(arch, batch_norm=batch_norm)
