@@ -380,7 +380,6 @@ def benchmark(arch: str, batch: int, *, repeats: int, block_s: float, roof, use_
     xla_flops = _xla_flops(compiled)
 
     runners, records = [], []
-
     runners.append(_Runner("jaxgan", _stepping(compiled, state, real)))
     compile_times = {"jaxgan": compile_s}
     if compare_compiler and options:
