@@ -17,6 +17,10 @@ that meet the image reshapes), so that for every input ``torch_net(flip(x)) ==
 flip(jax_net(x))``: the same function, with the same FLOPs and parameter count.
 ``benchmarks.train_step`` checks that numerically before it times anything.
 
+``TorchGAN`` runs on any torch device (``device="cuda"`` for a GPU) and in mixed precision
+(``dtype=torch.bfloat16``: the forward passes under ``torch.autocast``, parameters and Adam
+in float32, as jaxgan's ``dtype=jnp.bfloat16`` models keep them).
+
 torch is an optional dependency (``pip install torch==2.13.0``, a CPU wheel).
 """
 
@@ -222,11 +226,15 @@ def load_jax_params(arch: str, generator: nn.Module, discriminator: nn.Module,
     put(discriminator.out.bias, d_params["Dense_0"]["bias"])
 
 
-def jax_images_to_torch(images: np.ndarray, channels_last: bool = False) -> torch.Tensor:
+def jax_images_to_torch(images: np.ndarray, channels_last: bool = False,
+                        device=None) -> torch.Tensor:
     """``[batch, 28, 28, 1]`` NHWC images -> the mirrored NCHW tensor the PyTorch nets take
-    (stored ``torch.channels_last`` with ``channels_last``: the same values)."""
+    (stored ``torch.channels_last`` with ``channels_last``: the same values), on ``device``
+    (``None``: the CPU)."""
     images = np.asarray(images, np.float32)[:, ::-1, ::-1, :]
     tensor = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    if device is not None:
+        tensor = tensor.to(device)
     return tensor.contiguous(memory_format=torch.channels_last) if channels_last else tensor
 
 
@@ -240,25 +248,46 @@ class TorchGAN:
       channels_last: the DCGAN pair's weights in ``torch.channels_last`` memory format, so
         that its convolutions and their activations run NHWC (give it images from
         ``jax_images_to_torch(..., channels_last=True)``); the same function.
+      device: where the modules, the noise and the labels live (``None``: the CPU); give it
+        images on the same device.
+      dtype: ``None`` (float32) or ``torch.bfloat16``/``torch.float16``: the forward passes
+        run under ``torch.autocast`` in that dtype; parameters, gradients and Adam's state
+        stay float32. On CUDA, Adam is PyTorch's fused implementation (the same update).
     """
 
     def __init__(self, arch: str, *, batch_norm: bool = True, seed: int = 0,
-                 lr: float = 2e-4, b1: float = 0.5, channels_last: bool = False):
+                 lr: float = 2e-4, b1: float = 0.5, channels_last: bool = False,
+                 device=None, dtype=None):
         if channels_last and arch != "dcgan":
             raise ValueError(
                 f"channels_last is a layout of the dcgan pair's images, not {arch!r}'s")
+        if dtype not in (None, torch.float32, torch.bfloat16, torch.float16):
+            raise ValueError(f"dtype: None, torch.float32, torch.bfloat16 or torch.float16, "
+                             f"got {dtype!r}")
         torch.manual_seed(seed)
         self.arch = arch
+        self.device = torch.device(device if device is not None else "cpu")
+        self.dtype = None if dtype == torch.float32 else dtype
         self.generator, self.discriminator = make_models(arch, batch_norm=batch_norm)
+        self.generator.to(self.device)
+        self.discriminator.to(self.device)
         if channels_last:
             self.generator.to(memory_format=torch.channels_last)
             self.discriminator.to(memory_format=torch.channels_last)
         self.generator.train()
         self.discriminator.train()  # dropout on in both updates, as in jaxgan's steps
-        self.g_optimizer = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=(b1, 0.999))
-        self.d_optimizer = torch.optim.Adam(
-            self.discriminator.parameters(), lr=lr, betas=(b1, 0.999)
-        )
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        self.g_optimizer = torch.optim.Adam(self.generator.parameters(), lr=lr,
+                                            betas=(b1, 0.999), **fused)
+        self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=lr,
+                                            betas=(b1, 0.999), **fused)
+
+    def _autocast(self):
+        """The forward passes' precision context: autocast to ``dtype``, or nothing."""
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None)
+
+    def _noise(self, batch: int) -> torch.Tensor:
+        return torch.randn(batch, LATENT_DIM, device=self.device)
 
     def load_jax_params(self, g_params, d_params, g_batch_stats=None) -> None:
         """Starts from jaxgan's parameters (see ``load_jax_params``)."""
@@ -277,20 +306,26 @@ class TorchGAN:
         for m in norms:
             m.momentum = 0.0
         try:
-            with torch.no_grad():
+            with torch.no_grad(), self._autocast():
                 fake = self.generator(z)
         finally:
             for m, momentum in zip(norms, momenta):
                 m.momentum = momentum
-        logits = self.discriminator(torch.cat([real, fake], dim=0))
-        ones = torch.ones(batch)
+        with self._autocast():
+            logits = self.discriminator(torch.cat([real, fake.to(real.dtype)], dim=0))
+        logits = logits.float()  # the losses in float32, as jaxgan's logits are
+        ones = torch.ones(batch, device=logits.device)
+        zeros = torch.zeros(batch, device=logits.device)
         return (F.binary_cross_entropy_with_logits(logits[:batch], ones)
-                + F.binary_cross_entropy_with_logits(logits[batch:], torch.zeros(batch)))
+                + F.binary_cross_entropy_with_logits(logits[batch:], zeros))
 
     def g_loss(self, z: torch.Tensor) -> torch.Tensor:
         """-E_z[log D(G(z))] (non-saturating)."""
-        logits = self.discriminator(self.generator(z))
-        return F.binary_cross_entropy_with_logits(logits, torch.ones(z.shape[0]))
+        with self._autocast():
+            logits = self.discriminator(self.generator(z))
+        logits = logits.float()
+        return F.binary_cross_entropy_with_logits(
+            logits, torch.ones(z.shape[0], device=logits.device))
 
     def train_step(self, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One D update on ``real`` ``[batch, 1, 28, 28]`` then one G update; returns the losses.
@@ -298,14 +333,14 @@ class TorchGAN:
         The losses are returned as tensors (no host sync); call ``float`` on them to wait.
         """
         batch = real.shape[0]
-        d_loss = self.d_loss(real, torch.randn(batch, LATENT_DIM))
+        d_loss = self.d_loss(real, self._noise(batch))
         self.d_optimizer.zero_grad(set_to_none=True)
         d_loss.backward()
         self.d_optimizer.step()
 
         # D's weights are constants of the G update: no gradient is computed for them.
         self.discriminator.requires_grad_(False)
-        g_loss = self.g_loss(torch.randn(batch, LATENT_DIM))
+        g_loss = self.g_loss(self._noise(batch))
         self.g_optimizer.zero_grad(set_to_none=True)
         g_loss.backward()
         self.g_optimizer.step()

@@ -21,6 +21,13 @@ alike; report medians over repeats. PyTorch's OpenMP threads sleep while they wa
 other processes share the cores. FLOPs are counted analytically from the architecture
 (``step_flops``) and cross-checked against XLA's ``cost_analysis()`` of the compiled step.
 
+On a GPU (JAX's default backend) the PyTorch reference runs on CUDA with cuDNN autotuning
+and fused Adam, float32 matmuls and convolutions use TensorFloat-32 on both sides (JAX's
+default there; ``--precision highest`` for full float32 on both), the roof is an 8192-sided
+matmul, ``--profile`` reads the device's kernel times by HLO op, and KIND is the device kind
+(``nvidia-h100``). ``--dtype bfloat16`` times mixed precision on either backend (results in
+``KIND-bfloat16.*``). ``benchmarks/gpu.sh`` runs the whole accelerator set in one command.
+
 Writes ``benchmarks/results/KIND.json`` and ``benchmarks/results/KIND.md`` (``--output-dir``),
 KIND naming the machine kind (``machine_kind``: the CPU model and its widest vector ISA,
 e.g. ``amd-epyc-avx2``), so that runs on one kind never overwrite another kind's figures, and
@@ -70,8 +77,21 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 __all__ = ["step_flops", "measure_roof", "check_reference", "benchmark", "main"]
 
-ROOF_SIZE = 2048
+ROOF_SIZE = 2048  # the roof's matmul side on the CPU; on an accelerator ACCELERATOR_ROOF_SIZE
+ACCELERATOR_ROOF_SIZE = 8192
 LEARNING_RATE, BETA1 = 2e-4, 0.5
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+PRECISIONS = ("default", "highest")
+
+
+def _accelerated() -> bool:
+    """Whether JAX's default backend is an accelerator (GPU or TPU), not the CPU."""
+    return jax.default_backend() != "cpu"
+
+
+def roof_size() -> int:
+    """The side of the roof's square matmul: large enough to saturate the backend."""
+    return ACCELERATOR_ROOF_SIZE if _accelerated() else ROOF_SIZE
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,13 +169,15 @@ def _xla_flops(compiled) -> float | None:
 # Timing
 
 
-def measure_roof(size: int = ROOF_SIZE):
-    """A callable that runs one ``size`` x ``size`` float32 matmul through XLA and waits.
+def measure_roof(size: int | None = None, dtype=jnp.float32):
+    """A callable that runs one ``size`` x ``size`` matmul in ``dtype`` through XLA and waits
+    (``size``: ``roof_size()`` where ``None``).
 
     Returns ``(run, flops)``: ``run()`` does the matmul; ``flops = 2 * size**3``.
     """
-    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
+    size = size or roof_size()
+    a = jax.random.normal(jax.random.key(0), (size, size), dtype)
+    b = jax.random.normal(jax.random.key(1), (size, size), dtype)
     matmul = jax.jit(jnp.matmul)
     jax.block_until_ready(matmul(a, b))
 
@@ -165,13 +187,23 @@ def measure_roof(size: int = ROOF_SIZE):
     return run, 2.0 * size**3
 
 
-def _torch_roof(size: int = ROOF_SIZE) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def _torch_wait(device) -> None:
+    """Waits for the work queued on a torch device (the CPU runs it synchronously)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _torch_roof(size: int | None = None, device=None, dtype=None) -> float:
+    size = size or roof_size()
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
     torch.mm(a, b)
+    _torch_wait(a.device)
     times = []
     for _ in range(5):
         start = time.perf_counter()
         torch.mm(a, b)
+        _torch_wait(a.device)
         times.append(time.perf_counter() - start)
     return 2.0 * size**3 / float(np.median(times)) / 1e9
 
@@ -234,7 +266,9 @@ def check_reference(arch: str, gan: jaxgan.GAN, state: jaxgan.GANState, batch: i
     Compares, on one fixed batch: G(z) in training mode (batch statistics), D's logits,
     the D loss (-V) and the G loss, and the global norms of their gradients (norms do not
     depend on the parameter layout). D runs without dropout (evaluation mode) so that both
-    sides draw nothing at random.
+    sides draw nothing at random. Both sides compute in full float32 (JAX's matmuls at
+    ``"highest"`` precision, PyTorch on the CPU), whatever the timed runs use: this checks
+    the function, not the arithmetic.
 
     Returns:
       the largest relative difference of each compared quantity.
@@ -258,10 +292,12 @@ def check_reference(arch: str, gan: jaxgan.GAN, state: jaxgan.GANState, batch: i
         logits = gan.discriminate(state.d_params, fake(g_params), train=False)
         return losses.nonsaturating_generator_loss(fake_logits=logits)
 
-    jax_d, jax_d_grads = jax.value_and_grad(d_loss)(state.d_params)
-    jax_g, jax_g_grads = jax.value_and_grad(g_loss)(state.g_params)
-    jax_images = np.asarray(fake(state.g_params))
-    jax_logits = np.asarray(gan.discriminate(state.d_params, jnp.asarray(real), train=False))
+    with jax.default_matmul_precision("highest"):
+        jax_d, jax_d_grads = jax.value_and_grad(d_loss)(state.d_params)
+        jax_g, jax_g_grads = jax.value_and_grad(g_loss)(state.g_params)
+        jax_images = np.asarray(fake(state.g_params))
+        jax_logits = np.asarray(gan.discriminate(state.d_params, jnp.asarray(real),
+                                                 train=False))
 
     reference = torch_reference.TorchGAN(arch, batch_norm="BatchNorm_0" in state.g_params,
                                          channels_last=channels_last)
@@ -298,9 +334,10 @@ def check_reference(arch: str, gan: jaxgan.GAN, state: jaxgan.GANState, batch: i
 # The benchmark
 
 
-def make_gan(arch: str) -> jaxgan.GAN:
-    """The benchmarked GAN: ``make_models(arch)``, Adam(2e-4, b1=0.5) for both, k = 1."""
-    generator, discriminator = jaxgan.make_models(arch)
+def make_gan(arch: str, dtype=jnp.float32) -> jaxgan.GAN:
+    """The benchmarked GAN: ``make_models(arch, dtype=dtype)`` (``jnp.bfloat16``: mixed
+    precision, parameters and Adam in float32), Adam(2e-4, b1=0.5) for both, k = 1."""
+    generator, discriminator = jaxgan.make_models(arch, dtype=dtype)
     return jaxgan.GAN(
         generator,
         discriminator,
@@ -341,30 +378,33 @@ def _torch_impl(arch: str, channels_last: bool) -> str:
     return "PyTorch eager, " + ("channels_last" if channels_last else "NCHW")
 
 
-def _torch_stepping(arch, state, real, channels_last):
-    """``run(n)``: n steps of ``TorchGAN`` from jaxgan's initial parameters, on ``real``."""
+def _torch_stepping(arch, state, real, channels_last, device=None, dtype=None):
+    """``run(n)``: n steps of ``TorchGAN`` from jaxgan's initial parameters, on ``real``, on
+    ``device`` in ``dtype`` (see ``TorchGAN``)."""
     reference = torch_reference.TorchGAN(arch, batch_norm="BatchNorm_0" in state.g_params,
-                                         channels_last=channels_last)
+                                         channels_last=channels_last, device=device,
+                                         dtype=dtype)
     reference.load_jax_params(state.g_params, state.d_params, state.g_batch_stats)
-    torch_real = torch_reference.jax_images_to_torch(real, channels_last)
+    torch_real = torch_reference.jax_images_to_torch(real, channels_last, device)
 
     def run(n):
         for _ in range(n):
             d_loss, _ = reference.train_step(torch_real)
-        d_loss.item()
+        d_loss.item()  # waits for the last step, on any device
 
     return run
 
 
 def benchmark(arch: str, batch: int, *, repeats: int, block_s: float, roof, use_torch: bool,
-              fused: int = 0, compare_compiler: bool = False) -> list[dict]:
+              fused: int = 0, compare_compiler: bool = False, dtype: str = "float32",
+              torch_device=None) -> list[dict]:
     """Times jaxgan's step (and PyTorch's, ``fused`` steps per call, and with
     ``compare_compiler`` the step compiled without ``jaxgan.compiler_options()``) for one
-    config.
+    config, both in ``dtype`` (a key of ``DTYPES``; PyTorch on ``torch_device``).
 
     Returns one record per implementation: steps/s, images/s, GFLOP/s, compile time.
     """
-    gan = make_gan(arch)
+    gan = make_gan(arch, DTYPES[dtype])
     state = gan.init(jax.random.key(0))
     rng = np.random.default_rng(0)
     real = jnp.asarray(gan.from_unit_interval(
@@ -403,7 +443,8 @@ def benchmark(arch: str, batch: int, *, repeats: int, block_s: float, roof, use_
     torch_runners = []
     for channels_last in (TORCH_LAYOUTS[arch] if use_torch else ()):
         torch_runners.append(_Runner(_torch_impl(arch, channels_last), _torch_stepping(
-            arch, state, np.asarray(real), channels_last)))
+            arch, state, np.asarray(real), channels_last, torch_device,
+            None if dtype == "float32" else getattr(torch, dtype))))
     runners += torch_runners
     roof_runner = _Runner("roof", lambda n: [roof[0]() for _ in range(n)])
     runners.append(roof_runner)
@@ -421,6 +462,7 @@ def benchmark(arch: str, batch: int, *, repeats: int, block_s: float, roof, use_
         records.append({
             "arch": arch,
             "batch": batch,
+            "dtype": dtype,
             "impl": runner.name,
             "steps_per_s": 1.0 / step_s,
             "ms_per_step": 1e3 * step_s,
@@ -475,17 +517,49 @@ def _describe_hlo(hlo_text: str) -> dict[str, str]:
     return described
 
 
-def profile_step(arch: str, batch: int, *, iters: int = 5, top: int = 15) -> dict:
-    """Per-HLO-op time of one compiled ``train_step`` (jax.profiler trace of XLA:CPU thunks).
+def _op_times(data, accelerated: bool, iters: int) -> dict[str, float]:
+    """Milliseconds per step of each HLO op in a ``jax.profiler.ProfileData`` trace.
 
-    Times are the wall time of each op on the thread that ran it, summed over threads and
-    averaged over ``iters`` steps; ops that run concurrently on the two cores both count.
-    Work that XLA hands to Eigen's own kernels (its convolutions, with the YNNPACK library
-    kept to single dots) runs as unnamed tasks of the thread pool: the trace does not attribute
-    it to an op, so ``wall_ms`` (the step's wall time during the trace) is reported beside
-    the named ops' total.
+    CPU: the events of XLA:CPU's thunks on the threads of its pool (``tf_XLAEigen``), by op
+    name. Accelerator: the device's kernels (the planes named ``/device:GPU:N`` or
+    ``/device:TPU:N``), by the HLO op each ran for (the event's ``hlo_op`` statistic, else
+    the kernel's name).
     """
-    gan = make_gan(arch)
+    per_op: dict[str, float] = collections.defaultdict(float)
+    for plane in data.planes:
+        if accelerated:
+            if not re.match(r"/device:(GPU|TPU):\d+", plane.name):
+                continue
+            for line in plane.lines:
+                for event in line.events:
+                    stats = dict(event.stats)
+                    per_op[str(stats.get("hlo_op") or event.name)] += (
+                        event.duration_ns / 1e6 / iters)
+            continue
+        for line in plane.lines:
+            if not line.name.startswith("tf_XLAEigen"):
+                continue
+            for event in line.events:
+                if event.name.startswith(("ThunkExecutor", "Slinky", "ThreadpoolListener")):
+                    continue
+                per_op[event.name] += event.duration_ns / 1e6 / iters
+    return per_op
+
+
+def profile_step(arch: str, batch: int, *, iters: int = 5, top: int = 15,
+                 dtype: str = "float32") -> dict:
+    """Per-HLO-op time of one compiled ``train_step`` (a jax.profiler trace).
+
+    On the CPU, times are the wall time of each op on the thread that ran it (XLA:CPU's
+    thunks), summed over threads and averaged over ``iters`` steps; ops that run
+    concurrently on the two cores both count. Work that XLA hands to Eigen's own kernels
+    (its convolutions, with the YNNPACK library kept to single dots) runs as unnamed tasks
+    of the thread pool: the trace does not attribute it to an op, so ``wall_ms`` (the step's
+    wall time during the trace) is reported beside the named ops' total. On a GPU or TPU
+    they are the device's kernel times, by the HLO op each kernel ran for; the gap to
+    ``wall_ms`` is then time the device sat idle (host work, dispatch, synchronization).
+    """
+    gan = make_gan(arch, DTYPES[dtype])
     state = gan.init(jax.random.key(0))
     real = jnp.zeros((batch,) + gan.data_shape, jnp.float32)
     compiled = jax.jit(functools.partial(jaxgan.train_step, gan),
@@ -502,15 +576,7 @@ def profile_step(arch: str, batch: int, *, iters: int = 5, top: int = 15) -> dic
     jax.profiler.stop_trace()
     path = glob.glob(os.path.join(directory, "**", "*.xplane.pb"), recursive=True)[0]
     data = jax.profiler.ProfileData.from_file(path)
-    per_op: dict[str, float] = collections.defaultdict(float)
-    for plane in data.planes:
-        for line in plane.lines:
-            if not line.name.startswith("tf_XLAEigen"):
-                continue
-            for event in line.events:
-                if event.name.startswith(("ThunkExecutor", "Slinky", "ThreadpoolListener")):
-                    continue
-                per_op[event.name] += event.duration_ns / 1e6 / iters
+    per_op = _op_times(data, _accelerated(), iters)
     total = sum(per_op.values())
     by_kind: dict[str, float] = collections.defaultdict(float)
     for name, ms in per_op.items():
@@ -519,6 +585,8 @@ def profile_step(arch: str, batch: int, *, iters: int = 5, top: int = 15) -> dic
     return {
         "arch": arch,
         "batch": batch,
+        "dtype": dtype,
+        "backend": jax.default_backend(),
         "total_ms": total,
         "wall_ms": wall_ms,
         "by_kind_ms": dict(by_kind),
@@ -550,9 +618,17 @@ def markdown(results: dict) -> str:
             f"{_fmt(r['compile_s'], '.1f')} |"
         )
     m = results["machine"]
+    settings = results["settings"]
+    dtype = settings.get("dtype", "float32")
+    device = ""
+    if m.get("device"):
+        device = (f"JAX on {m.get('backend')} ({m['device']}, {m.get('device_count')} "
+                  f"device(s)), PyTorch on {m.get('torch_device') or 'no device (not timed)'}; "
+                  "host CPU ")
+    precision = m.get("precision", {})
     notes = [
         "",
-        f"Machine kind `{m.get('kind', '?')}`: {m['cpu']} (family {m.get('cpu_family')}, "
+        f"Machine kind `{m.get('kind', '?')}`: {device}{m['cpu']} (family {m.get('cpu_family')}, "
         f"model {m.get('cpu_model')}; ISA: {', '.join(m.get('isa', [])) or 'not recorded'}), "
         f"{m['cores']} cores; jax {m['jax']}, jaxlib {m.get('jaxlib')}, flax {m['flax']}, "
         f"optax {m['optax']}, torch {m['torch'] or 'not installed'} "
@@ -560,9 +636,12 @@ def markdown(results: dict) -> str:
         f"XLA uses all cores; XLA_FLAGS={m['xla_flags']!r}; jaxgan's steps compiled with "
         f"compiler_options={m.get('compiler_options', {})!r}). "
         f"Run {results['date']}; load average {m['load_before']} before, "
-        f"{m['load_after']} after (other processes share these cores).",
+        f"{m['load_after']} after (other processes share these cores). Computation dtype "
+        f"{dtype}; float32 precision {precision.get('option', 'default')!r} "
+        f"({', '.join(f'{k}={v}' for k, v in precision.items() if k != 'option')}).",
         "",
-        f"Roof: {results['roof_gflops']:.0f} GFLOP/s, a {ROOF_SIZE}x{ROOF_SIZE} float32 matmul "
+        f"Roof: {results['roof_gflops']:.0f} GFLOP/s, a {results.get('roof_size', ROOF_SIZE)}"
+        f"x{results.get('roof_size', ROOF_SIZE)} {dtype} matmul "
         "through XLA timed between the steps (median); PyTorch's matmul: "
         f"{_fmt(results.get('torch_roof_gflops'), '.0f')} GFLOP/s.",
         "",
@@ -592,14 +671,19 @@ def markdown(results: dict) -> str:
         notes += ["", "torch is not installed (`pip install torch==2.13.0`): no PyTorch "
                   "comparison in this run."]
     for number, prof in enumerate(results.get("profiles", []), start=2):
+        if prof.get("backend", "cpu") == "cpu":
+            where = (f"summed over threads; the step took {_fmt(prof.get('wall_ms'), '.1f')} "
+                     f"ms of wall time on {os.cpu_count()} cores, the rest is work the trace "
+                     "leaves unnamed, such as Eigen's convolution tasks")
+        else:
+            where = (f"the device's kernel time; the step took "
+                     f"{_fmt(prof.get('wall_ms'), '.1f')} ms of wall time, the rest is time "
+                     "the device waited: dispatch, host work, synchronization")
         notes += [
             "",
             f"Table {number}: where the time of one jaxgan step goes, {prof['arch']} at batch "
             f"{prof['batch']} (`--profile`): the {len(prof['top_ops'])} costliest XLA ops of "
-            f"{prof['total_ms']:.1f} ms of named op time per step (summed over threads; the "
-            f"step took {_fmt(prof.get('wall_ms'), '.1f')} ms of wall time on "
-            f"{os.cpu_count()} cores, the rest is work the trace leaves unnamed, such as "
-            "Eigen's convolution tasks); by kind: "
+            f"{prof['total_ms']:.1f} ms of named op time per step ({where}); by kind: "
             + ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(prof["by_kind_ms"].items(),
                                                               key=lambda kv: -kv[1])) + ".",
             "",
@@ -629,13 +713,20 @@ def _cpuinfo() -> dict[str, str]:
     return fields
 
 
-def machine_kind(cpu: str, flags: set[str]) -> str:
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def machine_kind(cpu: str, flags: set[str], accelerator: str | None = None) -> str:
     """A file-name-safe name of the machine kind: the CPU model and its widest vector ISA
-    (``AMD EPYC`` with avx512f -> ``amd-epyc-avx512``; without, with avx2 -> ``amd-epyc-avx2``)."""
+    (``AMD EPYC`` with avx512f -> ``amd-epyc-avx512``; without, with avx2 -> ``amd-epyc-avx2``),
+    or, where the benchmark ran on an accelerator, its device kind (``NVIDIA H200`` ->
+    ``nvidia-h200``)."""
+    if accelerator:
+        return _slug(accelerator) or "accelerator"
     isa = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "no-avx2"
     model = re.sub(r"\(.*?\)|\b(processor|cpu)\b|@.*", " ", cpu, flags=re.I)
-    slug = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-") or platform.machine()
-    return f"{slug}-{isa}"
+    return f"{_slug(model) or platform.machine()}-{isa}"
 
 
 def _machine(torch_threads) -> dict:
@@ -645,8 +736,12 @@ def _machine(torch_threads) -> dict:
     import flax
     import jaxlib
 
+    accelerator = jax.devices()[0].device_kind if _accelerated() else None
     return {
-        "kind": machine_kind(cpu, flags),
+        "kind": machine_kind(cpu, flags, accelerator),
+        "backend": jax.default_backend(),
+        "device": accelerator,
+        "device_count": jax.device_count(),
         "cpu": cpu,
         "cpu_family": info.get("cpu family"),
         "cpu_model": info.get("model"),
@@ -685,6 +780,12 @@ class BenchmarkOptions:
       compare_compiler: also time the step compiled with jaxlib's default XLA options
         instead of jaxgan.compiler_options() (where those are not empty).
       profile: add a per-op profile of each jaxgan step to the report.
+      dtype: the computation dtype of both sides: float32, or bfloat16 (mixed precision:
+        jaxgan's models with dtype=bfloat16, PyTorch under torch.autocast; parameters and
+        Adam in float32 on both). A bfloat16 run writes KIND-bfloat16.json/md.
+      precision: float32 matmuls and convolutions on both sides: "default" (each library's
+        fast mode, made the same: on NVIDIA GPUs both use TensorFloat-32, JAX's default,
+        which PyTorch is set to; on the CPU there is none) or "highest" (full float32 on both).
       output_dir: where KIND.json and KIND.md go (none: benchmarks/results).
     """
 
@@ -698,13 +799,16 @@ class BenchmarkOptions:
     no_torch: bool = False
     compare_compiler: bool = True
     profile: bool = False
+    dtype: str = "float32"
+    precision: str = "default"
     output_dir: str | None = None
 
 
 def main(argv=None) -> dict:
     """Parses the command line, runs the benchmark, prints and writes the results."""
     parser = Parser(prog="python -m benchmarks.train_step", description=__doc__.split("\n\n")[0])
-    add_config_flags(parser, BenchmarkOptions, defaults=BenchmarkOptions())
+    add_config_flags(parser, BenchmarkOptions, defaults=BenchmarkOptions(),
+                     choices={"dtype": tuple(DTYPES), "precision": PRECISIONS})
     args = BenchmarkOptions(**given_fields(parser.parse_args(argv), BenchmarkOptions))
     unknown = sorted(set(args.arch) - {"mlp", "dcgan"})
     if unknown or not args.arch:
@@ -728,16 +832,42 @@ def main(argv=None) -> dict:
     if torch is None and not args.no_torch:
         print("torch is not installed (pip install torch==2.13.0): "
               "reporting jaxgan's figures only.")
+    torch_device = None
+    if use_torch and _accelerated():
+        if jax.default_backend() == "gpu" and torch.cuda.is_available():
+            torch_device = torch.device("cuda", 0)
+        else:
+            print(f"JAX runs on {jax.default_backend()} but this torch has no such device "
+                  f"(torch {torch.__version__}): reporting jaxgan's figures only.")
+            use_torch = False
+    if args.precision == "highest":
+        jax.config.update("jax_default_matmul_precision", "highest")
     if use_torch:
         torch.set_num_threads(args.torch_threads)
+        if torch_device is not None:
+            torch.backends.cudnn.benchmark = True  # PyTorch at its best: tuned conv kernels
+            fast = args.precision == "default"  # TF32 as JAX's default on these GPUs
+            torch.backends.cuda.matmul.allow_tf32 = fast
+            torch.backends.cudnn.allow_tf32 = fast
     machine = _machine(args.torch_threads if use_torch else None)
     machine["load_before"] = [round(x, 2) for x in os.getloadavg()]
+    machine["precision"] = {
+        "option": args.precision,
+        "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
+    }
+    if torch_device is not None:
+        machine["torch_device"] = torch.cuda.get_device_name(torch_device)
+        machine["precision"].update(
+            torch_matmul_tf32=torch.backends.cuda.matmul.allow_tf32,
+            torch_cudnn_tf32=torch.backends.cudnn.allow_tf32,
+            torch_cudnn_benchmark=torch.backends.cudnn.benchmark)
 
-    roof = measure_roof()
+    roof = measure_roof(dtype=DTYPES[args.dtype])
     results = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": machine,
         "settings": dataclasses.asdict(args),
+        "roof_size": roof_size(),
         "records": [],
         "reference_check": {},
     }
@@ -757,22 +887,25 @@ def main(argv=None) -> dict:
             results["records"] += benchmark(
                 arch, batch, repeats=args.repeats, block_s=args.block_s, roof=roof,
                 use_torch=use_torch, fused=args.fused if arch == "mlp" else 0,
-                compare_compiler=args.compare_compiler,
+                compare_compiler=args.compare_compiler, dtype=args.dtype,
+                torch_device=torch_device,
             )
     results["roof_gflops"] = float(np.median([r["roof_gflops"] for r in results["records"]]))
     for r in results["records"]:  # one roof for the whole run: the median of all its blocks
         r["roof_fraction"] = r["gflops"] / results["roof_gflops"]
     if use_torch:
-        results["torch_roof_gflops"] = _torch_roof()
+        results["torch_roof_gflops"] = _torch_roof(
+            device=torch_device, dtype=None if args.dtype == "float32" else getattr(
+                torch, args.dtype))
     if args.profile:
-        results["profiles"] = [profile_step(arch, batch) for arch in args.arch
-                               for batch in args.batch[:1]]
+        results["profiles"] = [profile_step(arch, batch, dtype=args.dtype)
+                               for arch in args.arch for batch in args.batch[:1]]
     machine["load_after"] = [round(x, 2) for x in os.getloadavg()]
 
     text = markdown(results)
     print(text)
     os.makedirs(args.output_dir, exist_ok=True)
-    kind = machine["kind"]
+    kind = machine["kind"] + ("" if args.dtype == "float32" else f"-{args.dtype}")
     with atomic_path(os.path.join(args.output_dir, f"{kind}.json")) as tmp, open(tmp, "w") as f:
         json.dump(results, f, indent=1)
     with atomic_path(os.path.join(args.output_dir, f"{kind}.md")) as tmp, open(tmp, "w") as f:

@@ -104,3 +104,110 @@ def test_layer_benchmark_covers_the_step_s_convolutions(capsys):
                                  "--no-torch"])
     assert len(rows) == 5 and all(t > 0 for row in rows for t in row["ms"].values())
     assert capsys.readouterr().out.count("| G convT 5x5 s1 256->128, 7x7 | 2 |") == 1
+
+
+def test_machine_kind_on_an_accelerator_is_its_device_kind():
+    assert benchmark.machine_kind("AMD EPYC", {"avx512f"}, "NVIDIA H200") == "nvidia-h200"
+    assert benchmark.machine_kind("AMD EPYC", {"avx512f"}, "TPU v5 lite") == "tpu-v5-lite"
+    assert benchmark.machine_kind("AMD EPYC", {"avx512f"}, None) == "amd-epyc-avx512"
+
+
+def test_op_times_reads_cpu_threads_and_accelerator_kernels_by_hlo_op():
+    """Per-op milliseconds per step from a trace: on the CPU the pool threads' thunks (the
+    executor's own events skipped), on an accelerator the device planes' kernels grouped by
+    the HLO op they ran for. A hand-made trace of known durations."""
+    from types import SimpleNamespace as NS
+
+    def event(name, ns, **stats):
+        return NS(name=name, duration_ns=ns, stats=list(stats.items()))
+
+    cpu = NS(name="/host:CPU", lines=[
+        NS(name="tf_XLAEigen/1", events=[event("fusion.1", 4e6), event("ThunkExecutor", 9e6),
+                                         event("dot.2", 2e6)]),
+        NS(name="tf_XLAEigen/2", events=[event("fusion.1", 2e6)]),
+        NS(name="python", events=[event("fusion.1", 7e6)]),
+    ])
+    gpu = NS(name="/device:GPU:0", lines=[
+        NS(name="Stream #13", events=[event("loop_fusion_kernel", 3e6, hlo_op="fusion.1"),
+                                      event("sm90_gemm", 5e6, hlo_op="dot.2"),
+                                      event("memcpy", 1e6)]),
+        NS(name="Stream #14", events=[event("loop_fusion_kernel", 1e6, hlo_op="fusion.1")]),
+    ])
+    data = NS(planes=[cpu, gpu])
+    assert dict(benchmark._op_times(data, accelerated=False, iters=2)) == {
+        "fusion.1": 3.0, "dot.2": 1.0}
+    assert dict(benchmark._op_times(data, accelerated=True, iters=2)) == {
+        "fusion.1": 2.0, "dot.2": 2.5, "memcpy": 0.5}
+
+
+def test_report_says_dtype_device_and_precision():
+    record = dict(arch="dcgan", batch=1024, impl="jaxgan", steps_per_s=100.0,
+                  images_per_s=102400.0, ms_per_step=10.0, vs_pytorch=1.2, gflop_per_step=580.0,
+                  gflops=58000.0, roof_fraction=0.1, compile_s=1.0, xla_gflop_per_step=None)
+    machine = dict(kind="nvidia-h200", backend="gpu", device="NVIDIA H200", device_count=1,
+                   torch_device="NVIDIA H200", cpu="AMD EPYC", cpu_family="25", cpu_model="17",
+                   isa=["avx512f"], cores=16, jax="x", jaxlib="x", flax="x", optax="x",
+                   torch="x", torch_threads=16, omp_wait_policy="", xla_flags="",
+                   precision={"option": "default", "torch_matmul_tf32": True},
+                   load_before=[0.0], load_after=[0.0])
+    profile = dict(arch="dcgan", batch=1024, backend="gpu", total_ms=8.0, wall_ms=10.0,
+                   by_kind_ms={"conv": 8.0}, top_ops=[dict(ms=8.0, op="conv.1", what="conv")])
+    text = benchmark.markdown(dict(records=[record], machine=machine, date="today",
+                                   roof_gflops=580000.0, roof_size=8192,
+                                   settings={"repeats": 3, "dtype": "bfloat16"},
+                                   profiles=[profile]))
+    assert "JAX on gpu (NVIDIA H200, 1 device(s)), PyTorch on NVIDIA H200" in text
+    assert "Computation dtype bfloat16; float32 precision 'default' (torch_matmul_tf32=True)" in text
+    assert "a 8192x8192 bfloat16 matmul" in text
+    assert "the device's kernel time; the step took 10.0 ms" in text
+
+
+def test_pytorch_reference_in_bfloat16_is_the_same_step_at_lower_precision():
+    """``TorchGAN(dtype=torch.bfloat16)``: forward passes under autocast (bf16 convolutions),
+    float32 parameters and losses; its losses from the same parameters and noise agree with
+    float32's to bfloat16's precision (8 bits of mantissa), not exactly."""
+    import jax
+    import numpy as np
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    gan = benchmark.make_gan("dcgan")
+    state = gan.init(jax.random.key(0))
+    rng = np.random.default_rng(0)
+    real = benchmark.torch_reference.jax_images_to_torch(
+        np.asarray(gan.from_unit_interval(rng.uniform(0, 1, (4, 28, 28, 1))), np.float32))
+    z = torch.from_numpy(rng.standard_normal((4, 100)).astype(np.float32))
+    losses = {}
+    for dtype in (None, torch.bfloat16):
+        reference = benchmark.torch_reference.TorchGAN("dcgan", dtype=dtype)
+        reference.load_jax_params(state.g_params, state.d_params, state.g_batch_stats)
+        reference.discriminator.eval()
+        d_loss, g_loss = reference.d_loss(real, z), reference.g_loss(z)
+        assert d_loss.dtype == g_loss.dtype == torch.float32
+        assert all(p.dtype == torch.float32 for p in reference.generator.parameters())
+        losses[dtype] = (d_loss.item(), g_loss.item())
+    for full, low in zip(losses[None], losses[torch.bfloat16]):
+        assert low != full and abs(low - full) < 2e-2 * abs(full), losses
+    d_loss, g_loss = benchmark.torch_reference.TorchGAN("mlp", dtype=torch.bfloat16).train_step(
+        torch.zeros(4, 1, 28, 28))
+    assert np.isfinite(d_loss.item()) and np.isfinite(g_loss.item())
+    with pytest.raises(ValueError, match="dtype"):
+        benchmark.torch_reference.TorchGAN("mlp", dtype=torch.int8)
+
+
+def test_benchmark_runs_in_bfloat16_and_keeps_its_own_results_file(tmp_path):
+    """A ``--dtype bfloat16`` run times the mixed-precision step and writes KIND-bfloat16.*,
+    leaving the float32 results of the same kind alone."""
+    import json
+
+    results = benchmark.main(["--arch", "mlp", "--batch", "8", "--repeats", "1",
+                              "--block-s", "0.01", "--fused", "0", "--no-torch",
+                              "--compare-compiler", "false", "--dtype", "bfloat16",
+                              "--output-dir", str(tmp_path)])
+    kind = results["machine"]["kind"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{kind}-bfloat16.json",
+                                                          f"{kind}-bfloat16.md"]
+    saved = json.loads((tmp_path / f"{kind}-bfloat16.json").read_text())
+    assert [r["dtype"] for r in saved["records"]] == ["bfloat16"]
+    assert saved["records"][0]["steps_per_s"] > 0
+    assert "Computation dtype bfloat16" in (tmp_path / f"{kind}-bfloat16.md").read_text()
