@@ -25,7 +25,7 @@ status=0
 
 results=/tmp/jaxgan-gpu-results
 mkdir -p "$results"
-bench=(python3 -m benchmarks.train_step --batch "${BATCH:-64,256,1024}" --repeats 5 --block-s 0.3
+bench=(python3 -m benchmarks.train_step --batch "${BATCH:-64,256,1024}" --repeats 3 --block-s 0.25
        --output-dir "$results")
 "${bench[@]}" >"$out/bench_float32.log" 2>&1 || status=1
 "${bench[@]}" --dtype bfloat16 >"$out/bench_bfloat16.log" 2>&1 || status=1
