@@ -8,8 +8,8 @@ the G update), BCE-with-logits losses (the same numbers as ``jaxgan.losses``:
 BCE(l, 1) = -log_sigmoid(l) and BCE(l, 0) = -log_sigmoid(-l)) and ``torch.optim.Adam(2e-4,
 betas=(0.5, 0.999))`` for both players.
 
-Layout: PyTorch images are NCHW, and mirrored (see below) for both pairs. Flax's ``SAME`` padding is asymmetric (more zeros after than
-before for the stride-2 layers) and Flax's transposed convolution does not flip its kernel, so
+Layout: PyTorch images are NCHW, and mirrored (see below) for both pairs. Flax's ``SAME``
+padding is asymmetric (more zeros after than before for the stride-2 layers) and Flax's transposed convolution does not flip its kernel, so
 the PyTorch layers with their usual symmetric ``padding=2`` (and ``output_padding=1``) compute
 the Flax function mirrored in both image axes. ``load_jax_params`` maps a jaxgan parameter
 tree onto these modules accordingly (kernel flips for ``Conv2d``, a permutation of the units

@@ -157,7 +157,8 @@ def test_report_says_dtype_device_and_precision():
                                    settings={"repeats": 3, "dtype": "bfloat16"},
                                    profiles=[profile]))
     assert "JAX on gpu (NVIDIA H200, 1 device(s)), PyTorch on NVIDIA H200" in text
-    assert "Computation dtype bfloat16; float32 precision 'default' (torch_matmul_tf32=True)" in text
+    assert ("Computation dtype bfloat16; float32 precision 'default' "
+            "(torch_matmul_tf32=True)") in text
     assert "a 8192x8192 bfloat16 matmul" in text
     assert "the device's kernel time; the step took 10.0 ms" in text
 
