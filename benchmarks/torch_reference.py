@@ -9,9 +9,10 @@ BCE(l, 1) = -log_sigmoid(l) and BCE(l, 0) = -log_sigmoid(-l)) and ``torch.optim.
 betas=(0.5, 0.999))`` for both players.
 
 Layout: PyTorch images are NCHW, and mirrored (see below) for both pairs. Flax's ``SAME``
-padding is asymmetric (more zeros after than before for the stride-2 layers) and Flax's transposed convolution does not flip its kernel, so
-the PyTorch layers with their usual symmetric ``padding=2`` (and ``output_padding=1``) compute
-the Flax function mirrored in both image axes. ``load_jax_params`` maps a jaxgan parameter
+padding is asymmetric (more zeros after than before for the stride-2 layers) and Flax's
+transposed convolution does not flip its kernel, so the PyTorch layers with their usual
+symmetric ``padding=2`` (and ``output_padding=1``) compute the Flax function mirrored in both
+image axes. ``load_jax_params`` maps a jaxgan parameter
 tree onto these modules accordingly (kernel flips for ``Conv2d``, a permutation of the units
 that meet the image reshapes), so that for every input ``torch_net(flip(x)) ==
 flip(jax_net(x))``: the same function, with the same FLOPs and parameter count.
