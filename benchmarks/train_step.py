@@ -193,6 +193,12 @@ def _torch_wait(device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _torch_dtype(name: str):
+    """The torch dtype of a ``DTYPES`` name: ``None`` (torch's float32 default) or e.g.
+    ``torch.bfloat16``."""
+    return None if name == "float32" else getattr(torch, name)
+
+
 def _torch_roof(size: int | None = None, device=None, dtype=None) -> float:
     size = size or roof_size()
     a = torch.randn(size, size, device=device, dtype=dtype)
@@ -443,8 +449,7 @@ def benchmark(arch: str, batch: int, *, repeats: int, block_s: float, roof, use_
     torch_runners = []
     for channels_last in (TORCH_LAYOUTS[arch] if use_torch else ()):
         torch_runners.append(_Runner(_torch_impl(arch, channels_last), _torch_stepping(
-            arch, state, np.asarray(real), channels_last, torch_device,
-            None if dtype == "float32" else getattr(torch, dtype))))
+            arch, state, np.asarray(real), channels_last, torch_device, _torch_dtype(dtype))))
     runners += torch_runners
     roof_runner = _Runner("roof", lambda n: [roof[0]() for _ in range(n)])
     runners.append(roof_runner)
@@ -894,9 +899,8 @@ def main(argv=None) -> dict:
     for r in results["records"]:  # one roof for the whole run: the median of all its blocks
         r["roof_fraction"] = r["gflops"] / results["roof_gflops"]
     if use_torch:
-        results["torch_roof_gflops"] = _torch_roof(
-            device=torch_device, dtype=None if args.dtype == "float32" else getattr(
-                torch, args.dtype))
+        results["torch_roof_gflops"] = _torch_roof(device=torch_device,
+                                                   dtype=_torch_dtype(args.dtype))
     if args.profile:
         results["profiles"] = [profile_step(arch, batch, dtype=args.dtype)
                                for arch in args.arch for batch in args.batch[:1]]

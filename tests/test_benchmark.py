@@ -197,8 +197,8 @@ def test_pytorch_reference_in_bfloat16_is_the_same_step_at_lower_precision():
 
 
 def test_benchmark_runs_in_bfloat16_and_keeps_its_own_results_file(tmp_path):
-    """A ``--dtype bfloat16`` run times the mixed-precision step and writes KIND-bfloat16.*,
-    leaving the float32 results of the same kind alone."""
+    """A ``--dtype bfloat16`` run times the mixed-precision step and writes KIND-bfloat16.*
+    only, never a float32 run's KIND.* files."""
     import json
 
     results = benchmark.main(["--arch", "mlp", "--batch", "8", "--repeats", "1",
