@@ -29,10 +29,10 @@ matmul, ``--profile`` reads the device's kernel times by HLO op, and KIND is the
 ``KIND-bfloat16.*``). ``benchmarks/gpu.sh`` runs the whole accelerator set in one command.
 
 Writes ``benchmarks/results/KIND.json`` and ``benchmarks/results/KIND.md`` (``--output-dir``),
-KIND naming the machine kind (``machine_kind``: the CPU model and its widest vector ISA,
-e.g. ``amd-epyc-avx2``), so that runs on one kind never overwrite another kind's figures, and
-prints the markdown tables. Without torch (an optional dependency: ``pip install torch==2.13.0``) it
-says so and reports jaxgan's figures alone.
+KIND naming the machine kind (``machine_kind``: the CPU model, its widest vector ISA and
+its family and model numbers, e.g. ``amd-epyc-avx2-f25m1``), so that runs on one kind never
+overwrite another kind's figures, and prints the markdown tables. Without torch (an optional
+dependency: ``pip install torch==2.13.0``) it says so and reports jaxgan's figures alone.
 """
 
 from __future__ import annotations
@@ -722,16 +722,23 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def machine_kind(cpu: str, flags: set[str], accelerator: str | None = None) -> str:
-    """A file-name-safe name of the machine kind: the CPU model and its widest vector ISA
-    (``AMD EPYC`` with avx512f -> ``amd-epyc-avx512``; without, with avx2 -> ``amd-epyc-avx2``),
-    or, where the benchmark ran on an accelerator, its device kind (``NVIDIA H200`` ->
-    ``nvidia-h200``)."""
+def machine_kind(cpu: str, flags: set[str], accelerator: str | None = None,
+                 family: str | None = None, model: str | None = None) -> str:
+    """A file-name-safe name of the machine kind: the CPU model, its widest vector ISA and,
+    where ``/proc/cpuinfo`` gives them, the CPU family and model numbers (``AMD EPYC`` with
+    avx512f, family 25, model 17 -> ``amd-epyc-avx512-f25m17``; without avx512f, with avx2
+    -> ``amd-epyc-avx2-f25m1``), or, where the benchmark ran on an accelerator, its device
+    kind (``NVIDIA H200`` -> ``nvidia-h200``). The numbers matter: virtual machines name
+    every AMD EPYC alike, and two generations with AVX-512 (family 25 model 17 and family 26
+    model 2) are different machines to compare against."""
     if accelerator:
         return _slug(accelerator) or "accelerator"
     isa = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "no-avx2"
-    model = re.sub(r"\(.*?\)|\b(processor|cpu)\b|@.*", " ", cpu, flags=re.I)
-    return f"{_slug(model) or platform.machine()}-{isa}"
+    name = re.sub(r"\(.*?\)|\b(processor|cpu)\b|@.*", " ", cpu, flags=re.I)
+    kind = f"{_slug(name) or platform.machine()}-{isa}"
+    if all(str(n).strip().isdigit() for n in (family, model)):
+        kind += f"-f{int(family)}m{int(model)}"
+    return kind
 
 
 def _machine(torch_threads) -> dict:
@@ -743,7 +750,7 @@ def _machine(torch_threads) -> dict:
 
     accelerator = jax.devices()[0].device_kind if _accelerated() else None
     return {
-        "kind": machine_kind(cpu, flags, accelerator),
+        "kind": machine_kind(cpu, flags, accelerator, info.get("cpu family"), info.get("model")),
         "backend": jax.default_backend(),
         "device": accelerator,
         "device_count": jax.device_count(),

@@ -5,6 +5,12 @@ from benchmarks import train_step as benchmark
 
 def test_machine_kind_names_the_cpu_model_and_its_widest_isa():
     assert benchmark.machine_kind("AMD EPYC", {"avx2", "fma"}) == "amd-epyc-avx2"
+    # the family and model numbers tell apart the AVX-512 generations that VMs name alike
+    assert benchmark.machine_kind("AMD EPYC", {"avx512f"}, None, "25", "17") == "amd-epyc-avx512-f25m17"
+    assert benchmark.machine_kind("AMD EPYC", {"avx512f"}, None, "26", "2") == "amd-epyc-avx512-f26m2"
+    assert benchmark.machine_kind("AMD EPYC", {"avx2"}, None, "25", "1") == "amd-epyc-avx2-f25m1"
+    assert benchmark.machine_kind("AMD EPYC", {"avx2"}, None, "", "1") == "amd-epyc-avx2"
+    assert benchmark.machine_kind("AMD EPYC", {"avx512f"}, "NVIDIA H200", "26", "2") == "nvidia-h200"
     assert benchmark.machine_kind("AMD EPYC", {"avx2", "avx512f"}) == "amd-epyc-avx512"
     assert benchmark.machine_kind("Intel(R) Xeon(R) CPU @ 2.20GHz", {"avx2"}) == "intel-xeon-avx2"
     assert benchmark.machine_kind("ARM", set()) == "arm-no-avx2"
