@@ -50,6 +50,7 @@ MODEL_FIELDS = (
     "lr_schedule",  # a schedule adds a step count to the optimizer states
     "optimizer",
     "pack",  # D's input channels
+    "d_minibatch_std",  # one more input channel of D's logit layer
     "conditional",  # the label embeddings
 )
 
@@ -91,6 +92,10 @@ class TrainConfig:
         the mean squared norm of D's input gradient on real images (0: off).
       d_spectral_norm: spectral normalization of the DCGAN discriminator's layers (Miyato et
         al. 2018; the same parameters, each kernel divided by its largest singular value).
+      d_minibatch_std: group size of the minibatch standard deviation feature of the DCGAN
+        discriminator (Karras et al. 2018; ``jaxgan.models.minibatch_stddev``): D sees how
+        much each group of this many real or generated images varies (0: off); it must
+        divide the images D judges per batch (``batch_size``, over ``pack`` when packing).
       gp_weight: WGAN-GP's lambda (Gulrajani et al. 2017 use 10): D's loss gains lambda times
         the mean of (||grad D|| - 1)^2 at random real/generated interpolates (0: off).
       d_steps: k of Algorithm 1.
@@ -165,6 +170,7 @@ class TrainConfig:
     r1_gamma: float = 0.0
     gp_weight: float = 0.0
     d_spectral_norm: bool = False
+    d_minibatch_std: int = 0
     d_steps: int = 1
     steps: int = 4000
     batch_size: int = 32
@@ -232,6 +238,16 @@ class TrainConfig:
             raise ConfigError(
                 "pack", f"batch_size {self.batch_size} is not divisible by pack {self.pack}"
             )
+        if not isinstance(self.d_minibatch_std, int) or self.d_minibatch_std < 0:
+            raise ConfigError(
+                "d_minibatch_std", f"must be an integer >= 0, got {self.d_minibatch_std!r}"
+            )
+        if self.d_minibatch_std and (self.batch_size // self.pack) % self.d_minibatch_std:
+            raise ConfigError(
+                "d_minibatch_std", f"groups of {self.d_minibatch_std} do not divide the "
+                f"{self.batch_size // self.pack} images D judges per batch (batch_size "
+                f"{self.batch_size}, pack {self.pack})"
+            )
         if self.update == "simultaneous" and self.d_steps != 1:
             raise ConfigError(
                 "d_steps", f"the simultaneous update has one D step per G step, got {self.d_steps}"
@@ -289,7 +305,7 @@ class TrainConfig:
         if self.arch == "mlp":
             # The DCGAN fields do not apply to the paper's pair: their defaults are ignored,
             # anything else is a mistake.
-            for field in DCGAN_FIELDS + ("d_spectral_norm",):
+            for field in DCGAN_FIELDS + ("d_spectral_norm", "d_minibatch_std"):
                 if getattr(self, field) != _FIELD_DEFAULTS[field]:
                     raise ConfigError(
                         field, "arch mlp has the paper's fixed widths and layers; drop this flag"

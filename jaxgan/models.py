@@ -51,6 +51,7 @@ __all__ = [
     "ConditionalBatchNorm",
     "make_models",
     "dcgan_grid",
+    "minibatch_stddev",
     "init_sigmoid_bias_from_marginals",
     "ARCHITECTURES",
 ]
@@ -355,6 +356,10 @@ class DCGANDiscriminator(nn.Module):
     ``num_classes > 0``: a projection discriminator (Miyato & Koyama 2018): the logit gains
     the inner product of the last hidden features ``h`` with a learned embedding of the
     label, ``logit = w . h + b + embed[y] . h`` (the embedding is not spectrally normalized).
+    ``minibatch_std``: group size of the minibatch standard deviation feature (Karras et al.
+    2018, Section 3; ``minibatch_stddev``) appended as one channel to the last convolution's
+    output (0: off); it lets D see how varied a group of its inputs is, so that a generator
+    whose samples vary too little is told apart from the data.
     ``cpu_layers``: as in ``DCGANGenerator``. With the phase layers every convolution after
     the first is a ``jaxgan.layers.Conv`` (the same forward pass; its input gradient computed
     by phases instead of as a convolution of a zero-dilated input); the first keeps Flax's
@@ -369,6 +374,7 @@ class DCGANDiscriminator(nn.Module):
     spectral_norm: bool = False
     power_iterations: int = 20
     num_classes: int = 0
+    minibatch_std: int = 0
     cpu_layers: bool | None = None
 
     @nn.compact
@@ -386,6 +392,8 @@ class DCGANDiscriminator(nn.Module):
         for i, (conv, width) in enumerate(zip(convs, self.widths)):
             x = conv(width, k, strides=(2, 2), padding="SAME", dtype=self.dtype, name=f"Conv_{i}")(x)
             x = nn.leaky_relu(x, self.negative_slope)
+        if self.minibatch_std:
+            x = minibatch_stddev(x, self.minibatch_std)
         x = x.reshape((x.shape[0], -1))
         names = iter(f"Dense_{i}" for i in range(2))
         if self.dense_width is not None:
@@ -398,6 +406,28 @@ class DCGANDiscriminator(nn.Module):
             embedding = _lookup(table, labels).astype(x.dtype)
             logits = logits + jnp.sum(embedding * x, axis=-1)
         return logits.astype(jnp.float32)  # [batch] logits
+
+
+def minibatch_stddev(x: jax.Array, group_size: int) -> jax.Array:
+    """``x`` ``[batch, H, W, C]`` with one channel more: for each group of ``group_size``
+    consecutive rows, the standard deviation of every feature over the group's rows, averaged
+    over the features (Karras et al. 2018, "Progressive growing of GANs", Section 3), the
+    same value at every pixel of each of the group's rows.
+
+    Groups are runs of consecutive rows, so a caller that concatenates batches (D's
+    ``[real; fake]``) keeps each group within one of them as long as ``group_size`` divides
+    each batch; a batch that ``group_size`` does not divide is grouped by their greatest
+    common divisor (a group of one row has deviation 0).
+    """
+    batch = x.shape[0]
+    group = math.gcd(group_size, batch)
+    groups = x.astype(jnp.float32).reshape((batch // group, group) + x.shape[1:])
+    deviation = jnp.sqrt(jnp.var(groups, axis=1) + 1e-8)  # [batch / group, H, W, C]
+    feature = jnp.mean(deviation, axis=tuple(range(1, deviation.ndim)))  # [batch / group]
+    feature = jnp.repeat(feature, group).astype(x.dtype)  # [batch]
+    channel = jnp.broadcast_to(feature.reshape((batch,) + (1,) * (x.ndim - 1)),
+                               x.shape[:-1] + (1,))
+    return jnp.concatenate([x, channel], axis=-1)
 
 
 ARCHITECTURES = ("mlp", "dcgan")
@@ -413,6 +443,7 @@ def make_models(
     g_dense: int | None = None,
     d_dense: int | None = None,
     d_spectral_norm: bool = False,
+    d_minibatch_std: int = 0,
     image_shape: Sequence[int] = IMAGE_SHAPE,
     num_classes: int = 0,
 ) -> tuple[nn.Module, nn.Module]:
@@ -428,6 +459,8 @@ def make_models(
       g_dense, d_dense: width of the DCGAN generator's / discriminator's fully connected
         hidden layer, or ``None`` for none.
       d_spectral_norm: spectral normalization of every DCGAN discriminator layer.
+      d_minibatch_std: group size of the DCGAN discriminator's minibatch standard deviation
+        feature (``minibatch_stddev``); 0 for none.
       image_shape: ``(H, W, C)`` of the data; the generators draw images of this shape (the
         DCGAN pair: ``dcgan_grid`` says which shapes).
       num_classes: ``> 0`` for a class-conditional pair, ``G(z, y)`` and ``D(x, y)`` (the
@@ -436,10 +469,11 @@ def make_models(
     """
     image_shape = tuple(int(d) for d in image_shape)
     if arch == "mlp":
-        if (g_widths, d_widths, g_dense, d_dense) != (None,) * 4 or kernel_size != 5 or d_spectral_norm:
+        if ((g_widths, d_widths, g_dense, d_dense) != (None,) * 4 or kernel_size != 5
+                or d_spectral_norm or d_minibatch_std):
             raise ValueError(
                 "arch 'mlp' has the paper's fixed widths and layers; drop g_widths/d_widths/kernel_size/"
-                "g_dense/d_dense/d_spectral_norm"
+                "g_dense/d_dense/d_spectral_norm/d_minibatch_std"
             )
         return (MLPGenerator(dtype=dtype, image_shape=image_shape, num_classes=num_classes),
                 MaxoutDiscriminator(dtype=dtype, num_classes=num_classes))
@@ -451,7 +485,8 @@ def make_models(
                            image_shape=image_shape, num_classes=num_classes, **g_options)
         d = DCGANDiscriminator(
             dtype=dtype, kernel_size=kernel_size, dense_width=d_dense,
-            spectral_norm=d_spectral_norm, num_classes=num_classes, **d_options
+            spectral_norm=d_spectral_norm, minibatch_std=d_minibatch_std, num_classes=num_classes,
+            **d_options
         )
         return g, d
     raise ValueError(f"unknown arch {arch!r}: choose one of {', '.join(ARCHITECTURES)}")

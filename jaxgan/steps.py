@@ -102,7 +102,9 @@ def _d_input(gan: GAN, real_images: jax.Array, fake_images: jax.Array, key: jax.
     packed if ``gan.pack``).
 
     One D call on the concatenated batch: D has no batch statistics, so this is the same
-    function as two calls, with half the kernel launches.
+    function as two calls, with half the kernel launches (a minibatch standard deviation
+    feature groups consecutive rows, within the real or the generated half:
+    ``TrainConfig.d_minibatch_std`` divides each half).
     """
     both = jnp.concatenate([real_images.astype(fake_images.dtype), fake_images], axis=0)
     if gan.augment_shift:

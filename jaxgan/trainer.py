@@ -144,6 +144,7 @@ def make_gan(
     dcgan = {} if config.arch == "mlp" else dict(
         g_widths=config.g_widths, d_widths=config.d_widths, kernel_size=config.kernel_size,
         g_dense=config.g_dense, d_dense=config.d_dense, d_spectral_norm=config.d_spectral_norm,
+        d_minibatch_std=config.d_minibatch_std,
     )
     try:
         generator, discriminator = make_models(

@@ -55,6 +55,44 @@ def test_dcgan_variants_layers_and_parameter_counts(key):
     assert gan.discriminate(state.d_params, images, train=False).shape == (3,)
 
 
+def test_minibatch_stddev_feature_by_hand():
+    """Karras et al. 2018's feature: per group of consecutive rows, each feature's (population)
+    standard deviation over the group, averaged over the features, as one more channel."""
+    x = jnp.asarray([[1.0, 4.0], [3.0, 0.0], [5.0, 5.0], [5.0, 5.0]]).reshape(4, 1, 1, 2)
+    out = models.minibatch_stddev(x, 2)
+    assert out.shape == (4, 1, 1, 3)
+    np.testing.assert_array_equal(out[..., :2], x)
+    # rows 0-1: |1 - 3| / 2 = 1 and |4 - 0| / 2 = 2, mean 1.5; rows 2-3: 0 (+ the 1e-8).
+    np.testing.assert_allclose(out[:, 0, 0, 2], [1.5, 1.5, 1e-4, 1e-4], rtol=1e-5)
+    # A group size that does not divide the batch groups by their gcd: 4 rows, size 3 -> 1.
+    np.testing.assert_allclose(models.minibatch_stddev(x, 3)[:, 0, 0, 2], [1e-4] * 4, rtol=1e-5)
+    # Every pixel of a row carries its group's value.
+    wide = jnp.arange(2 * 3 * 2 * 1, dtype=jnp.float32).reshape(2, 3, 2, 1)
+    feature = models.minibatch_stddev(wide, 2)[..., 1]
+    np.testing.assert_allclose(feature, np.full((2, 3, 2), 3.0), rtol=1e-6)  # |a - (a+6)| / 2
+
+
+def test_minibatch_stddev_discriminator_judges_real_and_fake_halves_apart(key):
+    """D's update calls D once on ``[real; fake]``; with groups that divide each half that is
+    the same function as two calls, and the feature adds one channel to the logit layer."""
+    plain = models.DCGANDiscriminator(widths=(2, 3), cpu_layers=False)
+    d = models.DCGANDiscriminator(widths=(2, 3), minibatch_std=2, cpu_layers=False)
+    x = jax.random.uniform(key, (8, 28, 28, 1), minval=-1, maxval=1)
+    params = d.init(key, x, train=False)["params"]
+    plain_params = plain.init(key, x, train=False)["params"]
+    assert params["Dense_0"]["kernel"].shape == (7 * 7 * (3 + 1), 1)
+    assert plain_params["Dense_0"]["kernel"].shape == (7 * 7 * 3, 1)
+    both = d.apply({"params": params}, x, train=True)
+    halves = jnp.concatenate([d.apply({"params": params}, x[:4], train=True),
+                              d.apply({"params": params}, x[4:], train=True)])
+    np.testing.assert_allclose(both, halves, rtol=1e-6, atol=1e-6)
+    # The feature is live: copies of one image (no variation) score otherwise than a varied group.
+    same = jnp.broadcast_to(x[:1], (2, 28, 28, 1))
+    varied = jnp.concatenate([x[:1], x[1:2]])
+    assert d.apply({"params": params}, same, train=True)[0] != d.apply(
+        {"params": params}, varied, train=True)[0]
+
+
 @pytest.mark.parametrize(
     "arch, g_count, d_count",
     [

@@ -153,6 +153,9 @@ def snapshot(directory):
     (dict(d_widths=()), "d_widths"),
     (dict(kernel_size=0), "kernel_size"),
     (dict(g_dense=0), "g_dense"),
+    (dict(d_minibatch_std=-1), "d_minibatch_std"),
+    (dict(d_minibatch_std=3), "d_minibatch_std"),  # 3 does not divide the batch of 8
+    (dict(d_minibatch_std=4, pack=4), "d_minibatch_std"),  # D judges 2 packs per batch
 ])
 def test_bad_model_settings_name_their_field_and_the_command_line_their_flag(overrides, field):
     """The library speaks of fields; the command line maps them onto flags in one place."""
@@ -167,6 +170,7 @@ def test_bad_model_settings_name_their_field_and_the_command_line_their_flag(ove
 
 @pytest.mark.parametrize("field, value", [
     ("g_widths", (8, 4)), ("d_widths", (8,)), ("kernel_size", 3), ("d_dense", 64),
+    ("d_minibatch_std", 4),
 ])
 def test_dcgan_settings_are_refused_for_the_mlp_pair(field, value):
     TrainConfig(arch="mlp").validate()  # the DCGAN defaults do not get in the way
