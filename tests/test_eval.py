@@ -246,6 +246,21 @@ def test_nearest_neighbor_distances_and_memorization_on_hand_data():
     assert (same.ratio, same.generated_near_copy_share) == (1.0, pytest.approx(1 / 3))
 
 
+def test_parzen_geometry_on_hand_data():
+    """Nearest-centre distances of test points and nearest-other-centre distances, by hand."""
+    centres = np.array([[0.0, 0.0], [3.0, 4.0], [3.0, 4.0], [10.0, 0.0]])
+    # Each centre's nearest other one: 5 (0 -> 1), 0 and 0 (the duplicate pair), 7.07 (3 -> 1).
+    np.testing.assert_allclose(metrics.nearest_other_distances(centres, batch_size=3),
+                               [5.0, 0.0, 0.0, math.hypot(7.0, 4.0)])
+    test = np.array([[0.0, 1.0], [6.0, 8.0], [10.0, 2.0]])  # nearest: 1, 5, 2
+    geometry = metrics.parzen_geometry(test, centres, batch_size=2)
+    assert geometry.test_nearest_median == pytest.approx(2.0)
+    assert geometry.test_nearest_mean_sq == pytest.approx((1 + 25 + 4) / 3)
+    assert geometry.centre_nearest_median == pytest.approx(2.5)  # median of 0, 0, 5, 7.07
+    with pytest.raises(ValueError, match="at least 2 points"):
+        metrics.nearest_other_distances(centres[:1])
+
+
 # ---------------------------------------------------------------------------------------------
 # Classifier (tiny) and the suite
 
@@ -343,6 +358,10 @@ def test_suite_rows_on_tiny_data(tiny_digits, tiny_classifier):
     assert sum(row["class_histogram"]) == 20
     parzen = metrics.parzen_window_evaluation(data.test, test, data.validation, grid)
     assert row["parzen"]["mean"] == pytest.approx(parzen.mean)
+    # The samples are the test digits: each test digit is a centre (distance 0).
+    assert row["parzen"]["test_nearest_median"] == 0.0
+    assert row["parzen"]["centre_nearest_median"] == pytest.approx(
+        np.median(metrics.nearest_other_distances(test)))
     rows = jeval.reference_rows(reference, num_noise=15, sigmas=grid, num_score_splits=2)
     # The real row's samples are training digits: nearest-training distance exactly 0.
     assert rows["real"]["memorization"]["generated_median"] == 0.0

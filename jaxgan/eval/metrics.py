@@ -48,6 +48,9 @@ __all__ = [
     "GOODFELLOW_SIGMAS",
     "nearest_neighbor_distances",
     "memorization_check",
+    "nearest_other_distances",
+    "ParzenGeometry",
+    "parzen_geometry",
     "memorization_from_distances",
     "MemorizationResult",
     "knn_radii",
@@ -402,6 +405,54 @@ def nearest_neighbors(
         indices[start : start + len(d2)] = nearest
         distances[start : start + len(d2)] = np.sqrt(d2[np.arange(len(d2)), nearest])
     return indices, distances
+
+
+def nearest_other_distances(points: np.ndarray, *, batch_size: int = 500) -> np.ndarray:
+    """The Euclidean distance from each point to its nearest *other* point of the same set:
+    float64 ``[n]`` (``n >= 2``; a duplicate point gives 0)."""
+    if len(points) < 2:
+        raise ValueError(f"nearest_other_distances needs at least 2 points, got {len(points)}")
+    distances = np.empty(len(points), np.float64)
+    for start, d2 in _squared_distances(points, points, batch_size):
+        d2[np.arange(len(d2)), start + np.arange(len(d2))] = np.inf
+        distances[start : start + len(d2)] = np.sqrt(d2.min(axis=1))
+    return distances
+
+
+@dataclasses.dataclass(frozen=True)
+class ParzenGeometry:
+    """Where the Parzen estimate's value comes from: how near the test digits lie to the
+    kernel centres, and how spread the centres are.
+
+    At the sigmas the estimate picks for MNIST (~0.17), each test digit's log-likelihood is
+    set by its nearest few centres: a digit whose nearest centre is farther by a squared
+    distance of d loses about d / (2 sigma^2) nats (18 nats per unit at sigma 0.167). So two
+    sets of centres that score differently do so through ``test_nearest_mean_sq`` (how
+    closely they reach the test digits) and ``centre_nearest_median`` (how many distinct
+    places they cover: centres that bunch together reach fewer test digits).
+
+    Attributes:
+      test_nearest_median: median distance from a test digit to its nearest centre.
+      test_nearest_mean_sq: mean squared distance from a test digit to its nearest centre.
+      centre_nearest_median: median distance from a centre to its nearest other centre.
+    """
+
+    test_nearest_median: float
+    test_nearest_mean_sq: float
+    centre_nearest_median: float
+
+
+def parzen_geometry(test: np.ndarray, centres: np.ndarray, *, batch_size: int = 500
+                    ) -> ParzenGeometry:
+    """``ParzenGeometry`` of kernel ``centres`` ``[n, ...]`` against ``test`` ``[m, ...]``
+    (pixels in [0, 1], flattened; Euclidean distances in float64)."""
+    to_centre = nearest_neighbor_distances(test, centres, batch_size=batch_size)
+    return ParzenGeometry(
+        test_nearest_median=float(np.median(to_centre)),
+        test_nearest_mean_sq=float(np.mean(to_centre**2)),
+        centre_nearest_median=float(np.median(nearest_other_distances(centres,
+                                                                      batch_size=batch_size))),
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,9 @@ What a row holds (all against the test split unless stated):
 * ``class_histogram`` / ``rarest_class_share``: predicted classes of the samples;
 * ``mean_confidence``: the classifier's mean top softmax probability on the samples;
 * ``parzen``: Goodfellow et al. 2014's Parzen-window log-likelihood of the test digits, in
-  nats (mean, standard error, the sigma chosen on the validation digits, the grid);
+  nats (mean, standard error, the sigma chosen on the validation digits, the grid), and
+  where it comes from (``metrics.ParzenGeometry``): the test digits' distances to their
+  nearest kernel centre and the centres' distances to their nearest other centre;
 * ``memorization``: nearest-training-digit distances of the samples against those of the
   test digits (medians, ratio).
 """
@@ -254,6 +256,10 @@ def evaluate_samples(
     seconds["parzen"] = time.perf_counter() - start
 
     start = time.perf_counter()
+    geometry = metrics.parzen_geometry(data.test, samples[:num_parzen_centres])
+    seconds["parzen_geometry"] = time.perf_counter() - start
+
+    start = time.perf_counter()
     memorization = metrics.memorization_from_distances(
         metrics.nearest_neighbor_distances(samples, data.train), reference.heldout_distances
     )
@@ -275,6 +281,7 @@ def evaluate_samples(
         "parzen": {
             **dataclasses.asdict(parzen),
             "sigma_on_grid_edge": parzen.sigma_on_grid_edge,
+            **dataclasses.asdict(geometry),
         },
         "memorization": dataclasses.asdict(memorization),
         "seconds": seconds,
@@ -396,7 +403,8 @@ def format_table(rows: dict[str, dict[str, Any]]) -> str:
     header = (
         f"{'row':<12} {'n':>6} {'FID feat':>9} {'FID logit':>9} {'score':>12} {'rarest':>7} "
         f"{'conf':>6} {'prec':>5} {'recall':>6} {'cover':>5} "
-        f"{'Parzen LL (nats)':>17} {'sigma':>6} {'NN gen':>7} {'NN test':>7} {'ratio':>6}"
+        f"{'Parzen LL (nats)':>17} {'sigma':>6} {'t->c':>6} {'c->c':>6} "
+        f"{'NN gen':>7} {'NN test':>7} {'ratio':>6}"
     )
     lines = [header, "-" * len(header)]
     for name, row in rows.items():
@@ -409,9 +417,13 @@ def format_table(rows: dict[str, dict[str, Any]]) -> str:
             f"{row['fid_logits']:>9.3f} {score:>12} {row['rarest_class_share']:>7.4f} "
             f"{row['mean_confidence']:>6.3f} {row['precision']:>5.3f} {row['recall']:>6.3f} "
             f"{row['coverage']:>5.3f} "
-            f"{parzen_text:>17} {parzen['sigma']:>5.3f}{edge} {memo['generated_median']:>7.3f} "
+            f"{parzen_text:>17} {parzen['sigma']:>5.3f}{edge} "
+            f"{parzen['test_nearest_median']:>6.3f} {parzen['centre_nearest_median']:>6.3f} "
+            f"{memo['generated_median']:>7.3f} "
             f"{memo['heldout_median']:>7.3f} {_ratio(memo['ratio']):>6}"
         )
+    lines.append("t->c: median distance from a test digit to its nearest Parzen centre; c->c: "
+                 "from a centre to its nearest other centre")
     if any(row["parzen"]["sigma_on_grid_edge"] for row in rows.values()):
         lines.append("* sigma is at the edge of the grid: the best sigma may lie outside it")
     return "\n".join(lines)
