@@ -41,16 +41,17 @@ FIELD_CHOICES = {
 # Fields that fix the shapes of the parameters and optimizer states: a workdir's checkpoints
 # can only be resumed with the values they were trained with.
 # The fields of the DCGAN pair only (arch mlp is the paper's fixed pair).
-DCGAN_FIELDS = ("g_widths", "d_widths", "kernel_size", "g_dense", "d_dense")
+DCGAN_FIELDS = ("g_widths", "d_widths", "kernel_size", "g_dense", "d_dense", "d_minibatch_std")
 # What DCGAN widths of None meant before the defaults were set: the modules' own defaults.
 _MODULE_WIDTHS = (DCGANGenerator.widths, DCGANDiscriminator.widths)
 
 MODEL_FIELDS = (
-    "arch", "latent_dim", "g_widths", "d_widths", "kernel_size", "g_dense", "d_dense", "ema_decay",
+    "arch", "latent_dim", "g_widths", "d_widths", "kernel_size", "g_dense", "d_dense",
+    "d_minibatch_std",  # one more input channel of D's logit layer
+    "ema_decay",
     "lr_schedule",  # a schedule adds a step count to the optimizer states
     "optimizer",
     "pack",  # D's input channels
-    "d_minibatch_std",  # one more input channel of D's logit layer
     "conditional",  # the label embeddings
 )
 
@@ -305,7 +306,7 @@ class TrainConfig:
         if self.arch == "mlp":
             # The DCGAN fields do not apply to the paper's pair: their defaults are ignored,
             # anything else is a mistake.
-            for field in DCGAN_FIELDS + ("d_spectral_norm", "d_minibatch_std"):
+            for field in DCGAN_FIELDS + ("d_spectral_norm",):
                 if getattr(self, field) != _FIELD_DEFAULTS[field]:
                     raise ConfigError(
                         field, "arch mlp has the paper's fixed widths and layers; drop this flag"
