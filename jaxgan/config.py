@@ -85,7 +85,8 @@ class TrainConfig:
         when the data has labels and ``pack`` is 1 (the default run on MNIST), unconditional
         otherwise; the run's config.json records what it resolved to. ``False``: always
         unconditional (the paper's Table 1 model; the Stacked-MNIST mode-collapse test).
-      g_loss: ``"nonsaturating"`` (Section 3) or ``"minimax"`` (Eq. 1) with the paper's D loss;
+      g_loss: ``"nonsaturating"`` (Section 3) or ``"minimax"`` (Eq. 1) with the paper's D loss,
+        or ``"forward_kl"`` with it (KL(p_data || p_g) at D's optimum, mass-covering);
         ``"hinge"``, ``"least_squares"`` or ``"wasserstein"`` with theirs (``jaxgan.losses``).
       d_loss: ``"cross_entropy"`` (-V, the paper's), ``"hinge"`` (SNGAN), ``"least_squares"``
         (LSGAN) or ``"wasserstein"`` (WGAN; pair it with ``gp_weight``).

@@ -41,7 +41,8 @@ class GAN:
       noise: the noise prior p_z: ``"normal"`` (N(0, I)), ``"uniform"`` (U(-1, 1)^latent_dim)
         or ``"uniform_unit_variance"`` (U(-sqrt 3, sqrt 3)^latent_dim, the prior of the
         paper's released MNIST code).
-      g_loss: ``"minimax"`` (Eq. 1) or ``"nonsaturating"`` (Section 3) with the paper's D loss;
+      g_loss: ``"minimax"`` (Eq. 1) or ``"nonsaturating"`` (Section 3) with the paper's D loss,
+        or ``"forward_kl"`` with it (KL(p_data || p_g) at D's optimum, mass-covering);
         ``"hinge"``, ``"least_squares"`` or ``"wasserstein"`` with theirs (``jaxgan.losses``).
       d_loss: ``"cross_entropy"`` (-V, the paper's), ``"hinge"``, ``"least_squares"`` or
         ``"wasserstein"`` (``jaxgan.losses.DISCRIMINATOR_LOSSES``).

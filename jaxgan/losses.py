@@ -14,6 +14,13 @@ the logit is then D's raw output, a "critic" score, not a probability):
   E[relu(1 - D(x))] + E[relu(1 + D(G(z)))], G minimizes -E[D(G(z))].
 * ``least_squares`` (Mao et al. 2017, LSGAN, the a=0, b=c=1 coding): D minimizes
   1/2 E[(D(x) - 1)^2] + 1/2 E[D(G(z))^2], G minimizes 1/2 E[(D(G(z)) - 1)^2].
+* ``forward_kl`` (a G loss for the cross-entropy D): G minimizes -log E_z[exp(D(G(z)))], the
+  logit being log D/(1 - D). At D's optimum the logit is log p_data/p_g, so exp(logit) is the
+  density ratio r and this loss's gradient is that of KL(p_data || p_g), the forward,
+  mass-covering divergence (Nowozin et al. 2016, f-GAN; Poole et al. 2016), divided by the
+  batch's mean ratio E_pg[r] (1 at the optimum): each generated sample is pushed with weight
+  softmax(logits) over the batch, the most where D sees more data than model, where the
+  non-saturating loss weights 1 - D(G(z)), the most where D sees more model than data.
 * ``wasserstein`` (Arjovsky et al. 2017): D minimizes E[D(G(z))] - E[D(x)], G minimizes
   -E[D(G(z))]; D must be kept near 1-Lipschitz, e.g. by ``gradient_penalty`` (WGAN-GP,
   Gulrajani et al. 2017). The hinge and Wasserstein G losses are the same function.
@@ -35,6 +42,7 @@ __all__ = [
     "discriminator_loss",
     "minimax_generator_loss",
     "nonsaturating_generator_loss",
+    "forward_kl_generator_loss",
     "hinge_discriminator_loss",
     "hinge_generator_loss",
     "least_squares_discriminator_loss",
@@ -76,6 +84,20 @@ def nonsaturating_generator_loss(*, fake_logits: jax.Array) -> jax.Array:
     return -jnp.mean(jax.nn.log_sigmoid(fake_logits))
 
 
+def forward_kl_generator_loss(*, fake_logits: jax.Array) -> jax.Array:
+    """-log E_z[exp(l(G(z)))], l D's logit: the forward-KL G loss, KL(p_data || p_g) at D's optimum.
+
+    With D optimal, l = log p_data/p_g and d/dtheta KL(p_data || p_g) = -E_z[grad_x r(G(z))
+    dG/dtheta] for r = exp(l) held fixed, the gradient of -E_z[r(G(z))]; taking the log divides
+    it by E_z[r] (the batch's mean ratio, 1 at the optimum), which keeps the loss finite for
+    logits of any size (a log-sum-exp) and its gradient a softmax: dloss/dl_i =
+    -softmax(l)_i. The batch estimate is biased by that division, as every self-normalized
+    importance weight is.
+    """
+    n = fake_logits.shape[0]
+    return jnp.log(n) - jax.nn.logsumexp(fake_logits)
+
+
 def hinge_discriminator_loss(*, real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
     """E[relu(1 - D(x))] + E[relu(1 + D(G(z)))] (the hinge loss of SNGAN, Miyato et al. 2018)."""
     return jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(jax.nn.relu(1.0 + fake_logits))
@@ -109,6 +131,7 @@ def wasserstein_generator_loss(*, fake_logits: jax.Array) -> jax.Array:
 GENERATOR_LOSSES: dict[str, Callable[..., jax.Array]] = {
     "minimax": minimax_generator_loss,
     "nonsaturating": nonsaturating_generator_loss,
+    "forward_kl": forward_kl_generator_loss,
     "hinge": hinge_generator_loss,
     "least_squares": least_squares_generator_loss,
     "wasserstein": wasserstein_generator_loss,

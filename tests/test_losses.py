@@ -45,6 +45,39 @@ def test_generator_losses_by_hand():
     np.testing.assert_allclose(float(g["least_squares"](fake_logits=FAKE)), 0.5 * 16.8125 / 3, rtol=1e-6)
 
 
+def test_forward_kl_generator_loss_by_hand():
+    g = losses.GENERATOR_LOSSES["forward_kl"]
+    # -log mean exp(f) = -log((e^-3 + e^.25 + e^1.5) / 3); its gradient -softmax(f)
+    expected = -math.log((math.exp(-3.0) + math.exp(0.25) + math.exp(1.5)) / 3)
+    np.testing.assert_allclose(float(g(fake_logits=FAKE)), expected, rtol=1e-6)
+    weights = np.exp(np.asarray(FAKE)) / np.exp(np.asarray(FAKE)).sum()
+    np.testing.assert_allclose(np.asarray(jax.grad(lambda f: g(fake_logits=f))(FAKE)), -weights, rtol=1e-5)
+    # finite for logits far beyond exp's float32 range: -log((e^1000 + e^-1000) / 2) = log 2 - 1000
+    np.testing.assert_allclose(float(g(fake_logits=jnp.array([1000.0, -1000.0]))), math.log(2) - 1000, rtol=1e-6)
+
+
+def test_forward_kl_loss_follows_the_forward_kl_gradient_at_the_optimal_d():
+    """p_data = N(0, 1), G(z) = theta + s z. The optimal D's logit is log p_data/p_g; held
+    fixed at (theta, s) = (.5, 1.5), the forward-KL loss's pathwise gradient must equal that of
+    KL(p_data || p_g) = log s + (1 + theta^2) / (2 s^2) - 1/2: d/dtheta = theta / s^2 = .2222,
+    d/ds = 1/s - (1 + theta^2) / s^3 = .2963. The non-saturating loss's is another, about
+    (.37, .65), nearer the reverse KL(p_g || p_data)'s (theta, s - 1/s) = (.5, .83): it pulls
+    the spread in harder than the forward KL does."""
+    theta0, s0 = 0.5, 1.5
+    z = jax.random.normal(jax.random.key(0), (400_000,))
+
+    def logit(x):  # log N(x; 0, 1) - log N(x; theta0, s0^2)
+        return -0.5 * x**2 + 0.5 * ((x - theta0) / s0) ** 2 + math.log(s0)
+
+    def grads(name):
+        loss = losses.GENERATOR_LOSSES[name]
+        return jax.grad(lambda p: loss(fake_logits=logit(p[0] + p[1] * z)))(jnp.array([theta0, s0]))
+
+    kl = np.array([theta0 / s0**2, 1 / s0 - (1 + theta0**2) / s0**3])
+    np.testing.assert_allclose(np.asarray(grads("forward_kl")), kl, atol=0.01)
+    np.testing.assert_allclose(np.asarray(grads("nonsaturating")), [0.371, 0.655], atol=0.01)
+
+
 def test_unknown_loss_names_are_refused():
     with pytest.raises(ValueError, match="unknown discriminator loss 'vanilla'.*cross_entropy"):
         tiny_gan(d_loss="vanilla")
@@ -175,6 +208,7 @@ class MLPCritic(nn.Module):
 @pytest.mark.parametrize("d_loss, g_loss, extra", [
     ("cross_entropy", "nonsaturating", {}),
     ("cross_entropy", "nonsaturating", {"r1_gamma": 1.0}),
+    ("cross_entropy", "forward_kl", {}),
     ("hinge", "hinge", {}),
     ("hinge", "hinge", {"spectral_norm": True}),  # SNGAN's pair
     ("cross_entropy", "nonsaturating", {"pack": 2}),  # PacGAN2
