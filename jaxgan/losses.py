@@ -5,7 +5,8 @@ as ``log(sigmoid(.))``, so the losses stay finite for logits of any size:
 log D(x) = log_sigmoid(l) and log(1 - D(x)) = log_sigmoid(-l).
 
 All loss functions take keyword-only logits ``[batch]`` and return float32 scalars (means over
-the batch, the Monte-Carlo estimates of the expectations in Eq. 1).
+the batch, the Monte-Carlo estimates of the expectations in Eq. 1; ``forward_kl``'s is the log
+of one).
 
 Other games that GAN libraries offer, by name (``DISCRIMINATOR_LOSSES``, ``GENERATOR_LOSSES``;
 the logit is then D's raw output, a "critic" score, not a probability):
@@ -14,16 +15,17 @@ the logit is then D's raw output, a "critic" score, not a probability):
   E[relu(1 - D(x))] + E[relu(1 + D(G(z)))], G minimizes -E[D(G(z))].
 * ``least_squares`` (Mao et al. 2017, LSGAN, the a=0, b=c=1 coding): D minimizes
   1/2 E[(D(x) - 1)^2] + 1/2 E[D(G(z))^2], G minimizes 1/2 E[(D(G(z)) - 1)^2].
-* ``forward_kl`` (a G loss for the cross-entropy D): G minimizes -log E_z[exp(D(G(z)))], the
-  logit being log D/(1 - D). At D's optimum the logit is log p_data/p_g, so exp(logit) is the
-  density ratio r and this loss's gradient is that of KL(p_data || p_g), the forward,
-  mass-covering divergence (Nowozin et al. 2016, f-GAN; Poole et al. 2016), divided by the
-  batch's mean ratio E_pg[r] (1 at the optimum): each generated sample is pushed with weight
-  softmax(logits) over the batch, the most where D sees more data than model, where the
-  non-saturating loss weights 1 - D(G(z)), the most where D sees more model than data.
 * ``wasserstein`` (Arjovsky et al. 2017): D minimizes E[D(G(z))] - E[D(x)], G minimizes
   -E[D(G(z))]; D must be kept near 1-Lipschitz, e.g. by ``gradient_penalty`` (WGAN-GP,
   Gulrajani et al. 2017). The hinge and Wasserstein G losses are the same function.
+
+One more G loss goes with the paper's cross-entropy D, whose output l is a probability's
+logit, log D/(1 - D): ``forward_kl``, G minimizes -log E_z[exp(l(G(z)))]. At D's optimum
+l = log p_data/p_g, so exp(l) is the density ratio r and this loss's gradient is that of
+KL(p_data || p_g), the forward, mass-covering divergence (Nowozin et al. 2016, f-GAN; Poole et
+al. 2016), divided by the batch's mean ratio E_pg[r] (1 at the optimum): each generated sample
+is pushed with weight softmax(l) over the batch, the most where D sees more data than model,
+where the non-saturating loss weights 1 - D(G(z)), the most where D sees more model than data.
 
 Names are unambiguous on purpose: the paper's D loss is ``cross_entropy``; elsewhere "vanilla
 GAN" often means the cross-entropy D with the *non-saturating* G loss (Section 3), not Eq. 1's
