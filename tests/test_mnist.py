@@ -316,6 +316,22 @@ def test_presets_apply_and_explicit_flags_override_them(tmp_path):
     assert saved.kernel_size == PRESETS["dcgan"]["kernel_size"]
 
 
+def test_table1_preset_is_the_readme_rows_command():
+    # --preset table1 is README Table 1 row [12]'s recipe, written there as flags on the
+    # default config: both must name the same config, field by field.
+    from experiments.mnist import _train_parser, config_from_args
+    from jaxgan.config import preset
+
+    flags = ("--train-split train[:50000] --steps 20000 --g-widths 128,64,64 --d-widths 64,128 "
+             "--r1-gamma 0.1 --lr-schedule linear --batch-size 64 --parzen-samples 10000 "
+             "--checkpoint-every 2000 --g-loss forward_kl --conditional true").split()
+    spelled_out = config_from_args(_train_parser().parse_args(flags + ["--seed", "2"]))
+    assert preset("table1", seed=2) == spelled_out
+    assert spelled_out != TrainConfig(seed=2)
+    # The preset's training rows leave the held-out rows its Parzen curve reads.
+    assert preset("table1").validate().train_split == "train[:50000]"
+
+
 def test_training_on_a_row_range_of_the_train_split(tmp_path):
     from jaxgan.checkpoint import Checkpointer
 
