@@ -317,8 +317,8 @@ def test_presets_apply_and_explicit_flags_override_them(tmp_path):
 
 
 def test_table1_preset_is_the_readme_rows_command():
-    # --preset table1 is README Table 1 row [12]'s recipe, written there as flags on the
-    # default config: both must name the same config, field by field.
+    # --preset table1 is README Table 1 row [12]'s recipe: the flags of rows [10] and [11]
+    # with 20,000 steps on the default config; both must name the same config, field by field.
     from experiments.mnist import _train_parser, config_from_args
     from jaxgan.config import preset
 
@@ -328,7 +328,7 @@ def test_table1_preset_is_the_readme_rows_command():
     spelled_out = config_from_args(_train_parser().parse_args(flags + ["--seed", "2"]))
     assert preset("table1", seed=2) == spelled_out
     assert spelled_out != TrainConfig(seed=2)
-    # The preset's training rows leave the held-out rows its Parzen curve reads.
+    # It validates: its held-out Parzen curve needs the rows its train_split range leaves.
     assert preset("table1").validate().train_split == "train[:50000]"
 
 
