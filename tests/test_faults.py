@@ -6,6 +6,7 @@ Every run uses ``TrainConfig.tiny`` on the embedded digits (seconds each).
 
 import glob
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -168,13 +169,21 @@ def trained(tmp_path):
     return tmp_path / "run"
 
 
+_ZSTD_FRAME = re.compile(re.escape(b"\x28\xb5\x2f\xfd"))  # the magic number that opens a frame
+
+
 def flip_bytes(step_dir):
-    """Inverts 16 bytes in the middle of the largest array file: Orbax reads it silently."""
+    """Inverts 16 bytes in the middle of the largest array chunk (one zstd frame) of the
+    largest array file: Orbax reads it silently. Not the middle of the file: the chunks are
+    written in no fixed order, so that can land on a frame's header, which zstd rejects
+    before the digest is consulted."""
     files = glob.glob(os.path.join(step_dir, "state", "**", "d", "*"), recursive=True)
     path = max(files, key=os.path.getsize)
     with open(path, "rb") as f:
         data = bytearray(f.read())
-    middle = len(data) // 2
+    starts = [m.start() for m in _ZSTD_FRAME.finditer(data)] or [0]
+    start, end = max(zip(starts, starts[1:] + [len(data)]), key=lambda span: span[1] - span[0])
+    middle = (start + end) // 2
     data[middle:middle + 16] = bytes(b ^ 0xFF for b in data[middle:middle + 16])
     with open(path, "wb") as f:
         f.write(bytes(data))
