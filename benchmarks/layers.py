@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxgan
-from benchmarks.train_step import _alternate, _machine, _Runner, torch
+from benchmarks.train_step import _alternate, _machine, _Runner, reaching_taps, torch
 from experiments.cli import Parser, add_config_flags, fail, given_fields
 from jaxgan import layers, models
 
@@ -33,7 +33,8 @@ __all__ = ["dcgan_convolutions", "time_layer", "main"]
 def dcgan_convolutions(batch: int) -> list[dict]:
     """The reference DCGAN's convolutions: name, jaxgan module, input shape (NHWC), PyTorch
     constructor arguments, forward FLOPs (2 per multiply-add, SAME-padding taps included,
-    transposed convolutions without inserted zeros)."""
+    transposed convolutions without inserted zeros) and ``reaching_flops``, the same counting
+    only the taps that land inside the image (``benchmarks.train_step.reaching_taps``)."""
     generator, discriminator = jaxgan.make_models("dcgan")
     cpu = models._use_cpu_layers(generator.cpu_layers)
     conv_t = layers.ConvTranspose if cpu else nn.ConvTranspose
@@ -52,7 +53,8 @@ def dcgan_convolutions(batch: int) -> list[dict]:
             torch=("ConvTranspose2d", dict(in_channels=cin, out_channels=cout, kernel_size=k,
                                            stride=stride, padding=k // 2,
                                            output_padding=stride - 1, bias=bias)),
-            flops=2.0 * batch * side * side * k * k * cin * cout))
+            flops=2.0 * batch * side * side * k * k * cin * cout,
+            reaching_flops=2.0 * batch * reaching_taps(side, k, stride, True) ** 2 * cin * cout))
     k = discriminator.kernel_size
     d1, d2 = discriminator.widths
     # D (the first layer is always Flax's own, see DCGANDiscriminator): on real and fake.
@@ -63,7 +65,8 @@ def dcgan_convolutions(batch: int) -> list[dict]:
             shape=(2 * batch, side, side, cin),
             torch=("Conv2d", dict(in_channels=cin, out_channels=cout, kernel_size=k, stride=2,
                                   padding=k // 2)),
-            flops=2.0 * 2 * batch * (side // 2) ** 2 * k * k * cin * cout))
+            flops=2.0 * 2 * batch * (side // 2) ** 2 * k * k * cin * cout,
+            reaching_flops=2.0 * 2 * batch * reaching_taps(side, k, 2) ** 2 * cin * cout))
     return found
 
 
@@ -134,24 +137,28 @@ def time_layer(layer: dict, *, repeats: int, block_s: float, use_torch: bool) ->
 
 
 def markdown(rows: list[dict], use_torch: bool) -> str:
-    """The table: ms per call, jaxgan's GFLOP/s, and PyTorch's best fwd+bwd over jaxgan's."""
+    """The table: ms per call, jaxgan's GFLOP/s, the share of the taps that land inside the
+    image, and PyTorch's best fwd+bwd: its GFLOP/s on those taps and its time over jaxgan's."""
     impls = ["jaxgan fwd", "jaxgan fwd+bwd"]
     if use_torch:
         impls += [f"PyTorch {layout} {part}" for layout in ("NCHW", "channels_last")
                   for part in ("fwd", "fwd+bwd")]
+    extra = (["taps inside the image", "best PyTorch fwd+bwd GFLOP/s on those taps",
+              "jaxgan vs best PyTorch (fwd+bwd)"] if use_torch else ["taps inside the image"])
     lines = ["| layer | batch | " + " | ".join(f"{i} ms" for i in impls)
-             + " | jaxgan fwd+bwd GFLOP/s | " + ("jaxgan vs best PyTorch (fwd+bwd) |"
-                                                  if use_torch else ""),
-             "| --- | ---: | " + " | ".join("---:" for _ in impls) + " | ---: |"
-             + (" ---: |" if use_torch else "")]
+             + " | jaxgan fwd+bwd GFLOP/s | " + " | ".join(extra) + " |",
+             "| --- | ---: | " + " | ".join("---:" for _ in impls + extra) + " | ---: |"]
     for row in rows:
         t = row["ms"]
         cells = [f"{t[i]:.1f}" for i in impls]
         gflops = 3 * row["flops"] / (t["jaxgan fwd+bwd"] / 1e3) / 1e9  # fwd + 2 gradients
-        line = f"| {row['name']} | {row['batch']} | " + " | ".join(cells) + f" | {gflops:.0f} |"
+        reaching = row.get("reaching_flops", row["flops"])
+        line = (f"| {row['name']} | {row['batch']} | " + " | ".join(cells) + f" | {gflops:.0f} | "
+                f"{100 * reaching / row['flops']:.0f}% |")
         if use_torch:
             best = min(t["PyTorch NCHW fwd+bwd"], t["PyTorch channels_last fwd+bwd"])
-            line += f" {best / t['jaxgan fwd+bwd']:.2f}x |"
+            line += (f" {3 * reaching / (best / 1e3) / 1e9:.0f} |"
+                     f" {best / t['jaxgan fwd+bwd']:.2f}x |")
         lines.append(line)
     return "\n".join(lines) + "\n"
 
@@ -195,6 +202,7 @@ def main(argv=None) -> list[dict]:
         for layer in dcgan_convolutions(batch):
             print(f"timing {layer['name']} at batch {batch} ...", flush=True)
             rows.append(dict(name=layer["name"], batch=batch, flops=layer["flops"],
+                             reaching_flops=layer["reaching_flops"],
                              ms=time_layer(layer, repeats=args.repeats, block_s=args.block_s,
                                            use_torch=use_torch)))
     print(markdown(rows, use_torch))

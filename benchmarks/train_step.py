@@ -20,6 +20,9 @@ alike; report medians over repeats. PyTorch's OpenMP threads sleep while they wa
 (``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it): spinning threads collapse when
 other processes share the cores. FLOPs are counted analytically from the architecture
 (``step_flops``) and cross-checked against XLA's ``cost_analysis()`` of the compiled step.
+The report also says what the roof allows: PyTorch's time over the time of the step's FLOPs
+at the roof, the most "vs PyTorch" any step computing them could reach, counting every
+convolution tap or only the taps that land inside the image (``reaching_taps``).
 
 On a GPU (JAX's default backend) the PyTorch reference runs on CUDA with cuDNN autotuning
 and fused Adam, float32 matmuls and convolutions use TensorFloat-32 on both sides (JAX's
@@ -98,13 +101,37 @@ def roof_size() -> int:
 # FLOP count
 
 
-def _layer_flops(arch: str, generator, discriminator) -> tuple[list[float], list[float]]:
+def reaching_taps(size: int, kernel: int, stride: int, transposed: bool = False) -> int:
+    """How many (pixel, kernel tap) pairs of one spatial dimension of a SAME-padded
+    convolution land inside the image: what a convolution that skips the padding taps (as
+    oneDNN's, PyTorch's CPU convolutions, do) multiplies, against ``size_out x kernel`` for a
+    convolution (``size`` the input side) or ``size x kernel`` for a transposed one.
+
+    The padding is XLA's (``lax.conv_general_dilated``/``lax.conv_transpose`` with "SAME",
+    as Flax's and jaxgan's layers use it): a convolution pads ``max((out - 1) * stride +
+    kernel - size, 0)`` in all, the smaller half first; a transposed convolution places input
+    pixel ``i`` at ``low + i * stride`` of its zero-dilated, padded input, ``low = kernel - 1``
+    when ``stride > kernel - 1``, else ``ceil((kernel + stride - 2) / 2)``, and reaches the
+    ``stride * size`` outputs ``low + i * stride - t`` for taps ``t < kernel``.
+    """
+    if transposed:
+        low = kernel - 1 if stride > kernel - 1 else -(-(kernel + stride - 2) // 2)
+        return sum(0 <= low + i * stride - t < size * stride
+                   for i in range(size) for t in range(kernel))
+    out = -(-size // stride)
+    low = max((out - 1) * stride + kernel - size, 0) // 2
+    return sum(0 <= o * stride - low + t < size for o in range(out) for t in range(kernel))
+
+
+def _layer_flops(arch: str, generator, discriminator,
+                 padding_taps: bool = True) -> tuple[list[float], list[float]]:
     """Forward FLOPs per sample of each G layer and each D layer, input side first.
 
     2 FLOPs per multiply-add; convolutions count every kernel tap at every output position
     (SAME-padding taps included, the usual count); a transposed convolution counts
     in_pixels x taps x in x out (each input pixel meets each tap once: no inserted zeros).
-    Activations, normalization, losses and the optimizer are not counted.
+    With ``padding_taps=False`` a convolution counts only the taps that land inside the image
+    (``reaching_taps``). Activations, normalization, losses and the optimizer are not counted.
     """
     if arch == "mlp":
         widths = (100,) + tuple(generator.hidden) + (784,)
@@ -114,26 +141,33 @@ def _layer_flops(arch: str, generator, discriminator) -> tuple[list[float], list
         d = [2.0 * a * units * pieces for a in d_in[:-1]] + [2.0 * units]
         return g, d
     if arch == "dcgan":
+
+        def taps(side, kernel, stride, transposed=False):  # pixel-tap pairs of a 2-D layer
+            if padding_taps:
+                return (side if transposed else -(-side // stride)) ** 2 * kernel**2
+            return reaching_taps(side, kernel, stride, transposed) ** 2
+
         w0, w1, w2 = generator.widths
-        taps = generator.kernel_size**2
+        k = generator.kernel_size
         g = [
             2.0 * 100 * 7 * 7 * w0,  # Dense to the 7x7 projection
-            2.0 * 7 * 7 * taps * w0 * w1,  # ConvT stride 1, 7x7
-            2.0 * 7 * 7 * taps * w1 * w2,  # ConvT stride 2, 7x7 -> 14x14
-            2.0 * 14 * 14 * taps * w2 * 1,  # ConvT stride 2, 14x14 -> 28x28
+            2.0 * taps(7, k, 1, True) * w0 * w1,  # ConvT stride 1, 7x7
+            2.0 * taps(7, k, 2, True) * w1 * w2,  # ConvT stride 2, 7x7 -> 14x14
+            2.0 * taps(14, k, 2, True) * w2 * 1,  # ConvT stride 2, 14x14 -> 28x28
         ]
         d1, d2 = discriminator.widths
-        taps = discriminator.kernel_size**2
+        k = discriminator.kernel_size
         d = [
-            2.0 * 14 * 14 * taps * 1 * d1,  # Conv stride 2, 28x28 -> 14x14
-            2.0 * 7 * 7 * taps * d1 * d2,  # Conv stride 2, 14x14 -> 7x7
+            2.0 * taps(28, k, 2) * 1 * d1,  # Conv stride 2, 28x28 -> 14x14
+            2.0 * taps(14, k, 2) * d1 * d2,  # Conv stride 2, 14x14 -> 7x7
             2.0 * 7 * 7 * d2,  # Dense to one logit
         ]
         return g, d
     raise ValueError(f"unknown arch {arch!r}")
 
 
-def step_flops(arch: str, generator, discriminator, batch: int, d_steps: int = 1) -> dict:
+def step_flops(arch: str, generator, discriminator, batch: int, d_steps: int = 1,
+               padding_taps: bool = True) -> dict:
     """Analytic FLOPs of one ``jaxgan.train_step`` (what it must compute, not what XLA runs).
 
     D update: G forward (batch), D forward and backward on the real+fake concatenation
@@ -142,10 +176,13 @@ def step_flops(arch: str, generator, discriminator, batch: int, d_steps: int = 1
     gradients), G kernel gradients and input gradients of all but the first layer. A kernel
     gradient and an input gradient each cost one forward pass of their layer.
 
+    ``padding_taps=False``: the convolutions' taps that land inside the image only (the work
+    of a convolution that skips the padding, as PyTorch's CPU convolutions do).
+
     Returns:
       ``{"d_step": ..., "g_step": ..., "total": ...}`` in FLOPs.
     """
-    g, d = _layer_flops(arch, generator, discriminator)
+    g, d = _layer_flops(arch, generator, discriminator, padding_taps)
     d_update = batch * (sum(g) + 2 * (sum(d) + sum(d) + sum(d[1:])))
     g_update = batch * (sum(g) + sum(d) + sum(d) + sum(g) + sum(g[1:]))
     return {
@@ -423,6 +460,7 @@ def benchmark(arch: str, batch: int, *, repeats: int, block_s: float, roof, use_
     compiled = step.lower(state, real).compile()
     compile_s = time.perf_counter() - start
     flops = step_flops(arch, gan.generator, gan.discriminator, batch)
+    reaching = step_flops(arch, gan.generator, gan.discriminator, batch, padding_taps=False)
     xla_flops = _xla_flops(compiled)
 
     runners, records = [], []
@@ -475,6 +513,8 @@ def benchmark(arch: str, batch: int, *, repeats: int, block_s: float, roof, use_
             "images_per_s": batch / step_s,
             "vs_pytorch": (torch_step_s / step_s) if torch_step_s else None,
             "gflop_per_step": flops["total"] / 1e9,
+            "gflop_per_step_reaching": reaching["total"] / 1e9,
+            "pytorch_ms_per_step": 1e3 * torch_step_s if torch_step_s else None,
             "xla_gflop_per_step": (xla_flops / 1e9 if xla_flops is not None
                                    and runner.name == "jaxgan" else None),
             "gflops": gflops,
@@ -607,6 +647,17 @@ def _fmt(value, spec):
     return "-" if value is None else format(value, spec)
 
 
+def _roof_bound(record: dict, roof_gflops: float) -> str:
+    """One record's "what the roof allows" clause (``markdown``)."""
+    torch_ms = record["pytorch_ms_per_step"]
+    parts = []
+    for gflop in dict.fromkeys((record["gflop_per_step"],
+                                record.get("gflop_per_step_reaching") or record["gflop_per_step"])):
+        ms = 1e3 * gflop / roof_gflops
+        parts.append(f"{gflop:.2f} GFLOP in {ms:.1f} ms, at most {torch_ms / ms:.2f}x")
+    return f"{record['arch']}/{record['batch']}: " + " or ".join(parts)
+
+
 def markdown(results: dict) -> str:
     """The results as a markdown document (table first)."""
     lines = [
@@ -668,6 +719,15 @@ def markdown(results: dict) -> str:
                     for r in results["records"] if r["xla_gflop_per_step"] is not None)
         + " (it counts what XLA runs, elementwise work included).",
     ]
+    bounds = [_roof_bound(r, results["roof_gflops"]) for r in results["records"]
+              if r["impl"] == "jaxgan" and r.get("pytorch_ms_per_step")]
+    if bounds:
+        notes += ["", "What this run's roof allows: the time of the step's GFLOP at the roof, "
+                  "and PyTorch's time over it, the most \"vs PyTorch\" that a step computing "
+                  "those FLOPs could reach; the second figure counts only the convolution taps "
+                  "that land inside the image (`step_flops(..., padding_taps=False)`: what "
+                  "PyTorch's CPU convolutions multiply), the bound for a formulation that "
+                  "skips the padding taps: " + "; ".join(bounds) + "."]
     if results.get("reference_check"):
         notes += ["", "PyTorch reference check (largest relative difference, same parameters): "
                   + "; ".join(f"{arch}: " + ", ".join(f"{k} {v:.1e}" for k, v in check.items())

@@ -53,6 +53,14 @@ def test_report_names_the_compiler_options_and_the_profiled_wall_time():
                                    profiles=[profile]))
     assert "compiler_options={'xla_cpu_experimental_ynn_fusion_type': ''}" in text
     assert "40.0 ms of named op time per step" in text and "the step took 250.0 ms" in text
+    assert "What this run's roof allows" not in text  # no PyTorch time, no bound
+
+    # 36 GFLOP at 180 GFLOP/s take 200 ms: PyTorch's 220 ms is 1.10x that; 27 GFLOP 150 ms
+    record.update(vs_pytorch=0.88, pytorch_ms_per_step=220.0, gflop_per_step_reaching=27.0)
+    text = benchmark.markdown(dict(records=[record], machine=machine, date="today",
+                                   roof_gflops=180.0, settings={"repeats": 3}))
+    assert ("dcgan/64: 36.00 GFLOP in 200.0 ms, at most 1.10x or 27.00 GFLOP in 150.0 ms, "
+            "at most 1.47x.") in text
 
 
 def test_config_steps_times_both_option_sets_and_refuses_unknown_presets(capsys):
@@ -104,12 +112,59 @@ def test_layer_benchmark_covers_the_step_s_convolutions(capsys):
     g, d = benchmark._layer_flops("dcgan", generator, discriminator)
     found = layer_benchmark.dcgan_convolutions(3)
     assert [layer["flops"] for layer in found] == [3 * f for f in g[1:]] + [6 * f for f in d[:2]]
+    g, d = benchmark._layer_flops("dcgan", generator, discriminator, padding_taps=False)
+    assert ([layer["reaching_flops"] for layer in found]
+            == [3 * f for f in g[1:]] + [6 * f for f in d[:2]])
     assert [layer["shape"] for layer in found] == [
         (3, 7, 7, 256), (3, 7, 7, 128), (3, 14, 14, 64), (6, 28, 28, 1), (6, 14, 14, 64)]
     rows = layer_benchmark.main(["--batch", "2", "--repeats", "1", "--block-s", "0.01",
                                  "--no-torch"])
     assert len(rows) == 5 and all(t > 0 for row in rows for t in row["ms"].values())
-    assert capsys.readouterr().out.count("| G convT 5x5 s1 256->128, 7x7 | 2 |") == 1
+    out = capsys.readouterr().out
+    assert out.count("| G convT 5x5 s1 256->128, 7x7 | 2 |") == 1
+    assert "| 69% |" in out  # 29 x 29 of the 35 x 35 pixel-tap pairs reach the 7x7 image
+
+
+def test_reaching_taps_counts_the_pixel_tap_pairs_inside_the_image():
+    """By hand: 5 taps over 7 pixels at stride 1 reach 3,4,5,5,5,4,3 = 29 of 35; the DCGAN's
+    stride-2 layers lose one tap at the low edge and two at the high one. And as Flax pads:
+    a convolution of an all-ones image with an all-ones kernel sums, over its outputs, the
+    pairs that land inside the image (both dimensions: the square of one's count)."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
+    assert benchmark.reaching_taps(7, 5, 1, transposed=True) == 3 + 4 + 5 + 5 + 5 + 4 + 3
+    assert benchmark.reaching_taps(7, 5, 2, transposed=True) == 4 + 5 * 5 + 3
+    assert benchmark.reaching_taps(14, 5, 2) == 4 + 5 * 5 + 3
+    assert benchmark.reaching_taps(28, 5, 2) == 4 + 12 * 5 + 3
+    assert benchmark.reaching_taps(4, 3, 1) == 2 + 3 + 3 + 2
+    for side, kernel, stride, transposed in ((7, 5, 1, True), (7, 5, 2, True), (14, 5, 2, True),
+                                             (28, 5, 2, False), (14, 5, 2, False),
+                                             (6, 3, 2, True), (9, 4, 3, False)):
+        cls = nn.ConvTranspose if transposed else nn.Conv
+        layer = cls(1, (kernel, kernel), strides=(stride, stride), padding="SAME",
+                    use_bias=False)
+        ones = jnp.ones((1, side, side, 1))
+        params = {"params": {"kernel": jnp.ones((kernel, kernel, 1, 1))}}
+        assert int(layer.apply(params, ones).sum()) == benchmark.reaching_taps(
+            side, kernel, stride, transposed) ** 2, (side, kernel, stride, transposed)
+
+
+def test_step_flops_without_padding_taps_is_the_count_of_taps_that_reach_the_image():
+    import jaxgan
+
+    generator, discriminator = jaxgan.make_models("dcgan")
+    full = benchmark.step_flops("dcgan", generator, discriminator, 1)["total"]
+    reaching = benchmark.step_flops("dcgan", generator, discriminator, 1,
+                                    padding_taps=False)["total"]
+    g, d = benchmark._layer_flops("dcgan", generator, discriminator, padding_taps=False)
+    assert g[1] == 2.0 * 29**2 * 256 * 128 and d[1] == 2.0 * 32**2 * 64 * 128
+    assert g[0] == 2.0 * 100 * 49 * 256 and d[2] == 2.0 * 49 * 128  # dense layers: no taps
+    assert 0.7 < reaching / full < 0.8
+    mlp = jaxgan.make_models("mlp")
+    assert (benchmark.step_flops("mlp", *mlp, 64, padding_taps=False)
+            == benchmark.step_flops("mlp", *mlp, 64))
 
 
 def test_machine_kind_on_an_accelerator_is_its_device_kind():
