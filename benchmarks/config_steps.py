@@ -6,7 +6,8 @@ config's batch size and steps per call, 500 batches an epoch as on MNIST's 50,00
 rows), compiles its step twice, with ``jaxgan.compiler_options()`` (as the trainer compiles
 it) and with jaxlib's default options, and times both alternately in one process: medians of
 ``--repeats`` blocks (the same runner as ``benchmarks.train_step``), ms per training step.
-Prints one line per config and option set, after the CPU model and ISA.
+``--without NAME`` adds the step compiled with jaxgan's options less that one. Prints one line
+per config and option set, after the CPU model and ISA.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxgan
+import jaxgan.compile
 from benchmarks.train_step import _alternate, _machine, _Runner, _stepping
 from experiments.cli import Parser, add_config_flags, fail, given_fields
 from jaxgan import config as config_lib
@@ -28,9 +30,10 @@ __all__ = ["time_config", "main"]
 
 
 def time_config(config: config_lib.TrainConfig, *, repeats: int, block_s: float,
-                num_classes: int | None = 10) -> dict[str, float]:
+                num_classes: int | None = 10, without: tuple[str, ...] = ()) -> dict[str, float]:
     """ms per training step of ``config``'s step under each option set (``num_classes``: the
-    data's classes, for a config that resolves to conditional)."""
+    data's classes, for a config that resolves to conditional; ``without``: also jaxgan's
+    options less each of these)."""
     gan = trainer.make_gan(config, batches_per_epoch=500, num_classes=num_classes)
     calls = config.steps_per_call
     args = (jnp.zeros((config.d_steps, config.batch_size) + gan.data_shape),)
@@ -41,8 +44,12 @@ def time_config(config: config_lib.TrainConfig, *, repeats: int, block_s: float,
         step = multistep.train_steps
         args = tuple(jnp.broadcast_to(a, (calls,) + a.shape) for a in args)
     runners = []
-    for name, options in (("jaxgan.compiler_options()", jaxgan.compiler_options()),
-                          ("jaxlib's default options", {})):
+    options = jaxgan.compiler_options()
+    option_sets = [("jaxgan.compiler_options()", options), ("jaxlib's default options", {})]
+    option_sets += [(f"jaxgan.compiler_options() without {name}",
+                     {k: v for k, v in options.items() if k != name})
+                    for name in without if name in options]
+    for name, options in option_sets:
         fn = jax.jit(functools.partial(step, gan), donate_argnums=0, compiler_options=options)
         runners.append(_Runner(name, _stepping(fn, gan.init(jax.random.key(0)), *args), calls))
     for runner in runners:  # warm up (compiling on the first call), then size the blocks
@@ -59,11 +66,14 @@ class ConfigStepsOptions:
         the default).
       repeats: alternating repeats (the median is reported).
       block_s: seconds of work per timed block.
+      without: also time the step compiled with jaxgan.compiler_options() less each of
+        these options, comma-separated (what one option is worth, timed in the same run).
     """
 
     preset: tuple[str, ...] = ("paper",)
     repeats: int = 7
     block_s: float = 1.0
+    without: tuple[str, ...] = ()
 
 
 def main(argv=None) -> dict:
@@ -76,6 +86,10 @@ def main(argv=None) -> dict:
     if unknown:
         fail(f"--preset: choose from {', '.join(sorted(config_lib.PRESETS))}, got "
              f"{','.join(unknown)!r}")
+    unknown = sorted(set(args.without) - set(jaxgan.compile.CPU_OPTIONS))
+    if unknown:
+        fail(f"--without: not one of jaxgan's compiler options "
+             f"({', '.join(jaxgan.compile.CPU_OPTIONS)}), got {','.join(unknown)!r}")
     if args.repeats < 1 or not args.block_s > 0:
         fail("--repeats must be >= 1 and --block-s > 0")
     machine = _machine(None)
@@ -85,7 +99,8 @@ def main(argv=None) -> dict:
     configs += [(name, config_lib.preset(name)) for name in args.preset]
     results = {}
     for name, config in configs:
-        results[name] = time_config(config, repeats=args.repeats, block_s=args.block_s)
+        results[name] = time_config(config, repeats=args.repeats, block_s=args.block_s,
+                                    without=args.without)
         for options, ms in results[name].items():
             print(f"{name} (arch {config.arch}, batch {config.batch_size}, "
                   f"{config.steps_per_call} step(s) per call): {options}: {ms:.2f} ms/step",

@@ -6,7 +6,8 @@ Run ``python -m benchmarks.train_step`` (``--help`` for options). For each archi
 b1=0.5) for both players) compiled as the trainer compiles it,
 ``jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0,
 compiler_options=jaxgan.compiler_options())``, the same step compiled with jaxlib's default
-options (``--compare-compiler``, on by default), and the same
+options (``--compare-compiler``, on by default), with those options less one
+(``--without NAME``: what that option is worth, in the same run), and the same
 iteration of ``benchmarks.torch_reference.TorchGAN`` (same architecture, losses and optimizer,
 started from the same parameters, checked to compute the same function before timing), for
 the DCGAN pair in both of PyTorch's memory layouts (NCHW and ``channels_last``): the
@@ -65,6 +66,7 @@ import numpy as np
 import optax
 
 import jaxgan
+import jaxgan.compile
 from experiments.cli import Parser, add_config_flags, fail, given_fields, writable_directory
 from jaxgan import losses
 from jaxgan.multistep import train_steps
@@ -440,9 +442,10 @@ def _torch_stepping(arch, state, real, channels_last, device=None, dtype=None):
 
 def benchmark(arch: str, batch: int, *, repeats: int, block_s: float, roof, use_torch: bool,
               fused: int = 0, compare_compiler: bool = False, dtype: str = "float32",
-              torch_device=None) -> list[dict]:
-    """Times jaxgan's step (and PyTorch's, ``fused`` steps per call, and with
-    ``compare_compiler`` the step compiled without ``jaxgan.compiler_options()``) for one
+              torch_device=None, without: tuple[str, ...] = ()) -> list[dict]:
+    """Times jaxgan's step (and PyTorch's, ``fused`` steps per call, with
+    ``compare_compiler`` the step compiled without ``jaxgan.compiler_options()``, and for
+    each name in ``without`` the step compiled with those options less that one) for one
     config, both in ``dtype`` (a key of ``DTYPES``; PyTorch on ``torch_device``).
 
     Returns one record per implementation: steps/s, images/s, GFLOP/s, compile time.
@@ -473,6 +476,17 @@ def benchmark(arch: str, batch: int, *, repeats: int, block_s: float, roof, use_
             plain_state, real).compile()
         compile_times[DEFAULT_OPTIONS_IMPL] = time.perf_counter() - start
         runners.append(_Runner(DEFAULT_OPTIONS_IMPL, _stepping(plain, plain_state, real)))
+    for name in without:
+        if name not in options:
+            continue  # not one of this backend's options: nothing to leave out
+        less = {k: v for k, v in options.items() if k != name}
+        impl = f"jaxgan without {name}"
+        less_state = gan.init(jax.random.key(0))
+        start = time.perf_counter()
+        less_compiled = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0,
+                                compiler_options=less).lower(less_state, real).compile()
+        compile_times[impl] = time.perf_counter() - start
+        runners.append(_Runner(impl, _stepping(less_compiled, less_state, real)))
     fused_compile_s = None
     if fused > 1:
         multi = jax.jit(functools.partial(train_steps, gan), donate_argnums=0,
@@ -703,7 +717,8 @@ def markdown(results: dict) -> str:
         "",
         "One step = one `jaxgan.train_step` (one D update on real+fake, one G update), "
         "compiled as the trainer compiles it (`jaxgan.compiler_options()`; the row "
-        f"\"{DEFAULT_OPTIONS_IMPL}\" is the same step compiled without them), "
+        f"\"{DEFAULT_OPTIONS_IMPL}\" is the same step compiled without them; a row "
+        "\"jaxgan without NAME\", `--without NAME`, with them less that one), "
         "non-saturating loss, Adam(2e-4, b1=0.5). images/s = real images consumed per "
         "second (batch x steps/s). Medians of "
         f"{results['settings']['repeats']} alternating repeats after warm-up; "
@@ -851,6 +866,8 @@ class BenchmarkOptions:
       no_torch: skip the PyTorch reference.
       compare_compiler: also time the step compiled with jaxlib's default XLA options
         instead of jaxgan.compiler_options() (where those are not empty).
+      without: also time the step compiled with jaxgan.compiler_options() less each of
+        these options, comma-separated (what one option is worth, timed in the same run).
       profile: add a per-op profile of each jaxgan step to the report.
       dtype: the computation dtype of both sides: float32, or bfloat16 (mixed precision:
         jaxgan's models with dtype=bfloat16, PyTorch under torch.autocast; parameters and
@@ -870,6 +887,7 @@ class BenchmarkOptions:
     torch_threads: int | None = None
     no_torch: bool = False
     compare_compiler: bool = True
+    without: tuple[str, ...] = ()
     profile: bool = False
     dtype: str = "float32"
     precision: str = "default"
@@ -885,6 +903,10 @@ def main(argv=None) -> dict:
     unknown = sorted(set(args.arch) - {"mlp", "dcgan"})
     if unknown or not args.arch:
         fail(f"--arch: choose from mlp, dcgan (comma-separated), got {','.join(args.arch)!r}")
+    unknown = sorted(set(args.without) - set(jaxgan.compile.CPU_OPTIONS))
+    if unknown:
+        fail(f"--without: not one of jaxgan's compiler options "
+             f"({', '.join(jaxgan.compile.CPU_OPTIONS)}), got {','.join(unknown)!r}")
     threads = args.torch_threads if args.torch_threads is not None else os.cpu_count()
     for flag, values, low in (("--batch", args.batch or (0,), 1), ("--repeats", [args.repeats], 1),
                               ("--fused", [args.fused], 0), ("--torch-threads", [threads], 1)):
@@ -960,6 +982,7 @@ def main(argv=None) -> dict:
                 arch, batch, repeats=args.repeats, block_s=args.block_s, roof=roof,
                 use_torch=use_torch, fused=args.fused if arch == "mlp" else 0,
                 compare_compiler=args.compare_compiler, dtype=args.dtype,
+                without=args.without,
                 torch_device=torch_device,
             )
     results["roof_gflops"] = float(np.median([r["roof_gflops"] for r in results["records"]]))

@@ -5,9 +5,14 @@ to the YNNPACK library by default; for this project's convolutions and fused lay
 emitters and Eigen kernels are faster (``python -m benchmarks.train_step`` and
 ``python -m benchmarks.config_steps`` time the steps compiled both ways in one process), so
 jaxgan's compiled steps keep YNNPACK for single dots only
-(``xla_cpu_experimental_ynn_fusion_type`` = individual dots). The option applies to the
-functions compiled with it, never to the process: ``XLA_FLAGS`` and every other ``jax.jit``
-are left as they are. Other backends get no options.
+(``xla_cpu_experimental_ynn_fusion_type`` = individual dots). And they place copies by
+region analysis (``xla_cpu_copy_insertion_use_region_analysis``): with the state donated,
+XLA's default copy insertion copies parameters and Adam moments that an in-place update
+still reads (17 copies of float32 arrays in the MLP pair's step, 29 in the DCGAN pair's);
+region analysis finds that none is needed, with the same results bit for bit
+(``tests/test_backend_choice.py``). The options apply to the functions compiled with them,
+never to the process: ``XLA_FLAGS`` and every other ``jax.jit`` are left as they are. Other
+backends get no options.
 
 Pass them to your own ``jax.jit`` to compile a step as the trainer does::
 
@@ -24,7 +29,10 @@ import jax.numpy as jnp
 
 __all__ = ["compiler_options"]
 
-CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+CPU_OPTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
+    "xla_cpu_copy_insertion_use_region_analysis": True,
+}
 
 
 @functools.cache
@@ -39,7 +47,7 @@ def _cpu_options_known() -> bool:
     return True
 
 
-def compiler_options(backend: str | None = None) -> dict[str, str]:
+def compiler_options(backend: str | None = None) -> dict:
     """The compiler options for jaxgan's steps on ``backend`` (default: JAX's default
     backend): ``CPU_OPTIONS`` on ``"cpu"`` when this jaxlib knows them, else ``{}``.
 

@@ -63,19 +63,24 @@ def test_report_names_the_compiler_options_and_the_profiled_wall_time():
             "at most 1.47x.") in text
 
 
-def test_config_steps_times_both_option_sets_and_refuses_unknown_presets(capsys):
+def test_config_steps_times_the_option_sets_and_refuses_unknown_names(capsys):
     import pytest
 
     from benchmarks import config_steps
     from jaxgan.config import TrainConfig
 
-    times = config_steps.time_config(TrainConfig.tiny(), repeats=1, block_s=0.01)
-    assert set(times) == {"jaxgan.compiler_options()", "jaxlib's default options"}
+    times = config_steps.time_config(TrainConfig.tiny(), repeats=1, block_s=0.01,
+                                     without=("xla_cpu_copy_insertion_use_region_analysis",))
+    assert set(times) == {"jaxgan.compiler_options()", "jaxlib's default options",
+                          "jaxgan.compiler_options() without "
+                          "xla_cpu_copy_insertion_use_region_analysis"}
     assert all(ms > 0 for ms in times.values())
-    with pytest.raises(SystemExit) as exit_info:
-        config_steps.main(["--preset", "nope"])
-    assert exit_info.value.code != 0
-    assert "--preset: choose from" in capsys.readouterr().err
+    for flags, message in ((["--preset", "nope"], "--preset: choose from"),
+                           (["--without", "nope"], "--without: not one of jaxgan's")):
+        with pytest.raises(SystemExit) as exit_info:
+            config_steps.main(flags)
+        assert exit_info.value.code != 0
+        assert message in capsys.readouterr().err
 
 
 def test_pytorch_reference_computes_jaxgan_s_dcgan_in_both_layouts():
@@ -273,3 +278,19 @@ def test_benchmark_runs_in_bfloat16_and_keeps_its_own_results_file(tmp_path):
     assert [r["dtype"] for r in saved["records"]] == ["bfloat16"]
     assert saved["records"][0]["steps_per_s"] > 0
     assert "Computation dtype bfloat16" in (tmp_path / f"{kind}-bfloat16.md").read_text()
+
+
+def test_without_times_the_step_less_one_compiler_option_and_refuses_unknown_names(tmp_path):
+    import pytest
+
+    results = benchmark.main(["--arch", "mlp", "--batch", "8", "--repeats", "1",
+                              "--block-s", "0.01", "--fused", "0", "--no-torch",
+                              "--compare-compiler", "false", "--without",
+                              "xla_cpu_copy_insertion_use_region_analysis",
+                              "--output-dir", str(tmp_path)])
+    assert [r["impl"] for r in results["records"]] == [
+        "jaxgan", "jaxgan without xla_cpu_copy_insertion_use_region_analysis"]
+    assert all(r["steps_per_s"] > 0 for r in results["records"])
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark.main(["--without", "xla_cpu_no_such_option", "--output-dir", str(tmp_path)])
+    assert exit_info.value.code != 0
