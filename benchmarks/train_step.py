@@ -664,9 +664,9 @@ def _fmt(value, spec):
 def _roof_bound(record: dict, roof_gflops: float) -> str:
     """One record's "what the roof allows" clause (``markdown``)."""
     torch_ms = record["pytorch_ms_per_step"]
+    every_tap = record["gflop_per_step"]
     parts = []
-    for gflop in dict.fromkeys((record["gflop_per_step"],
-                                record.get("gflop_per_step_reaching") or record["gflop_per_step"])):
+    for gflop in dict.fromkeys((every_tap, record.get("gflop_per_step_reaching") or every_tap)):
         ms = 1e3 * gflop / roof_gflops
         parts.append(f"{gflop:.2f} GFLOP in {ms:.1f} ms, at most {torch_ms / ms:.2f}x")
     return f"{record['arch']}/{record['batch']}: " + " or ".join(parts)

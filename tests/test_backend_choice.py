@@ -112,9 +112,10 @@ def test_region_analysis_drops_the_donated_state_s_copies_with_the_same_results(
 def _check_region_analysis(gan):
     real = jax.random.uniform(jax.random.key(1), (8,) + tuple(gan.data_shape), minval=-1.0,
                               maxval=1.0)
+    option = "xla_cpu_copy_insertion_use_region_analysis"
     options = jaxgan.compiler_options("cpu")
-    assert options["xla_cpu_copy_insertion_use_region_analysis"] is True
-    without = {k: v for k, v in options.items() if k != "xla_cpu_copy_insertion_use_region_analysis"}
+    assert options[option] is True
+    without = {k: v for k, v in options.items() if k != option}
     states, copies = [], []
     for opts in (options, without):
         step = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0,
@@ -122,9 +123,10 @@ def _check_region_analysis(gan):
         state = gan.init(jax.random.key(0))
         copies.append(_state_copies(step.lower(state, real).compile().as_text()))
         for _ in range(3):
-            state, metrics = step(state, real)
+            state, _ = step(state, real)
         states.append(state)
     assert copies[0] == 0 < copies[1]  # the premise: without it, XLA copies the state
+
     def raw(x):  # a typed PRNG key compares by its data
         return jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
 
