@@ -294,3 +294,14 @@ def test_without_times_the_step_less_one_compiler_option_and_refuses_unknown_nam
     with pytest.raises(SystemExit) as exit_info:
         benchmark.main(["--without", "xla_cpu_no_such_option", "--output-dir", str(tmp_path)])
     assert exit_info.value.code != 0
+
+
+def test_profile_times_the_donated_step_by_hlo_op():
+    """The profile runs the step as the trainer compiles it (state donated, jaxgan's options):
+    a few named ops, each with a time, inside the step's wall time summed over the cores."""
+    import os
+
+    prof = benchmark.profile_step("mlp", 4, iters=2, top=3)
+    assert len(prof["top_ops"]) == 3 and prof["wall_ms"] > 0
+    assert all(op["ms"] > 0 and op["what"] for op in prof["top_ops"])
+    assert prof["total_ms"] <= prof["wall_ms"] * os.cpu_count() * 1.5
