@@ -106,8 +106,8 @@ def roof_size() -> int:
 def reaching_taps(size: int, kernel: int, stride: int, transposed: bool = False) -> int:
     """How many (pixel, kernel tap) pairs of one spatial dimension of a SAME-padded
     convolution land inside the image: what a convolution that skips the padding taps (as
-    oneDNN's, PyTorch's CPU convolutions, do) multiplies, against ``size_out x kernel`` for a
-    convolution (``size`` the input side) or ``size x kernel`` for a transposed one.
+    PyTorch's oneDNN convolutions on the CPU do) multiplies, against ``size_out x kernel`` for
+    a convolution (``size`` the input side) or ``size x kernel`` for a transposed one.
 
     The padding is XLA's (``lax.conv_general_dilated``/``lax.conv_transpose`` with "SAME",
     as Flax's and jaxgan's layers use it): a convolution pads ``max((out - 1) * stride +
