@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxgan
-import jaxgan.compile
-from benchmarks.train_step import _alternate, _machine, _Runner, _stepping
+from benchmarks.train_step import (_alternate, _machine, _Runner, _stepping,
+                                    check_without, options_without)
 from experiments.cli import Parser, add_config_flags, fail, given_fields
 from jaxgan import config as config_lib
 from jaxgan import multistep, trainer
@@ -46,9 +46,7 @@ def time_config(config: config_lib.TrainConfig, *, repeats: int, block_s: float,
     runners = []
     options = jaxgan.compiler_options()
     option_sets = [("jaxgan.compiler_options()", options), ("jaxlib's default options", {})]
-    option_sets += [(f"jaxgan.compiler_options() without {name}",
-                     {k: v for k, v in options.items() if k != name})
-                    for name in without if name in options]
+    option_sets += options_without(options, without, prefix="jaxgan.compiler_options()")
     for name, options in option_sets:
         fn = jax.jit(functools.partial(step, gan), donate_argnums=0, compiler_options=options)
         runners.append(_Runner(name, _stepping(fn, gan.init(jax.random.key(0)), *args), calls))
@@ -86,10 +84,7 @@ def main(argv=None) -> dict:
     if unknown:
         fail(f"--preset: choose from {', '.join(sorted(config_lib.PRESETS))}, got "
              f"{','.join(unknown)!r}")
-    unknown = sorted(set(args.without) - set(jaxgan.compile.CPU_OPTIONS))
-    if unknown:
-        fail(f"--without: not one of jaxgan's compiler options "
-             f"({', '.join(jaxgan.compile.CPU_OPTIONS)}), got {','.join(unknown)!r}")
+    check_without(args.without)
     if args.repeats < 1 or not args.block_s > 0:
         fail("--repeats must be >= 1 and --block-s > 0")
     machine = _machine(None)

@@ -440,6 +440,22 @@ def _torch_stepping(arch, state, real, channels_last, device=None, dtype=None):
     return run
 
 
+def options_without(options: dict, names, prefix: str = "jaxgan") -> list[tuple[str, dict]]:
+    """``(f"{prefix} without NAME", options less NAME)`` for each of ``names`` that
+    ``options`` has (``--without``; a name this backend's options lack has nothing to leave
+    out)."""
+    return [(f"{prefix} without {name}", {k: v for k, v in options.items() if k != name})
+            for name in names if name in options]
+
+
+def check_without(names) -> None:
+    """Exits with a one-line error when ``--without`` names an option jaxgan never sets."""
+    unknown = sorted(set(names) - set(jaxgan.compile.CPU_OPTIONS))
+    if unknown:
+        fail(f"--without: not one of jaxgan's compiler options "
+             f"({', '.join(jaxgan.compile.CPU_OPTIONS)}), got {','.join(unknown)!r}")
+
+
 def benchmark(arch: str, batch: int, *, repeats: int, block_s: float, roof, use_torch: bool,
               fused: int = 0, compare_compiler: bool = False, dtype: str = "float32",
               torch_device=None, without: tuple[str, ...] = ()) -> list[dict]:
@@ -469,24 +485,15 @@ def benchmark(arch: str, batch: int, *, repeats: int, block_s: float, roof, use_
     runners, records = [], []
     runners.append(_Runner("jaxgan", _stepping(compiled, state, real)))
     compile_times = {"jaxgan": compile_s}
-    if compare_compiler and options:
-        plain_state = gan.init(jax.random.key(0))
+    variants = [(DEFAULT_OPTIONS_IMPL, {})] if compare_compiler and options else []
+    variants += options_without(options, without)
+    for impl, variant in variants:  # the same step under other option sets
+        variant_state = gan.init(jax.random.key(0))
         start = time.perf_counter()
-        plain = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0).lower(
-            plain_state, real).compile()
-        compile_times[DEFAULT_OPTIONS_IMPL] = time.perf_counter() - start
-        runners.append(_Runner(DEFAULT_OPTIONS_IMPL, _stepping(plain, plain_state, real)))
-    for name in without:
-        if name not in options:
-            continue  # not one of this backend's options: nothing to leave out
-        less = {k: v for k, v in options.items() if k != name}
-        impl = f"jaxgan without {name}"
-        less_state = gan.init(jax.random.key(0))
-        start = time.perf_counter()
-        less_compiled = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0,
-                                compiler_options=less).lower(less_state, real).compile()
+        variant_step = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0,
+                               compiler_options=variant).lower(variant_state, real).compile()
         compile_times[impl] = time.perf_counter() - start
-        runners.append(_Runner(impl, _stepping(less_compiled, less_state, real)))
+        runners.append(_Runner(impl, _stepping(variant_step, variant_state, real)))
     fused_compile_s = None
     if fused > 1:
         multi = jax.jit(functools.partial(train_steps, gan), donate_argnums=0,
@@ -905,10 +912,7 @@ def main(argv=None) -> dict:
     unknown = sorted(set(args.arch) - {"mlp", "dcgan"})
     if unknown or not args.arch:
         fail(f"--arch: choose from mlp, dcgan (comma-separated), got {','.join(args.arch)!r}")
-    unknown = sorted(set(args.without) - set(jaxgan.compile.CPU_OPTIONS))
-    if unknown:
-        fail(f"--without: not one of jaxgan's compiler options "
-             f"({', '.join(jaxgan.compile.CPU_OPTIONS)}), got {','.join(unknown)!r}")
+    check_without(args.without)
     threads = args.torch_threads if args.torch_threads is not None else os.cpu_count()
     for flag, values, low in (("--batch", args.batch or (0,), 1), ("--repeats", [args.repeats], 1),
                               ("--fused", [args.fused], 0), ("--torch-threads", [threads], 1)):

@@ -8,9 +8,8 @@ jaxgan's compiled steps keep YNNPACK for single dots only
 (``xla_cpu_experimental_ynn_fusion_type`` = individual dots). And they place copies by
 region analysis (``xla_cpu_copy_insertion_use_region_analysis``): with the state donated,
 XLA's default copy insertion copies parameters and Adam moments that an in-place update
-still reads (17 copies of float32 arrays in the MLP pair's step, 29 in the DCGAN pair's);
-region analysis finds that none is needed, with the same results bit for bit
-(``tests/test_backend_choice.py``). The options apply to the functions compiled with them,
+still reads; region analysis finds that none of those copies is needed, with the same results
+bit for bit (``tests/test_backend_choice.py`` checks both). The options apply to the functions compiled with them,
 never to the process: ``XLA_FLAGS`` and every other ``jax.jit`` are left as they are. Other
 backends get no options.
 

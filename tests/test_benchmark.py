@@ -297,8 +297,8 @@ def test_without_times_the_step_less_one_compiler_option_and_refuses_unknown_nam
 
 
 def test_profile_times_the_donated_step_by_hlo_op():
-    """The profile runs the step as the trainer compiles it (state donated, jaxgan's options):
-    a few named ops, each with a time, inside the step's wall time summed over the cores."""
+    """The profile of a step reads named XLA ops, each with a time and a description from the
+    compiled HLO, within the step's wall time summed over the cores."""
     import os
 
     prof = benchmark.profile_step("mlp", 4, iters=2, top=3)
