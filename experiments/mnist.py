@@ -67,7 +67,8 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
     add_config_flags(
         parser, TrainConfig, defaults=TrainConfig(), choices=FIELD_CHOICES,
-        none_words={"num_devices": ("all", "none"), "conditional": ("auto", "none")},
+        none_words={"num_devices": ("all", "none"), "conditional": ("auto", "none"),
+                    "clusters": ("auto", "none")},
         extra_help=lambda name: _CLI_HELP.get(name, ""),
     )
     return parser
@@ -116,6 +117,10 @@ def _figures_parser() -> argparse.ArgumentParser:
 # Exit statuses of a run stopped by a signal after writing its checkpoint: the shell's own for
 # death by that signal (128 + number), so schedulers that retry preempted jobs still do.
 STOPPED_STATUS = {signal.SIGTERM: 128 + signal.SIGTERM, signal.SIGINT: 128 + signal.SIGINT}
+# Exit statuses (docs/checkpoints.md): 2 a bad flag or input, 1 a non-finite loss, these two,
+# and 128 + the signal for a stop by signal.
+BUSY_STATUS = 75  # EX_TEMPFAIL: another trainer holds the workdir; try again when it ends
+STORAGE_FULL_STATUS = 74  # EX_IOERR: the storage is full; free space and run it again
 
 
 class _StopOnSignal:
@@ -156,6 +161,7 @@ def run_train(argv: list[str]) -> None:
     from jaxgan.checkpoint import CheckpointError
     from jaxgan.config import WorkdirError
     from jaxgan.data import DataError
+    from jaxgan.files import StorageFullError, WorkdirBusyError
 
     try:
         config = config_from_args(args).validate()
@@ -171,6 +177,10 @@ def run_train(argv: list[str]) -> None:
         fail(flag_words(error, _FIELDS))
     except trainer.NonFiniteLossError as error:
         fail(flag_words(error, _FIELDS), status=1)
+    except WorkdirBusyError as error:
+        fail(str(error), status=BUSY_STATUS)
+    except StorageFullError as error:
+        fail(str(error), status=STORAGE_FULL_STATUS)
     summary = {
         "workdir": os.path.abspath(args.workdir),
         "step": result.step,
@@ -283,11 +293,19 @@ def run_figures(argv: list[str]) -> None:
     print(json.dumps({**written, "training_images": training.source}))
 
 
+def _not_a_full_disk(record: logging.LogRecord) -> bool:
+    text = record.getMessage()
+    return "No space left on device" not in text and "Disk quota exceeded" not in text
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("absl", "orbax", "jax"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # A full disk is reported in one line (StorageFullError); Orbax's threads would also log
+    # it, with tracebacks.
+    logging.getLogger("absl").addFilter(_not_a_full_disk)
     if argv and argv[0] == "sample":
         run_sample(argv[1:])
     elif argv and argv[0] == "figures":

@@ -13,6 +13,7 @@ while an older one restores cleanly (``Checkpointer.restore_latest``).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import time
@@ -22,7 +23,11 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxgan.files import StorageFullError, describe_bytes, free_bytes
 from jaxgan.state import GANState
+
+# Free space a checkpoint leaves beside its own bytes (Orbax's metadata files).
+_SPACE_MARGIN = 1 << 20
 
 __all__ = ["Checkpointer", "CheckpointError"]
 
@@ -62,7 +67,11 @@ class Checkpointer:
         self._attempts, self._retry_delay = attempts, retry_delay
         self._manager = ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+            # Synchronous saves: a failed write (a full disk) raises here, in the caller,
+            # instead of in a background thread after training went on.
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False
+            ),
             item_handlers={
                 "state": ocp.StandardCheckpointHandler(),
                 "meta": ocp.JsonCheckpointHandler(),
@@ -74,13 +83,24 @@ class Checkpointer:
         return sorted(self._manager.all_steps())
 
     def save(self, step: int, state: GANState, meta: dict[str, Any]) -> None:
-        """Saves ``state`` and the JSON-serializable ``meta`` as checkpoint ``step``.
+        """Saves ``state`` and the JSON-serializable ``meta`` as checkpoint ``step``; returns
+        when it is on disk.
 
-        Returns once the arrays are copied off the device; the files are written in the
-        background (``wait`` or ``close`` blocks until they are complete).
+        Raises:
+          StorageFullError: the file system has less free space than the checkpoint's
+            arrays and metadata need (checked before anything is written), or ran out of it
+            while writing (the partial step is never listed; ``jaxgan.trainer`` removes it).
         """
         saveable = _to_saveable(state)
         meta = {**meta, _DIGEST: state_digest(saveable)}
+        needed = sum(np.dtype(leaf.dtype).itemsize * int(np.prod(leaf.shape))
+                     for leaf in jax.tree.leaves(saveable)) + len(json.dumps(meta))
+        free = free_bytes(self.directory)
+        if free is not None and free < needed + _SPACE_MARGIN:
+            raise StorageFullError(
+                f"no space for checkpoint {step} in {self.directory}: it needs about "
+                f"{describe_bytes(needed)}, {describe_bytes(free)} free", self.directory,
+            )
         self._manager.save(
             step,
             args=ocp.args.Composite(

@@ -53,7 +53,12 @@ MODEL_FIELDS = (
     "optimizer",
     "pack",  # D's input channels
     "conditional",  # the label embeddings
+    "clusters",  # the cluster embeddings
 )
+
+# Self-conditioning's number of clusters for a run without labels (TrainConfig.clusters auto).
+SELF_CONDITION_CLUSTERS = 50
+MIN_CLUSTER_SIZE = 20  # auto clusters: at least this many images a cluster on average
 
 
 class ConfigError(ValueError):
@@ -83,8 +88,19 @@ class TrainConfig:
         each pair takes them); samples then have a label each (``jaxgan.trainer.sample``),
         and the sample grids show one class per row. ``None`` (auto, the default): conditional
         when the data has labels and ``pack`` is 1 (the default run on MNIST), unconditional
-        otherwise; the run's config.json records what it resolved to. ``False``: always
-        unconditional (the paper's Table 1 model; the Stacked-MNIST mode-collapse test).
+        otherwise; the run's config.json records what it resolved to and why. ``False``: no
+        label is used (the data's labels, if any, are dropped before training).
+      clusters: self-conditioning (Liu et al. 2020; ``jaxgan.cluster``) for a run without
+        labels: G(z, c) and D(x, c) on ``clusters`` k-means clusters of the training images
+        (first of their pixels' principal components, then, every ``recluster_every``
+        steps, of D's own last hidden features, the new ids matched to the old), generated
+        batches drawing c with the clusters' frequencies, so samples need no label. 0: a
+        plain unconditional GAN (the paper's game as it is). ``None`` (auto, the default):
+        ``SELF_CONDITION_CLUSTERS`` when the run is unconditional with the DCGAN pair and
+        ``pack`` 1, else 0.
+      recluster_every: steps between re-clusterings on D's features (0: keep the first
+        clustering); a multiple of ``checkpoint_every``, so each checkpoint holds the
+        clustering its state was trained on.
       g_loss: ``"nonsaturating"`` (Section 3) or ``"minimax"`` (Eq. 1) with the paper's D loss,
         or ``"forward_kl"`` with it (KL(p_data || p_g) at D's optimum, mass-covering);
         ``"hinge"``, ``"least_squares"`` or ``"wasserstein"`` with theirs (``jaxgan.losses``).
@@ -167,6 +183,8 @@ class TrainConfig:
     # (python -m experiments.sweep; the table is in docs/default_sweep.md).
     arch: str = "dcgan"
     conditional: bool | None = None
+    clusters: int | None = None
+    recluster_every: int = 0
     g_loss: str = "nonsaturating"
     d_loss: str = "cross_entropy"
     r1_gamma: float = 0.0
@@ -295,6 +313,26 @@ class TrainConfig:
                 "pack", "a conditional GAN does not pack (packed samples would carry several "
                 "labels); use pack 1 or conditional false"
             )
+        if self.clusters is not None and (not isinstance(self.clusters, int) or self.clusters < 0
+                                          or self.clusters == 1):
+            raise ConfigError("clusters", f"must be 0 (off), an integer >= 2 or auto, got "
+                              f"{self.clusters!r}")
+        if self.clusters:
+            if self.conditional is True:
+                raise ConfigError("clusters", "a run conditioned on the data's labels has no "
+                                  "clusters; use conditional false or auto, or clusters 0")
+            if self.arch != "dcgan":
+                raise ConfigError("clusters", "self-conditioning uses the DCGAN pair's "
+                                  "features; use arch dcgan or clusters 0")
+            if self.pack > 1:
+                raise ConfigError("pack", "a self-conditioned GAN does not pack (packed samples "
+                                  "would carry several clusters); use pack 1 or clusters 0")
+        if not isinstance(self.recluster_every, int) or self.recluster_every < 0:
+            raise ConfigError("recluster_every", f"must be an integer >= 0, got "
+                              f"{self.recluster_every!r}")
+        if self.recluster_every % self.checkpoint_every:
+            raise ConfigError("recluster_every", f"{self.recluster_every} is not a multiple of "
+                              f"checkpoint_every {self.checkpoint_every}")
         if self.conditional not in (None, True, False):
             raise ConfigError(
                 "conditional", f"must be true, false or auto (none), got {self.conditional!r}"
@@ -365,27 +403,66 @@ class TrainConfig:
                 values[field] = tuple(values[field])
         return cls(**values)
 
-    def resolved(self, has_labels: bool) -> "TrainConfig":
-        """This config with ``conditional`` decided for data that has (or lacks) labels: auto
-        (``None``) is conditional iff ``has_labels`` and ``pack == 1``.
+    def resolved(self, has_labels: bool, num_examples: int | None = None) -> "TrainConfig":
+        """This config with ``conditional`` and ``clusters`` decided for data that has (or
+        lacks) labels: auto ``conditional`` (``None``) is conditional iff ``has_labels`` and
+        ``pack == 1``; auto ``clusters`` is ``SELF_CONDITION_CLUSTERS`` for an unconditional
+        DCGAN with ``pack`` 1 (fewer for fewer than ``MIN_CLUSTER_SIZE`` images a cluster of
+        ``num_examples``, none below 2 clusters), else 0.
 
         Raises:
-          ConfigError: ``conditional`` is true but the data has no labels.
+          ConfigError: ``conditional`` is true but the data has no labels, or ``clusters``
+            is more than ``num_examples``.
         """
-        if self.conditional is None:
-            return dataclasses.replace(self, conditional=has_labels and self.pack == 1)
-        if self.conditional and not has_labels:
+        return dataclasses.replace(self, **self._resolution(has_labels, num_examples)[0])
+
+    def resolution_reason(self, has_labels: bool, num_examples: int | None = None) -> str:
+        """Why ``resolved(has_labels, num_examples)`` trains the model it does, in one
+        sentence (config.json's ``"model"``)."""
+        return self._resolution(has_labels, num_examples)[1]
+
+    def _resolution(self, has_labels: bool, num_examples: int | None):
+        conditional, why = self.conditional, "conditional set"
+        if conditional is None and self.clusters:
+            conditional, why = False, "clusters set"
+        elif conditional is None:
+            conditional = has_labels and self.pack == 1
+            why = ("auto: the data has labels" if conditional else
+                   "auto: the data has no labels" if not has_labels else "auto: pack > 1")
+        elif conditional and not has_labels:
             raise ConfigError(
                 "conditional", "the data has no labels; a conditional GAN trains on labelled "
                 "data (a folder with one subfolder per class, npz labels, idx, tfds): use "
                 "conditional false or auto"
             )
-        return self
+        clusters = self.clusters
+        if clusters is None and not conditional and self.arch == "dcgan" and self.pack == 1:
+            clusters = SELF_CONDITION_CLUSTERS
+            if num_examples is not None:
+                clusters = min(clusters, num_examples // MIN_CLUSTER_SIZE)
+                clusters = clusters if clusters >= 2 else 0
+        elif clusters is None:
+            clusters = 0
+        if num_examples is not None and clusters > num_examples:
+            raise ConfigError("clusters", f"{clusters} clusters of {num_examples} images: use "
+                              "at most one cluster per image")
+        if conditional:
+            what = "conditioned on the data's labels"
+        elif clusters:
+            what = f"self-conditioned on {clusters} clusters of the images, no label used"
+        else:
+            what = "unconditional, no label used"
+        reason = f"{what} ({why})"
+        return dict(conditional=conditional, clusters=clusters), reason
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Writes the config as JSON, atomically (temporary file, then rename)."""
+    def save(self, path: str | os.PathLike, *, reason: str | None = None) -> None:
+        """Writes the config as JSON, atomically (temporary file, then rename); ``reason``
+        (``resolution_reason``) is written beside the fields as ``"model"``."""
+        values = self.to_json()
+        if reason is not None:
+            values["model"] = reason
         with atomic_path(path) as tmp, open(tmp, "w") as f:
-            json.dump(self.to_json(), f, indent=2, sort_keys=True)
+            json.dump(values, f, indent=2, sort_keys=True)
             f.write("\n")
 
     @classmethod
@@ -420,7 +497,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The DCGAN of TensorFlow's tutorial with Adam 2e-4 (the earlier default, 4-8x the compute
     # of a default step): unconditional, widths (256, 128, 64) / (64, 128), kernel 5, batch 64.
     "dcgan": dict(
-        conditional=False, g_widths=(256, 128, 64), d_widths=(64, 128), kernel_size=5,
+        conditional=False, clusters=0, g_widths=(256, 128, 64), d_widths=(64, 128), kernel_size=5,
         batch_size=64, g_lr=2e-4, d_lr=2e-4, steps=10_000, sample_every=1000, checkpoint_every=1000,
     ),
     # Goodfellow et al. 2014's MNIST model and recipe, as their released code ran it

@@ -886,6 +886,25 @@ class BatchIterator:
             self._permutation_cache = None
             self._prefetcher = None
 
+    def relabel(self, labels: np.ndarray) -> None:
+        """Gives the images new integer labels ``[N]`` (a self-conditioned GAN's new
+        clustering) for the batches drawn from now on; the position is unchanged.
+
+        Raises:
+          ValueError: the iterator has no labels, the new ones do not fit, or a prefetcher
+            holds it (close that first, so no batch drawn ahead keeps the old labels).
+        """
+        self._check_detached("relabel()")
+        labels = np.asarray(labels)
+        if self._labels is None or labels.shape != self._labels.shape or not np.issubdtype(
+            labels.dtype, np.integer
+        ):
+            raise ValueError(
+                f"relabel needs integer labels [{len(self._images)}] for an iterator that has "
+                f"labels, got {labels.dtype} {list(labels.shape)}"
+            )
+        self._labels = labels.astype(np.int32)
+
     def get_state(self) -> dict[str, int]:
         """The position after the batches consumed so far, as JSON-ready plain ints."""
         epoch, batch = self._consumed

@@ -23,6 +23,7 @@ __all__ = ["GAN", "NOISE_DISTRIBUTIONS", "UPDATES"]
 
 NOISE_DISTRIBUTIONS = ("normal", "uniform", "uniform_unit_variance")
 UPDATES = ("alternating", "simultaneous")
+GENERATED_LABELS = ("uniform", "data")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +74,10 @@ class GAN:
         batch has labels drawn uniformly (``sample_labels``), the same ones in D's fake term
         and G's loss of a simultaneous update. R1 and WGAN-GP's penalty take D's gradient at
         the real labels. 0: unconditional (no labels anywhere). Not combined with ``pack``.
+      generated_labels: how a conditional GAN labels its generated batches: ``"uniform"``
+        (``sample_labels``), or ``"data"``: a random permutation of the real minibatch's
+        labels, so generated labels follow the data's label frequencies (a self-conditioned
+        GAN's clusters, Liu et al. 2020, whose sizes differ; ``jaxgan.cluster``).
     """
 
     generator: nn.Module
@@ -93,8 +98,12 @@ class GAN:
     pack: int = 1
     data_shape: tuple[int, ...] = IMAGE_SHAPE
     num_classes: int = 0
+    generated_labels: str = "uniform"
 
     def __post_init__(self):
+        if self.generated_labels not in GENERATED_LABELS:
+            raise ValueError(f"unknown generated_labels {self.generated_labels!r}: choose one "
+                             f"of {', '.join(GENERATED_LABELS)}")
         if self.noise not in NOISE_DISTRIBUTIONS:
             raise ValueError(
                 f"unknown noise {self.noise!r}: choose one of {', '.join(NOISE_DISTRIBUTIONS)}"
@@ -275,6 +284,20 @@ class GAN:
 
         stats = jax.lax.map(batch_stats, jax.random.split(key, num_batches))
         return jax.tree.map(lambda s: jnp.mean(s, axis=0), stats)
+
+    def discriminator_features(self, d_params, x: jax.Array) -> jax.Array:
+        """D's last hidden features of ``x`` ``[batch, *data_shape]`` (in ``output_range``):
+        float32 ``[batch, features]``, the input of D's logit layer (its ``"features"``
+        intermediate), which no label reaches (a conditional D gets labels 0 only to run)."""
+        labels = jnp.zeros(x.shape[:1], jnp.int32) if self.num_classes else None
+        _, state = self.discriminator.apply(
+            {"params": d_params}, *self._inputs(x, labels), train=False,
+            mutable=["intermediates"],
+        )
+        features = state.get("intermediates", {}).get("features")
+        if features is None:
+            raise ValueError(f"{type(self.discriminator).__name__} sows no 'features' intermediate")
+        return features[0].astype(jnp.float32)
 
     @property
     def output_range(self) -> tuple[float, float]:

@@ -399,6 +399,7 @@ class DCGANDiscriminator(nn.Module):
         if self.dense_width is not None:
             x = dense(self.dense_width, dtype=self.dtype, name=next(names))(x)
             x = nn.leaky_relu(x, self.negative_slope)
+        self.sow("intermediates", "features", x)  # GAN.discriminator_features
         logits = dense(1, dtype=self.dtype, name=next(names))(x)[:, 0]
         if self.num_classes:
             table = self.param("projection", nn.initializers.normal(1.0 / math.sqrt(x.shape[-1])),

@@ -44,9 +44,16 @@ def step_keys(state: GANState, d_steps: int) -> tuple[jax.Array, jax.Array]:
     return jax.random.split(d_root, d_steps), g_key
 
 
-def _fake_labels(gan: GAN, key: jax.Array, batch_size: int):
-    """The labels of an update's generated batch (uniform), or ``None`` (unconditional)."""
-    return gan.sample_labels(jax.random.fold_in(key, _LABEL_FOLD), batch_size)
+def _fake_labels(gan: GAN, key: jax.Array, batch_size: int, real_labels=None):
+    """The labels of an update's generated batch, or ``None`` (unconditional): uniform, or
+    (``gan.generated_labels == "data"``) a permutation of the real minibatch's labels."""
+    key = jax.random.fold_in(key, _LABEL_FOLD)
+    if gan.generated_labels == "data" and gan.num_classes:
+        if real_labels is None:
+            raise ValueError("generated_labels 'data' draws from the real minibatch's labels: "
+                             "pass real_labels")
+        return jax.random.permutation(key, real_labels)
+    return gan.sample_labels(key, batch_size)
 
 
 def _both_labels(real_labels, fake_labels):
@@ -78,7 +85,7 @@ def d_step(gan: GAN, state: GANState, real_images: jax.Array, key: jax.Array,
     batch_size = real_images.shape[0]
     noise_key, dropout_key = jax.random.split(key)
     z = gan.sample_noise(noise_key, batch_size)
-    fake_labels = _fake_labels(gan, key, batch_size)
+    fake_labels = _fake_labels(gan, key, batch_size, real_labels)
     # G runs as in training (batch statistics), but G is fixed here: its running averages
     # are updated only by the G step.
     fake_images, _ = gan.generate_train(
@@ -170,7 +177,8 @@ def _apply_d_grads(gan: GAN, state: GANState, grads) -> GANState:
     )
 
 
-def g_step(gan: GAN, state: GANState, key: jax.Array, *, batch_size: int):
+def g_step(gan: GAN, state: GANState, key: jax.Array, *, batch_size: int,
+           real_labels: jax.Array | None = None):
     """One generator update with D fixed (the last line of Algorithm 1's loop).
 
     Args:
@@ -179,13 +187,15 @@ def g_step(gan: GAN, state: GANState, key: jax.Array, *, batch_size: int):
         ``g_batch_stats``, ``g_ema_params``) change.
       key: this update's key (noise, D's dropout and, conditional, the generated labels).
       batch_size: number of noise samples m.
+      real_labels: int ``[batch_size]`` labels of a real minibatch, which the generated
+        labels permute (``gan.generated_labels == "data"`` only).
 
     Returns:
       ``(new_state, metrics)`` with ``g_loss`` (the chosen generator loss).
     """
     noise_key, dropout_key = jax.random.split(key)
     z = gan.sample_noise(noise_key, batch_size)
-    fake_labels = _fake_labels(gan, key, batch_size)
+    fake_labels = _fake_labels(gan, key, batch_size, real_labels)
     g_loss_fn = losses.generator_loss(gan.g_loss)
 
     def loss_fn(g_params):
@@ -248,7 +258,7 @@ def simultaneous_step(gan: GAN, state: GANState, real_images: jax.Array, key: ja
     batch_size = real_images.shape[0]
     noise_key, dropout_key = jax.random.split(key)
     z = gan.sample_noise(noise_key, batch_size)
-    fake_labels = _fake_labels(gan, key, batch_size)
+    fake_labels = _fake_labels(gan, key, batch_size, real_labels)
     labels = _both_labels(real_labels, fake_labels)
     g_loss_fn = losses.generator_loss(gan.g_loss)
 
@@ -318,5 +328,8 @@ def train_step(gan: GAN, state: GANState, real_images: jax.Array,
     # much slower on XLA:CPU (shared/PERF-NOTES.md).
     for i in range(gan.d_steps):
         state, metrics = d_step(gan, state, real_images[i], d_keys[i], labels(i))
-    state, g_metrics = g_step(gan, state, g_key, batch_size=real_images.shape[1])
+    # The generated labels of "data" permute the last minibatch's.
+    g_labels = labels(gan.d_steps - 1) if gan.generated_labels == "data" else None
+    state, g_metrics = g_step(gan, state, g_key, batch_size=real_images.shape[1],
+                              real_labels=g_labels)
     return state.replace(step=state.step + 1), {**metrics, **g_metrics}

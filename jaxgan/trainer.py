@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxgan import cluster as cluster_lib
 from jaxgan import data as data_lib
 from jaxgan import multistep
 from jaxgan import sharding as sharding_lib
@@ -51,7 +52,10 @@ from jaxgan.checkpoint import Checkpointer, CheckpointError
 from jaxgan.compile import compiler_options
 from jaxgan.config import ConfigError, TrainConfig, WorkdirError
 from jaxgan.eval.metrics import select_parzen_sigma
-from jaxgan.files import atomic_path
+from jaxgan.files import (
+    StorageFullError, WorkdirLock, atomic_path, describe_bytes, free_bytes,
+    is_no_space,
+)
 from jaxgan.gan import GAN
 from jaxgan.images import save_grid
 from jaxgan.models import IMAGE_SHAPE, init_sigmoid_bias_from_marginals, make_models
@@ -82,6 +86,9 @@ CLASS_GRID_SIDE = 10  # a conditional run's grid: up to 10 classes (rows) x 10 s
 _SAMPLE_NOISE_FOLD = 3
 _STANDING_STATS_FOLD = 4
 _PARZEN_NOISE_FOLD = 5  # the samples of the held-out Parzen estimate
+_CLUSTER_FOLD = 6  # a self-conditioned run's clusterings (jaxgan.cluster)
+_SAMPLE_LABEL_FOLD = 7  # the clusters that ``sample`` draws for its images
+CLUSTER_DIMS = 50  # principal components of the images' (or D's) features that k-means sees
 PARZEN_HELDOUT_ROWS = 1000
 
 
@@ -127,7 +134,8 @@ def make_gan(
     """The ``GAN`` described by ``config``, for images ``image_shape`` (H, W, C) of data with
     ``num_classes`` classes (``None``: unlabelled). ``config.conditional`` auto (``None``)
     resolves as ``train`` resolves it (``TrainConfig.resolved``); a conditional GAN needs
-    ``num_classes``.
+    ``num_classes``; a self-conditioned one (``config.clusters``) takes its clusters as
+    classes, whatever ``num_classes`` is.
 
     Both players use ``config.optimizer``: Adam (as DCGAN), its learning rates following
     ``config.lr_schedule`` over ``config.steps`` iterations, or the paper code's SGD
@@ -140,7 +148,7 @@ def make_gan(
     config = config.resolved(has_labels=num_classes is not None)
     if config.conditional and not num_classes:
         raise ConfigError("conditional", "a conditional GAN needs the data's number of classes")
-    classes = num_classes if config.conditional else 0
+    classes = num_classes if config.conditional else config.clusters
     dcgan = {} if config.arch == "mlp" else dict(
         g_widths=config.g_widths, d_widths=config.d_widths, kernel_size=config.kernel_size,
         g_dense=config.g_dense, d_dense=config.d_dense, d_spectral_norm=config.d_spectral_norm,
@@ -186,6 +194,7 @@ def make_gan(
         d_loss_scale=config.d_loss_scale,
         data_shape=tuple(image_shape),
         num_classes=classes,
+        generated_labels="data" if config.clusters else "uniform",
     )
 
 
@@ -266,7 +275,7 @@ class _HeldoutParzen:
 
     CHUNK = 1000  # samples per compiled call
 
-    def __init__(self, config: TrainConfig, gan: GAN, render, mesh):
+    def __init__(self, config: TrainConfig, gan: GAN, render, mesh, clusters=None):
         split = data_lib.heldout_split(config.train_split, PARZEN_HELDOUT_ROWS)
         self.heldout = data_lib.load_data(config.data, split=split).images / 255.0  # float64
         self.num = config.parzen_samples
@@ -278,13 +287,96 @@ class _HeldoutParzen:
             if labels is not None:
                 labels = jax.device_put(labels, sharding_lib.replicated_sharding(mesh))
         self.noise = [noise[i : i + self.CHUNK] for i in range(0, len(noise), self.CHUNK)]
-        self.labels, self.render = labels, render
+        self.labels, self.render, self.clusters, self.mesh = labels, render, clusters, mesh
 
     def __call__(self, params, stats) -> dict[str, float]:
-        chunks = _to_host([self.render(params, stats, z, self.labels) for z in self.noise])
+        labels = self.labels
+        if self.clusters is not None:  # each chunk's clusters in proportion to their sizes
+            labels = jnp.asarray(cluster_lib.stratified_labels(self.clusters.counts, self.CHUNK))
+            if self.mesh is not None:
+                labels = jax.device_put(labels, sharding_lib.replicated_sharding(self.mesh))
+        chunks = _to_host([self.render(params, stats, z, labels) for z in self.noise])
         samples = np.concatenate([np.asarray(c, np.float64) for c in chunks])[: self.num]
         sigma, means = select_parzen_sigma(self.heldout, samples)
         return {"parzen_heldout": float(means.max()), "parzen_sigma": sigma}
+
+
+class _Clusters:
+    """A self-conditioned run's clustering of its training images (``config.clusters``;
+    Liu et al. 2020, ``jaxgan.cluster``): the cluster id of every image, which the batches
+    carry as their labels, and how many images each cluster holds, from which generated
+    batches and samples draw their clusters. Saved in every checkpoint's metadata, so a
+    resumed run trains on the clustering the uninterrupted one would.
+
+    The first clustering is k-means on the images' ``CLUSTER_DIMS`` leading principal
+    components (pixels in [0, 1]); every ``recluster_every`` steps it is redone on the
+    principal components of D's last hidden features (``GAN.discriminator_features``),
+    starting from the current clusters' means there, and its ids matched to the current
+    ones (``cluster.match_clusters``). Keys are folds of the run's seed and the step.
+    """
+
+    CHUNK = 1000  # images per compiled feature call
+
+    def __init__(self, config: TrainConfig, gan: GAN, images: np.ndarray):
+        self.k, self._gan, self._images = config.clusters, gan, images  # uint8 [N, H, W, C]
+        self._key = jax.random.fold_in(jax.random.key(config.seed), _CLUSTER_FOLD)
+        self.assignments: np.ndarray | None = None
+        self.step = 0  # the step of the state whose features made the clustering (0: pixels)
+        self._features = jax.jit(lambda params, x: gan.discriminator_features(
+            params, gan.from_unit_interval(x)))
+
+    @property
+    def counts(self) -> np.ndarray:
+        return cluster_lib.cluster_counts(self.assignments, self.k)
+
+    def _cluster(self, features: np.ndarray, step: int, init=None) -> np.ndarray:
+        key = jax.random.fold_in(self._key, step)
+        points = cluster_lib.principal_components(jax.random.fold_in(key, 0), features,
+                                                  CLUSTER_DIMS)
+        if init is not None:  # the current clusters' means in the new features
+            init = np.stack([points[init == j].mean(axis=0) if np.any(init == j)
+                             else points[0] for j in range(self.k)])
+        _, assignments = cluster_lib.kmeans(jax.random.fold_in(key, 1), points, self.k,
+                                            init=init)
+        return assignments
+
+    def initial(self) -> None:
+        pixels = self._images.reshape((len(self._images), -1)).astype(np.float32) / 255.0
+        self.assignments, self.step = self._cluster(pixels, 0), 0
+
+    def recluster(self, state: GANState, step: int) -> None:
+        params = _to_host(state.d_params)  # replicated: every process has all of it
+        unit = self._images.astype(np.float32) / 255.0
+        chunks = []
+        for start in range(0, len(unit), self.CHUNK):  # padded: one compiled shape
+            chunk = unit[start : start + self.CHUNK]
+            padded = np.resize(chunk, (self.CHUNK,) + chunk.shape[1:])
+            chunks.append(np.asarray(self._features(params, padded))[: len(chunk)])
+        new = self._cluster(np.concatenate(chunks), step, init=self.assignments)
+        new = cluster_lib.match_clusters(self.assignments, new, self.k)
+        changed = float(np.mean(new != self.assignments))
+        self.assignments, self.step = new, step
+        log.info("step %d: re-clustered on D's features, %.1f%% of the images changed "
+                 "cluster; sizes %d-%d", step, 100 * changed, self.counts.min(),
+                 self.counts.max())
+
+    def meta(self) -> dict:
+        return {"step": self.step, "assignments": self.assignments.tolist()}
+
+    def restore(self, meta: dict) -> None:
+        assignments = np.asarray(meta["assignments"], np.int32)
+        if assignments.shape != (len(self._images),):
+            raise CheckpointError(
+                f"the checkpoint's clustering covers {assignments.size} images, the data "
+                f"has {len(self._images)}: resume with the run's own data"
+            )
+        self.assignments, self.step = assignments, int(meta["step"])
+
+
+def _prior_labels(counts: np.ndarray, key: jax.Array, num: int) -> np.ndarray:
+    """``num`` cluster ids drawn independently with the clusters' frequencies."""
+    logits = jnp.log(jnp.asarray(counts, jnp.float32))
+    return np.asarray(jax.random.categorical(key, logits, shape=(num,)), np.int32)
 
 
 def prepare_workdir(workdir: str | os.PathLike) -> str:
@@ -379,8 +471,9 @@ def _check_resume_config(workdir: str, config: TrainConfig) -> None:
     if not os.path.exists(path):
         return
     old = TrainConfig.load(path)
-    if config.conditional is None:  # auto resolves as it did for the same data (_setup checks)
-        config = dataclasses.replace(config, conditional=old.conditional)
+    for field in ("conditional", "clusters"):  # auto resolves as it did for the same data
+        if getattr(config, field) is None:  # (_setup checks)
+            config = dataclasses.replace(config, **{field: getattr(old, field)})
     old_model, new_model = old.model(), config.model()
     for field in new_model:
         if old_model.get(field) != new_model[field]:
@@ -575,7 +668,24 @@ def train(
       NonFiniteLossError: a loss became NaN/inf; the last good checkpoint is kept.
     """
     start = time.perf_counter()
-    run = _setup(config, workdir)
+    try:
+        run = _setup(config, workdir)
+        try:
+            return _train(config, run, start, progress=progress, on_step=on_step, stop=stop)
+        finally:
+            if run.lock is not None:
+                run.lock.release()
+    except StorageFullError as error:
+        if error.final:
+            raise
+        raise StorageFullError(f"{error}: stopped before training, nothing lost; free space "
+                               "and run the same command to resume", error.path,
+                               final=True) from None
+
+
+def _train(config: TrainConfig, run: "_Run", start: float, *, progress: bool, on_step,
+           stop) -> TrainResult:
+    """``train``'s loop over the run ``_setup`` prepared (whose workdir lock it holds)."""
     state, step = run.state, int(run.state.step)
     sampling_variables, render = _sampling_variables(run.gan, config.seed), _renderer(run.gan)
     calls = config.steps_per_call
@@ -593,14 +703,14 @@ def train(
             run.gan, run.mesh, step=multistep.train_steps, batch_axis=2
         )
         batch_sharding = sharding_lib.batch_sharding(run.mesh)
-    parzen = (_HeldoutParzen(config, run.gan, render, run.mesh)
+    parzen = (_HeldoutParzen(config, run.gan, render, run.mesh, run.clusters)
               if config.parzen_samples else None)
     logger = _MetricLog(config, run, step, progress=progress, parzen=parzen,
                         sampling_variables=sampling_variables)
     grids = _SampleGrids(config, run, render, sampling_variables)
     saver = _Saver(run)
     should_stop = _StopCheck(stop, config.log_every)
-    stopped = False
+    stopped = disk_full = False
     stream = data_lib.prefetch_to_device(run.batches, size=2, sharding=batch_sharding)
     try:
         while step < config.steps and not stopped:
@@ -628,14 +738,38 @@ def train(
                              last_checkpoint=saver.last_checkpoint)
             if step % config.sample_every == 0 or (is_last and not stopped):
                 grids.write(step, state)
+            if (run.clusters is not None and config.recluster_every
+                    and step % config.recluster_every == 0 and step < config.steps):
+                # No batch drawn ahead keeps the old clusters: the stream is restarted at
+                # the consumed position, as a resumed run's would be.
+                stream.close()
+                run.clusters.recluster(state, step)
+                run.batches.relabel(run.clusters.assignments)
+                stream = data_lib.prefetch_to_device(run.batches, size=2,
+                                                     sharding=batch_sharding)
             if save_now:
                 saver.save(step, state)
         if stopped:
             log.info("stop requested: stopping at step %d with a checkpoint of it", step)
+    except StorageFullError as error:
+        disk_full = True
+        _remove_partial_checkpoints(run.checkpointer.directory)
+        kept = (f"checkpoint {saver.last_checkpoint} is kept" if saver.last_checkpoint is not None
+                else "no checkpoint was written yet")
+        raise StorageFullError(
+            f"{error}, at step {step}: stopped, {kept}; free space and run the same command "
+            "to resume", error.path, final=True,
+        ) from None
     finally:
         stream.close()
-        run.checkpointer.close()
-        logger.close()
+        # After a full disk the closing writes (the loss plot, TensorBoard's last events)
+        # may fail too: they are given up, the error above is the one that counts.
+        for close in (run.checkpointer.close, logger.close):
+            try:
+                close()
+            except Exception as error:  # noqa: BLE001 - only a full disk's are swallowed
+                if not (disk_full and is_no_space(error)):
+                    raise _storage_error(error, run.workdir) from error
     first_grid = None if grids.first_at is None else grids.first_at - start
     return TrainResult(
         state=state,
@@ -647,6 +781,48 @@ def train(
         seconds_to_first_grid=first_grid,
         stopped=stopped,
     )
+
+
+def _storage_error(error: BaseException, path: str) -> BaseException:
+    """``error`` as a ``StorageFullError`` naming ``path`` if the storage is full; else
+    ``error`` itself."""
+    if isinstance(error, StorageFullError) or not is_no_space(error):
+        return error
+    path = getattr(error, "filename", None) or path
+    return StorageFullError(
+        f"no space left on the device writing {path} ({describe_bytes(free_bytes(path))} "
+        "free)",
+        os.fspath(path),
+    )
+
+
+class _writing:
+    """Turns a full disk's error inside the block into ``StorageFullError`` naming ``path``."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if error is not None and isinstance(error, Exception):
+            converted = _storage_error(error, self.path)
+            if converted is not error:
+                raise converted from error
+        return False
+
+
+def _remove_partial_checkpoints(directory: str) -> None:
+    """Orbax's temporary directories of a save that failed (``N.orbax-checkpoint-tmp*``):
+    never a complete checkpoint, so they go."""
+    import shutil
+
+    if not os.path.isdir(directory):
+        return
+    for name in os.listdir(directory):
+        if ".orbax-checkpoint-tmp" in name:
+            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
 
 
 def _as_tuple(batch) -> tuple:
@@ -666,6 +842,8 @@ class _Run:
     mesh: jax.sharding.Mesh | None
     resumed_from: int | None
     primary: bool  # process 0: the one that writes logs, grids and plots
+    clusters: _Clusters | None  # a self-conditioned run's clustering
+    lock: WorkdirLock | None  # process 0's hold on the workdir
 
 
 def _setup(config: TrainConfig, workdir: str | os.PathLike) -> _Run:
@@ -682,30 +860,42 @@ def _setup(config: TrainConfig, workdir: str | os.PathLike) -> _Run:
     mesh = _make_mesh(config)
     created = not os.path.exists(workdir)
     workdir = prepare_workdir(workdir)
-    _check_resume_config(workdir, config)
+    _check_resume_config(workdir, config)  # read only: a bad config.json touches nothing
+    # One trainer per workdir: process 0 holds the lock for the whole run (WorkdirLock).
+    lock = WorkdirLock(workdir).acquire() if jax.process_index() == 0 else None
     try:
-        data = data_lib.load_data(config.data, split=config.train_split)
-        if config.batch_size > len(data.images):
-            raise ConfigError(
-                "batch_size",
-                f"{config.batch_size} is larger than the training set ({len(data.images)} "
-                f"images from {data.source})",
-            )
-        log.info("data: %s, %d images of %s%s", data.source, len(data.images),
-                 "x".join(map(str, data.image_shape)),
-                 "" if data.labels is None else f", {data.num_classes} classes")
-        try:
-            config = config.resolved(has_labels=data.labels is not None)
-        except ConfigError as error:
-            raise ConfigError("conditional", f"{data.source}: {error.message}") from None
-        _check_resume_conditional(workdir, config)
-        _check_resume_data(workdir, data, config.conditional)
-        gan = make_gan(config, batches_per_epoch=len(data.images) // config.batch_size,
-                       image_shape=data.image_shape, num_classes=data.num_classes)
-    except (data_lib.DataError, ConfigError):
-        if created:  # no empty workdir left behind by a run that could not start
-            os.rmdir(workdir)
+        return _prepare_run(config, workdir, mesh, lock)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        if created and not os.listdir(workdir):
+            os.rmdir(workdir)  # no empty workdir left behind by a run that could not start
         raise
+
+
+def _prepare_run(config: TrainConfig, workdir: str, mesh, lock) -> _Run:
+    """``_setup`` once the workdir is locked."""
+    _check_resume_config(workdir, config)  # again: another trainer may have written it
+    data = data_lib.load_data(config.data, split=config.train_split)
+    if config.batch_size > len(data.images):
+        raise ConfigError(
+            "batch_size",
+            f"{config.batch_size} is larger than the training set ({len(data.images)} "
+            f"images from {data.source})",
+        )
+    log.info("data: %s, %d images of %s%s", data.source, len(data.images),
+             "x".join(map(str, data.image_shape)),
+             "" if data.labels is None else f", {data.num_classes} classes")
+    try:
+        resolution = dict(has_labels=data.labels is not None, num_examples=len(data.images))
+        reason = config.resolution_reason(**resolution)
+        config = config.resolved(**resolution)
+    except ConfigError as error:
+        raise ConfigError(error.field, f"{data.source}: {error.message}") from None
+    _check_resume_conditional(workdir, config)
+    _check_resume_data(workdir, data, config.conditional)
+    gan = make_gan(config, batches_per_epoch=len(data.images) // config.batch_size,
+                   image_shape=data.image_shape, num_classes=data.num_classes)
     state = gan.init(jax.random.key(config.seed))
     if config.arch == "mlp":
         state = _init_output_bias_from_data(state, data.images)
@@ -713,30 +903,43 @@ def _setup(config: TrainConfig, workdir: str | os.PathLike) -> _Run:
         # Replicated before the restore too: the template's shardings are those Orbax
         # restores into.
         state = sharding_lib.place_state(state, mesh)
+    checkpointer = Checkpointer(
+        os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
+    )
+    resumed_from, meta = None, None
+    restored = checkpointer.restore_latest(state, set_aside=True)
+    if restored is not None:
+        resumed_from, state, meta = restored
+        _check_versions(meta, resumed_from, config.strict_versions)
+        if mesh is not None:
+            state = sharding_lib.place_state(state, mesh)  # a no-op unless a leaf moved
+    # A label-free run never reads data.labels: its batches carry its clusters, or nothing.
+    clusters, labels = None, data.labels if config.conditional else None
+    if config.clusters:
+        clusters = _Clusters(config, gan, data.images)
+        if meta is not None:
+            clusters.restore(meta["clusters"])
+        else:
+            clusters.initial()
+        labels = clusters.assignments
     # Each process feeds its own rows of every global batch (all of them when alone).
     batches = data_lib.BatchIterator(
         data.images, batch_size=config.batch_size, seed=config.seed,
         output_range=gan.output_range, minibatches=config.d_steps,
         process_index=jax.process_index(), process_count=jax.process_count(),
-        labels=data.labels if config.conditional else None,
+        labels=labels,
     )
-    checkpointer = Checkpointer(
-        os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
-    )
-    resumed_from = None
-    restored = checkpointer.restore_latest(state, set_aside=True)
-    if restored is not None:
-        resumed_from, state, meta = restored
-        _check_versions(meta, resumed_from, config.strict_versions)
+    if meta is not None:
         batches.set_state(meta["data"])
-        if mesh is not None:
-            state = sharding_lib.place_state(state, mesh)  # a no-op unless a leaf moved
         log.info("resumed %s from step %d", workdir, resumed_from)
+    log.info("model: %s", reason)
     primary = jax.process_index() == 0
     if primary:
-        config.save(os.path.join(workdir, "config.json"))
-        _save_data_info(workdir, data)
-    return _Run(config, workdir, gan, state, batches, checkpointer, mesh, resumed_from, primary)
+        with _writing(os.path.join(workdir, "config.json")):
+            config.save(os.path.join(workdir, "config.json"), reason=reason)
+            _save_data_info(workdir, data)
+    return _Run(config, workdir, gan, state, batches, checkpointer, mesh, resumed_from, primary,
+                clusters, lock)
 
 
 # The loop's periodic actions. Every process runs each of them (a computation on the mesh
@@ -751,7 +954,8 @@ class _MetricLog:
 
     def __init__(self, config: TrainConfig, run: _Run, step: int, *, progress: bool,
                  parzen: "_HeldoutParzen | None", sampling_variables):
-        self._writer = MetricsWriter(run.workdir, resume_step=step) if run.primary else None
+        with _writing(os.path.join(run.workdir, "metrics.jsonl")):
+            self._writer = MetricsWriter(run.workdir, resume_step=step) if run.primary else None
         self._bar = _Progress(config.steps, step, progress and run.primary)
         self._parzen, self._sampling_variables = parzen, sampling_variables
         self._pending: list[dict[str, jax.Array]] = []  # device metrics since the last flush
@@ -786,7 +990,8 @@ class _MetricLog:
             now = time.perf_counter()  # the next window's rate leaves it out
         self._window = (now, step)
         if self._writer is not None:
-            self._writer.write(step, metrics)
+            with _writing(self._writer.path):
+                self._writer.write(step, metrics)
         self._bar.update(step, len(values), metrics)
         self.final_metrics = metrics
 
@@ -803,7 +1008,10 @@ class _SampleGrids:
 
     def __init__(self, config: TrainConfig, run: _Run, render, sampling_variables):
         self._render, self._sampling_variables = render, sampling_variables
+        self._clusters, self._mesh = run.clusters, run.mesh
         self._noise, self._labels, self._columns = _grid_inputs(run.gan, config.seed)
+        if run.clusters is not None:  # 64 samples of p(x): noise as unconditional grids
+            self._noise, self._columns = _sample_noise(run.gan, config.seed, SAMPLE_GRID_SIZE), 8
         if run.mesh is not None:
             self._noise, self._labels = jax.device_put(
                 (self._noise, self._labels), sharding_lib.replicated_sharding(run.mesh)
@@ -817,11 +1025,18 @@ class _SampleGrids:
                      os.path.join(self._dir, "latest.png"))
 
     def write(self, step: int, state: GANState) -> None:
-        grid = self._render(*self._sampling_variables(state), self._noise, self._labels)
+        labels = self._labels
+        if self._clusters is not None:  # the clusters in proportion to their sizes, in order
+            labels = jnp.asarray(cluster_lib.stratified_labels(self._clusters.counts,
+                                                               SAMPLE_GRID_SIZE))
+            if self._mesh is not None:
+                labels = jax.device_put(labels, sharding_lib.replicated_sharding(self._mesh))
+        grid = self._render(*self._sampling_variables(state), self._noise, labels)
         grid = np.asarray(_to_host(grid), np.float32)
         if self._primary:
             for name in (f"step_{step:06d}.png", "latest.png"):
-                save_grid(grid, os.path.join(self._dir, name), columns=self._columns)
+                with _writing(os.path.join(self._dir, name)):
+                    save_grid(grid, os.path.join(self._dir, name), columns=self._columns)
         if self.first_at is None:
             self.first_at = time.perf_counter()
 
@@ -833,16 +1048,25 @@ class _Saver:
     def __init__(self, run: _Run):
         self._checkpointer, self._batches = run.checkpointer, run.batches
         self._versions = library_versions()
+        self._clusters = run.clusters
         self.last_checkpoint = run.resumed_from
 
     def save(self, step: int, state: GANState) -> None:
         meta = {"data": self._batches.get_state(), "step": step, "versions": self._versions}
-        self._checkpointer.save(step, state, meta)
+        if self._clusters is not None:
+            meta["clusters"] = self._clusters.meta()
+        with _writing(self._checkpointer.directory):
+            self._checkpointer.save(step, state, meta)
         self.last_checkpoint = step
 
 
 def load_trained(workdir: str | os.PathLike) -> tuple[TrainConfig, GAN, GANState, int]:
     """Loads ``(config, gan, state, step)`` from the newest good checkpoint of ``workdir``."""
+    return _load_checkpoint(workdir)[:4]
+
+
+def _load_checkpoint(workdir):
+    """``load_trained``'s ``(config, gan, state, step)`` and the checkpoint's metadata."""
     workdir = os.path.abspath(os.fspath(workdir))
     config_path = os.path.join(workdir, "config.json")
     if not os.path.exists(config_path):
@@ -867,7 +1091,7 @@ def load_trained(workdir: str | os.PathLike) -> tuple[TrainConfig, GAN, GANState
     batches_per_epoch = position.get("num_examples", 0) // max(position.get("batch_size", 1), 1)
     gan = make_gan(config, batches_per_epoch=max(batches_per_epoch, 1), image_shape=image_shape,
                    num_classes=num_classes)
-    return config, gan, state, step
+    return config, gan, state, step, meta
 
 
 def sample(
@@ -883,7 +1107,9 @@ def sample(
       batch_size: images per compiled call.
       labels: a conditional run's classes: one int (every image of that class), ``num``
         ints (one per image), or ``None`` for each class in turn (image i of class
-        ``i % num_classes``, ``balanced_labels``). Must be ``None`` for an unconditional run.
+        ``i % num_classes``, ``balanced_labels``). A self-conditioned run's clusters alike,
+        ``None`` drawing each image's cluster with the clusters' frequencies (samples of
+        p(x)). Must be ``None`` for an unconditional run.
 
     Returns:
       float32 ``[num, H, W, C]`` in [0, 1], the shape of the training data.
@@ -894,9 +1120,11 @@ def sample(
     """
     if num < 1:
         raise ValueError(f"num must be >= 1, got {num}")
-    _, gan, draw = load_sampler(workdir)
-    labels = _sample_labels(gan, num, labels, workdir)
+    _, gan, draw, counts = _load_sampler(workdir)
     key = jax.random.key(seed)
+    if counts is not None and labels is None:
+        labels = _prior_labels(counts, jax.random.fold_in(key, _SAMPLE_LABEL_FOLD), num)
+    labels = _sample_labels(gan, num, labels, workdir)
     chunks = []
     for start in range(0, num, batch_size):
         size = min(batch_size, num - start)
@@ -938,16 +1166,28 @@ def load_sampler(workdir: str | os.PathLike):
       ``(config, gan, draw)``: ``draw(z, labels=None)`` maps noise ``[n, latent_dim]`` (and,
       for a conditional run, int labels ``[n]`` or float class mixtures
       ``[n, num_classes]``) to float32 images ``[n, H, W, C]`` in [0, 1] (compiled once per
-      batch size).
+      batch size); a self-conditioned run's ``labels`` are clusters, ``None`` giving each
+      cluster its share of the ``n`` in order (``cluster.stratified_labels``).
     """
-    config, gan, state, _ = load_trained(workdir)
+    return _load_sampler(workdir)[:3]
+
+
+def _load_sampler(workdir):
+    """``load_sampler``'s ``(config, gan, draw)`` and a self-conditioned run's cluster sizes
+    (``None`` for other runs)."""
+    config, gan, state, _, meta = _load_checkpoint(workdir)
     params, stats = _sampling_variables(gan, config.seed)(state)
     render = _renderer(gan)
+    counts = None
+    if config.clusters:
+        counts = cluster_lib.cluster_counts(meta["clusters"]["assignments"], config.clusters)
 
     def draw(z, labels=None) -> np.ndarray:
+        if labels is None and counts is not None:  # the clusters in proportion to their sizes
+            labels = cluster_lib.stratified_labels(counts, len(z))
         if labels is not None:  # int classes [n], or float class mixtures [n, num_classes]
             labels = np.asarray(labels)
             labels = jnp.asarray(labels, jnp.int32 if labels.dtype.kind in "iu" else jnp.float32)
         return np.asarray(render(params, stats, jnp.asarray(z, jnp.float32), labels), np.float32)
 
-    return config, gan, draw
+    return config, gan, draw, counts

@@ -162,7 +162,8 @@ def test_every_config_field_is_a_flag_documented_by_the_config_itself():
         dtype="bfloat16", parzen_samples=11, log_every=2, sample_every=3,
         checkpoint_every=4, keep_checkpoints=5, num_devices=2, multihost=True,
         strict_versions=True, d_loss="hinge", r1_gamma=0.5, gp_weight=2.5, d_spectral_norm=True,
-        d_minibatch_std=2, pack=3, steps_per_call=6, conditional=False,
+        d_minibatch_std=2, pack=3, steps_per_call=6, conditional=False, clusters=6,
+        recluster_every=8,
     )
     assert set(values) == {f.name for f in dataclasses.fields(TrainConfig)}
     spelled = {None: "none", True: "true"}

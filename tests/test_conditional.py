@@ -337,7 +337,7 @@ def test_conditional_run_grids_samples_and_resume(conditional_run, tmp_path):
 
 def test_unconditional_runs_refuse_labels_and_conditional_runs_need_them(conditional_run, tmp_path):
     plain = tmp_path / "plain"
-    trainer.train(TrainConfig.tiny(steps=2, checkpoint_every=2, conditional=False), plain,
+    trainer.train(TrainConfig.tiny(steps=2, checkpoint_every=2, conditional=False, clusters=0), plain,
                   progress=False)
     with pytest.raises(ValueError, match="unconditional run"):
         trainer.sample(plain, 2, labels=1)

@@ -1,0 +1,193 @@
+"""Self-conditioned training (Liu et al. 2020): label-free runs on clusters of the images.
+
+No label may reach a label-free run: the same images with other labels, or with none, give
+the same run bit for bit. The clustering is part of every checkpoint, so a resume across a
+re-clustering is exact.
+"""
+
+import json
+import os
+import threading
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxgan
+from jaxgan import checkpoint as checkpoint_lib
+from jaxgan import cluster, trainer
+from jaxgan.config import SELF_CONDITION_CLUSTERS, ConfigError, TrainConfig
+from tiny import tiny_gan
+
+STATE_FIELDS = ("g_params", "d_params", "g_opt_state", "d_opt_state", "g_ema_params",
+                "g_batch_stats", "step")
+
+
+def assert_same_state(a, b):
+    for field in STATE_FIELDS:
+        xs, ys = jax.tree.leaves(getattr(a, field)), jax.tree.leaves(getattr(b, field))
+        assert len(xs) == len(ys) and all(np.array_equal(x, y) for x, y in zip(xs, ys)), field
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """400 embedded digits as three npz files: with their labels, with the labels shuffled,
+    and with none."""
+    from jaxgan import data as data_lib
+
+    source = data_lib.load_data("embedded")
+    rows = np.random.default_rng(0).permutation(len(source.images))[:400]  # every class
+    images, labels = source.images[rows, ..., 0], source.labels[rows]
+    root = tmp_path_factory.mktemp("digits")
+    paths = {"labelled": root / "labelled.npz", "shuffled": root / "shuffled.npz",
+             "unlabelled": root / "unlabelled.npz"}
+    np.savez(paths["labelled"], images=images, labels=labels)
+    np.savez(paths["shuffled"], images=images,
+             labels=np.random.default_rng(0).permutation(labels[::-1]))
+    np.savez(paths["unlabelled"], images=images)
+    return {name: f"npz:{path}" for name, path in paths.items()}
+
+
+def config(data, **overrides):
+    values = dict(data=data, steps=8, checkpoint_every=4, recluster_every=4)
+    values.update(overrides)
+    return TrainConfig.tiny(**values)
+
+
+def test_no_label_reaches_a_label_free_run(digits, tmp_path):
+    """Labelled data trained with conditional false, the same images with other labels, and
+    the images alone (auto: self-conditioned) are one run: labels cannot have been read."""
+    runs = {
+        "labelled": trainer.train(config(digits["labelled"], conditional=False, clusters=20),
+                                  tmp_path / "labelled", progress=False),
+        "shuffled": trainer.train(config(digits["shuffled"], conditional=False),
+                                  tmp_path / "shuffled", progress=False),
+        "unlabelled": trainer.train(config(digits["unlabelled"]), tmp_path / "unlabelled",
+                                    progress=False),
+    }
+    for result in runs.values():
+        assert result.gan.num_classes == 20 and result.gan.generated_labels == "data"
+    assert_same_state(runs["labelled"].state, runs["shuffled"].state)
+    assert_same_state(runs["labelled"].state, runs["unlabelled"].state)
+    metas = [checkpoint_lib.Checkpointer(tmp_path / name / "checkpoints").restore_latest(
+        result.state)[2]["clusters"] for name, result in runs.items()]
+    assert metas[0] == metas[1] == metas[2] and metas[0]["step"] == 4
+    saved = json.loads((tmp_path / "unlabelled" / "config.json").read_text())
+    assert saved["clusters"] == 20 and saved["conditional"] is False
+    assert saved["model"] == ("self-conditioned on 20 clusters of the images, no label used "
+                              "(auto: the data has no labels)")
+    # The labelled data, left on auto, keeps its labels: a different model.
+    labelled = trainer.train(config(digits["labelled"], steps=4), tmp_path / "auto",
+                             progress=False)
+    assert labelled.gan.num_classes == 10 and labelled.gan.generated_labels == "uniform"
+
+
+def test_a_resume_across_a_reclustering_is_bit_identical(digits, tmp_path):
+    event = threading.Event()
+    run = config(digits["unlabelled"], steps=12, clusters=5)
+    first = trainer.train(run, tmp_path / "a", progress=False, stop=event,
+                          on_step=lambda step: step == 8 and event.set())
+    assert first.stopped and first.step == 8
+    resumed = trainer.train(run, tmp_path / "a", progress=False)
+    assert resumed.resumed_from == 8
+    straight = trainer.train(run, tmp_path / "b", progress=False)
+    assert_same_state(resumed.state, straight.state)
+    metas = [checkpoint_lib.Checkpointer(tmp_path / name / "checkpoints").restore_latest(
+        straight.state)[2]["clusters"] for name in ("a", "b")]
+    assert metas[0] == metas[1] and metas[0]["step"] == 8  # re-clustered at 4 and at 8
+    # Sampling needs no label; a cluster can be asked for too.
+    images = trainer.sample(tmp_path / "a", 6, batch_size=4)
+    assert images.shape == (6, 28, 28, 1)
+    np.testing.assert_array_equal(images, trainer.sample(tmp_path / "b", 6, batch_size=4))
+    assert trainer.sample(tmp_path / "a", 2, labels=4).shape == (2, 28, 28, 1)
+
+
+def test_the_first_clustering_is_k_means_on_the_pixels_principal_components(digits, tmp_path):
+    """The checkpoint's clusters before any re-clustering are jaxgan.cluster's k-means on
+    the images' leading principal components, with the run's keys."""
+    run = config(digits["unlabelled"], steps=4, recluster_every=0, clusters=6)
+    result = trainer.train(run, tmp_path / "run", progress=False)
+    meta = checkpoint_lib.Checkpointer(tmp_path / "run" / "checkpoints").restore_latest(
+        result.state)[2]["clusters"]
+    images = np.load(digits["unlabelled"][len("npz:"):])["images"]
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(run.seed), 6), 0)
+    points = cluster.principal_components(jax.random.fold_in(key, 0),
+                                          images.reshape(400, -1) / 255.0, 50)
+    _, expected = cluster.kmeans(jax.random.fold_in(key, 1), points, 6)
+    assert meta["step"] == 0
+    np.testing.assert_array_equal(meta["assignments"], expected)
+    assert len(set(meta["assignments"])) == 6
+
+
+def conditional_gan(**kwargs):
+    g, d = jaxgan.make_models("dcgan", g_widths=(8, 4, 4), d_widths=(4, 8), num_classes=3)
+    adam = optax.adam(1e-3, b1=0.5)
+    return jaxgan.GAN(g, d, adam, adam, latent_dim=16, num_classes=3, **kwargs)
+
+
+def test_generated_labels_from_the_data_permute_the_real_batch(key):
+    """generated_labels="data": with every real label 2, every generated one is 2 too, and
+    D's loss is -V computed by hand with those labels."""
+    gan = conditional_gan(generated_labels="data")
+    state = gan.init(key)
+    images = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (8, 28, 28, 1)), jnp.float32)
+    labels = jnp.full((8,), 2, jnp.int32)
+    step_key = jax.random.key(4)
+    _, metrics = jaxgan.d_step(gan, state, images, step_key, labels)
+    z = gan.sample_noise(jax.random.split(step_key)[0], 8)
+    fakes, _ = gan.generate_train(state.g_params, z, labels=labels, batch_stats=state.g_batch_stats)
+    real = gan.discriminate(state.d_params, images, labels=labels, train=True)
+    fake = gan.discriminate(state.d_params, fakes, labels=labels, train=True)
+    v = np.mean(np.log(jax.nn.sigmoid(real))) + np.mean(np.log(1 - jax.nn.sigmoid(fake)))
+    np.testing.assert_allclose(metrics["d_loss"], -v, rtol=1e-5)
+    with pytest.raises(ValueError, match="pass real_labels"):
+        jaxgan.g_step(gan, state, step_key, batch_size=8)
+    with pytest.raises(ValueError, match="generated_labels"):
+        conditional_gan(generated_labels="balanced")
+
+
+def test_discriminator_features_are_the_logit_layers_input(key):
+    gan = tiny_gan()
+    state = gan.init(key)
+    x = jnp.zeros((3, 28, 28, 1), jnp.float32)
+    features = gan.discriminator_features(state.d_params, x)
+    assert features.shape == (3, 7 * 7 * 8)  # widths (4, 8): 28 -> 14 -> 7
+    dense = state.d_params["Dense_0"]
+    logits = features @ dense["kernel"][:, 0] + dense["bias"][0]
+    np.testing.assert_allclose(logits, gan.discriminate(state.d_params, x, train=False),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("overrides, has_labels, num_examples, expected, reason", [
+    ({}, False, 5000, (False, SELF_CONDITION_CLUSTERS), "auto: the data has no labels"),
+    ({}, True, 5000, (True, 0), "auto: the data has labels"),
+    ({"conditional": False}, True, 5000, (False, SELF_CONDITION_CLUSTERS), "conditional set"),
+    ({"clusters": 7}, True, 5000, (False, 7), "clusters set"),
+    ({"conditional": False, "clusters": 0}, True, 5000, (False, 0), "conditional set"),
+    ({}, False, 100, (False, 5), "auto: the data has no labels"),  # 20 images a cluster
+    ({}, False, 39, (False, 0), "auto: the data has no labels"),  # too few for 2
+    ({"arch": "mlp"}, False, 5000, (False, 0), "auto: the data has no labels"),
+    ({"pack": 2}, True, 5000, (False, 0), "auto: pack > 1"),
+])
+def test_auto_resolution_of_labels_and_clusters(overrides, has_labels, num_examples, expected,
+                                                reason):
+    config = TrainConfig(**overrides)
+    resolved = config.resolved(has_labels, num_examples)
+    assert (resolved.conditional, resolved.clusters) == expected
+    assert config.resolution_reason(has_labels, num_examples).endswith(f"({reason})")
+
+
+def test_self_conditioning_settings_are_checked():
+    for overrides, match in (
+        (dict(clusters=1), "clusters: must be 0"),
+        (dict(clusters=4, conditional=True), "clusters: a run conditioned"),
+        (dict(clusters=4, arch="mlp"), "clusters: self-conditioning uses"),
+        (dict(clusters=4, pack=2), "pack: a self-conditioned GAN"),
+        (dict(recluster_every=250, checkpoint_every=500), "recluster_every: 250 is not"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            TrainConfig(**overrides).validate()
+    with pytest.raises(ConfigError, match="clusters: 30 clusters of 20 images"):
+        TrainConfig(clusters=30).resolved(False, 20)
