@@ -20,7 +20,8 @@ from typing import Any, Callable
 
 __all__ = [
     "Parser", "fail", "flag", "flag_words", "field_docs", "add_config_flags", "given_fields",
-    "writable_directory", "output_file",
+    "writable_directory", "output_file", "writing_or_fail", "STORAGE_FULL_STATUS",
+    "BUSY_STATUS",
 ]
 
 
@@ -219,3 +220,38 @@ def output_file(path: str, flag: str, *, overwrite: bool | None) -> str:
         if overwrite is None:
             print(f"replacing {path}", file=sys.stderr)
     return path
+
+
+# Exit statuses beside 2 (bad input), documented in docs/checkpoints.md.
+STORAGE_FULL_STATUS = 74  # EX_IOERR: the storage is full; free space and run it again
+BUSY_STATUS = 75  # EX_TEMPFAIL: another trainer holds the workdir; try again when it ends
+
+
+class writing_or_fail:
+    """Writes an output file through ``jaxgan.files.atomic_path`` (``with writing_or_fail(p)
+    as tmp: save(tmp)``): no half-written file is ever left, and a full disk ends the
+    command in one line with status 74."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __enter__(self) -> str:
+        from jaxgan.files import atomic_path
+
+        self._context = atomic_path(self.path)
+        return self._context.__enter__()
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        try:
+            self._context.__exit__(kind, error, traceback)  # the rename, or the clean-up
+        except OSError as raised:
+            error = raised
+        from jaxgan.files import describe_bytes, free_bytes, is_no_space
+
+        if isinstance(error, OSError) and is_no_space(error):
+            fail(f"no space left on the device writing {self.path} "
+                 f"({describe_bytes(free_bytes(self.path))} free); free space and run the "
+                 "same command", status=STORAGE_FULL_STATUS)
+        if error is not None and kind is None:
+            raise error
+        return False

@@ -47,8 +47,8 @@ import numpy as np
 
 from experiments.cli import (
     Parser, add_config_flags, fail, given_fields, output_file, writable_directory,
+    writing_or_fail,
 )
-from jaxgan.files import atomic_path
 
 # MNIST's full train split: Goodfellow et al. 2014 train on rows 0-49,999 and choose the
 # Parzen sigma on rows 50,000-50,999.
@@ -489,7 +489,7 @@ def _finish(report: dict, seconds: dict, started: float, output: str | None) -> 
     seconds["total"] = time.perf_counter() - started
     report["seconds"] = seconds
     if output:
-        with atomic_path(output) as tmp, open(tmp, "w") as f:
+        with writing_or_fail(output) as tmp, open(tmp, "w") as f:
             json.dump(report, f, indent=2)
         print(f"wrote {output}")
     print(f"total {seconds['total']:.1f} s")

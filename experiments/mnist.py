@@ -25,8 +25,8 @@ import sys
 import threading
 
 from experiments.cli import (
-    Parser, add_config_flags, fail, flag, flag_words, given_fields, output_file,
-    writable_directory,
+    BUSY_STATUS, STORAGE_FULL_STATUS, Parser, add_config_flags, fail, flag, flag_words,
+    given_fields, output_file, writable_directory, writing_or_fail,
 )
 from jaxgan.config import FIELD_CHOICES, PRESETS, ConfigError, TrainConfig, preset
 
@@ -117,10 +117,8 @@ def _figures_parser() -> argparse.ArgumentParser:
 # Exit statuses of a run stopped by a signal after writing its checkpoint: the shell's own for
 # death by that signal (128 + number), so schedulers that retry preempted jobs still do.
 STOPPED_STATUS = {signal.SIGTERM: 128 + signal.SIGTERM, signal.SIGINT: 128 + signal.SIGINT}
-# Exit statuses (docs/checkpoints.md): 2 a bad flag or input, 1 a non-finite loss, these two,
-# and 128 + the signal for a stop by signal.
-BUSY_STATUS = 75  # EX_TEMPFAIL: another trainer holds the workdir; try again when it ends
-STORAGE_FULL_STATUS = 74  # EX_IOERR: the storage is full; free space and run it again
+# Exit statuses (docs/checkpoints.md): 2 a bad flag or input, 1 a non-finite loss, 74 a full
+# disk, 75 a workdir another trainer holds, and 128 + the signal for a stop by signal.
 
 
 class _StopOnSignal:
@@ -225,10 +223,12 @@ def run_sample(argv: list[str]) -> None:
         fail(str(error))
     except ValueError as error:  # a label the run does not have
         fail(f"--label: {error}")
-    np.save(out, images)
+    with writing_or_fail(out) as tmp:
+        np.save(tmp, images)
     # Each class in turn: one column per class, so the grid's column j is class j.
     columns = min(classes, 10) if conditional and args.label is None else None
-    save_grid(images[: min(len(images), 100)], grid_path, columns=columns)
+    with writing_or_fail(grid_path) as tmp:
+        save_grid(images[: min(len(images), 100)], tmp, columns=columns)
     print(json.dumps({"samples": out, "shape": list(images.shape), "grid": grid_path}))
 
 
@@ -273,12 +273,14 @@ def run_figures(argv: list[str]) -> None:
              f"draws {list(images.shape[1:])}; give the run's training data")
     rows = figures.nearest_neighbor_rows(samples, data_lib.unit_images(training.images))
     figure2 = os.path.join(out_dir, "figure2.png")
-    save_grid(rows.reshape((-1,) + images.shape[1:]), figure2, columns=args.columns + 1)
+    with writing_or_fail(figure2) as tmp:
+        save_grid(rows.reshape((-1,) + images.shape[1:]), tmp, columns=args.columns + 1)
     ends = gan.sample_noise(jax.random.fold_in(key, 1), 2 * args.rows)
     walks = figures.linear_interpolation(ends[: args.rows], ends[args.rows :], args.steps)
     figure3 = os.path.join(out_dir, "figure3.png")
-    save_grid(draw(walks.reshape((-1, gan.latent_dim)), row_labels(args.steps)), figure3,
-              columns=args.steps)
+    walk_images = draw(walks.reshape((-1, gan.latent_dim)), row_labels(args.steps))
+    with writing_or_fail(figure3) as tmp:
+        save_grid(walk_images, tmp, columns=args.steps)
     written = {"figure2": figure2, "figure3": figure3}
     if classes:  # walks between classes: one-hot ends mixed linearly, z fixed per row
         first = np.arange(args.rows) % classes
@@ -288,8 +290,9 @@ def run_figures(argv: list[str]) -> None:
         z_rows = np.repeat(np.asarray(gan.sample_noise(jax.random.fold_in(key, 2), args.rows)),
                            args.steps, axis=0)
         written["figure3_classes"] = os.path.join(out_dir, "figure3_classes.png")
-        save_grid(draw(z_rows, mixtures.reshape((-1, classes))), written["figure3_classes"],
-                  columns=args.steps)
+        class_walks = draw(z_rows, mixtures.reshape((-1, classes)))
+        with writing_or_fail(written["figure3_classes"]) as tmp:
+            save_grid(class_walks, tmp, columns=args.steps)
     print(json.dumps({**written, "training_images": training.source}))
 
 

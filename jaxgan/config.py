@@ -98,9 +98,9 @@ class TrainConfig:
         plain unconditional GAN (the paper's game as it is). ``None`` (auto, the default):
         ``SELF_CONDITION_CLUSTERS`` when the run is unconditional with the DCGAN pair and
         ``pack`` 1, else 0.
-      recluster_every: steps between re-clusterings on D's features (0: keep the first
-        clustering); a multiple of ``checkpoint_every``, so each checkpoint holds the
-        clustering its state was trained on.
+      recluster_every: a self-conditioned run's steps between re-clusterings on D's
+        features (0: keep the first clustering). Every checkpoint holds the clustering of its
+        step, so a resume is exact wherever the re-clusterings fall.
       g_loss: ``"nonsaturating"`` (Section 3) or ``"minimax"`` (Eq. 1) with the paper's D loss,
         or ``"forward_kl"`` with it (KL(p_data || p_g) at D's optimum, mass-covering);
         ``"hinge"``, ``"least_squares"`` or ``"wasserstein"`` with theirs (``jaxgan.losses``).
@@ -184,7 +184,7 @@ class TrainConfig:
     arch: str = "dcgan"
     conditional: bool | None = None
     clusters: int | None = None
-    recluster_every: int = 0
+    recluster_every: int = 1000
     g_loss: str = "nonsaturating"
     d_loss: str = "cross_entropy"
     r1_gamma: float = 0.0
@@ -330,9 +330,6 @@ class TrainConfig:
         if not isinstance(self.recluster_every, int) or self.recluster_every < 0:
             raise ConfigError("recluster_every", f"must be an integer >= 0, got "
                               f"{self.recluster_every!r}")
-        if self.recluster_every % self.checkpoint_every:
-            raise ConfigError("recluster_every", f"{self.recluster_every} is not a multiple of "
-                              f"checkpoint_every {self.checkpoint_every}")
         if self.conditional not in (None, True, False):
             raise ConfigError(
                 "conditional", f"must be true, false or auto (none), got {self.conditional!r}"

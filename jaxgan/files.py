@@ -8,6 +8,7 @@ import errno
 import fcntl
 import logging
 import os
+import re
 import shutil
 import socket
 from typing import Iterator
@@ -55,12 +56,13 @@ class StorageFullError(OSError):
 
 # errno values that mean the storage cannot take more data.
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
 
 
 def is_no_space(error: BaseException) -> bool:
     """Whether ``error`` (or one it was raised from) says the storage is full: an
-    ``OSError`` with ENOSPC/EDQUOT, or a tensorstore error (Orbax's writes) that reports
-    ``os_error_code`` 28 or "No space left"."""
+    ``OSError`` with ENOSPC/EDQUOT, a short write without an errno (numpy's), or a
+    tensorstore error (Orbax's writes) that says "No space left"."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
@@ -69,6 +71,8 @@ def is_no_space(error: BaseException) -> bool:
         text = str(error)
         if "No space left on device" in text or "Disk quota exceeded" in text:
             return True
+        if isinstance(error, OSError) and error.errno is None and _SHORT_WRITE.search(text):
+            return True  # numpy's tofile: "N requested and M written", the disk being full
         error = error.__cause__ or error.__context__
     return False
 

@@ -5,6 +5,7 @@ the same run bit for bit. The clustering is part of every checkpoint, so a resum
 re-clustering is exact.
 """
 
+import dataclasses
 import json
 import os
 import threading
@@ -85,18 +86,25 @@ def test_no_label_reaches_a_label_free_run(digits, tmp_path):
 
 
 def test_a_resume_across_a_reclustering_is_bit_identical(digits, tmp_path):
+    """Re-clusterings at steps 3, 6 and 9, checkpoints every 4: a run stopped at 5 (its
+    checkpoint holds step 3's clustering) and a run of 4 steps continued to 12 (it
+    re-clusters at 6 and 9 itself) end as the uninterrupted run does."""
     event = threading.Event()
-    run = config(digits["unlabelled"], steps=12, clusters=5)
+    run = config(digits["unlabelled"], steps=12, clusters=5, recluster_every=3)
     first = trainer.train(run, tmp_path / "a", progress=False, stop=event,
-                          on_step=lambda step: step == 8 and event.set())
-    assert first.stopped and first.step == 8
+                          on_step=lambda step: step == 5 and event.set())
+    assert first.stopped and first.step == 5
     resumed = trainer.train(run, tmp_path / "a", progress=False)
-    assert resumed.resumed_from == 8
+    assert resumed.resumed_from == 5
+    trainer.train(dataclasses.replace(run, steps=4), tmp_path / "c", progress=False)
+    continued = trainer.train(run, tmp_path / "c", progress=False)
+    assert continued.resumed_from == 4
     straight = trainer.train(run, tmp_path / "b", progress=False)
     assert_same_state(resumed.state, straight.state)
+    assert_same_state(continued.state, straight.state)
     metas = [checkpoint_lib.Checkpointer(tmp_path / name / "checkpoints").restore_latest(
-        straight.state)[2]["clusters"] for name in ("a", "b")]
-    assert metas[0] == metas[1] and metas[0]["step"] == 8  # re-clustered at 4 and at 8
+        straight.state)[2]["clusters"] for name in ("a", "b", "c")]
+    assert metas[0] == metas[1] == metas[2] and metas[0]["step"] == 9
     # Sampling needs no label; a cluster can be asked for too.
     images = trainer.sample(tmp_path / "a", 6, batch_size=4)
     assert images.shape == (6, 28, 28, 1)
@@ -185,7 +193,7 @@ def test_self_conditioning_settings_are_checked():
         (dict(clusters=4, conditional=True), "clusters: a run conditioned"),
         (dict(clusters=4, arch="mlp"), "clusters: self-conditioning uses"),
         (dict(clusters=4, pack=2), "pack: a self-conditioned GAN"),
-        (dict(recluster_every=250, checkpoint_every=500), "recluster_every: 250 is not"),
+        (dict(recluster_every=-1), "recluster_every: must be an integer >= 0"),
     ):
         with pytest.raises(ConfigError, match=match):
             TrainConfig(**overrides).validate()

@@ -246,3 +246,26 @@ def test_a_lock_file_system_without_locks_warns_and_trains(tmp_path, monkeypatch
         assert lock.path == os.path.join(tmp_path, ".lock")
     assert "does not support locks (ENOLCK): a second trainer on it would not be refused" in \
         caplog.text
+
+
+def test_sample_outputs_on_a_full_disk_are_one_line(tmp_path):
+    """A reader's own outputs (sample's .npy and grid) on a full tmpfs: one line, exit 74,
+    no partial file."""
+    mount = tmp_path / "tiny"
+    if not _mount_tmpfs(mount, "1m"):
+        pytest.skip("cannot mount a tmpfs here (needs root and a kernel that allows it)")
+    try:
+        workdir = tmp_path / "run"
+        trainer.train(TrainConfig.tiny(steps=3), workdir, progress=False)
+        with open(mount / "filler", "wb") as f:
+            f.write(b"\0" * (shutil.disk_usage(mount).free - 8_000))
+        run = subprocess.run([sys.executable, "-m", "experiments.mnist", "sample", "--workdir",
+                              str(workdir), "--num", "500", "--out", str(mount / "digits.npy")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 74, run.stderr[-3000:]
+        assert run.stderr.strip().splitlines()[-1].startswith(
+            f"error: no space left on the device writing {mount / 'digits.npy'} (")
+        assert "Traceback" not in run.stderr
+        assert sorted(os.listdir(mount)) == ["filler"]
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
