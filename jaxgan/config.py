@@ -59,6 +59,7 @@ MODEL_FIELDS = (
 # Self-conditioning's number of clusters for a run without labels (TrainConfig.clusters auto).
 SELF_CONDITION_CLUSTERS = 50
 MIN_CLUSTER_SIZE = 20  # auto clusters: at least this many images a cluster on average
+SELF_CONDITION_R1 = 0.1  # a self-conditioned run's R1 weight (TrainConfig.r1_gamma auto)
 
 
 class ConfigError(ValueError):
@@ -107,7 +108,9 @@ class TrainConfig:
       d_loss: ``"cross_entropy"`` (-V, the paper's), ``"hinge"`` (SNGAN), ``"least_squares"``
         (LSGAN) or ``"wasserstein"`` (WGAN; pair it with ``gp_weight``).
       r1_gamma: R1 penalty weight gamma (Mescheder et al. 2018): D's loss gains gamma/2 times
-        the mean squared norm of D's input gradient on real images (0: off).
+        the mean squared norm of D's input gradient on real images (0: off). ``None`` (auto,
+        the default): ``SELF_CONDITION_R1`` for a self-conditioned run (without it, small
+        clusters collapse), 0 otherwise.
       d_spectral_norm: spectral normalization of the DCGAN discriminator's layers (Miyato et
         al. 2018; the same parameters, each kernel divided by its largest singular value).
       d_minibatch_std: group size of the minibatch standard deviation feature of the DCGAN
@@ -187,7 +190,7 @@ class TrainConfig:
     recluster_every: int = 1000
     g_loss: str = "nonsaturating"
     d_loss: str = "cross_entropy"
-    r1_gamma: float = 0.0
+    r1_gamma: float | None = None
     gp_weight: float = 0.0
     d_spectral_norm: bool = False
     d_minibatch_std: int = 0
@@ -274,6 +277,8 @@ class TrainConfig:
             )
         for field in ("r1_gamma", "gp_weight"):
             value = getattr(self, field)
+            if value is None and field == "r1_gamma":
+                continue
             if not (isinstance(value, (int, float)) and value >= 0):
                 raise ConfigError(field, f"must be a number >= 0, got {value!r}")
         if not (isinstance(self.d_loss_scale, (int, float)) and self.d_loss_scale > 0):
@@ -450,7 +455,10 @@ class TrainConfig:
         else:
             what = "unconditional, no label used"
         reason = f"{what} ({why})"
-        return dict(conditional=conditional, clusters=clusters), reason
+        r1_gamma = self.r1_gamma
+        if r1_gamma is None:
+            r1_gamma = SELF_CONDITION_R1 if clusters else 0.0
+        return dict(conditional=conditional, clusters=clusters, r1_gamma=r1_gamma), reason
 
     def save(self, path: str | os.PathLike, *, reason: str | None = None) -> None:
         """Writes the config as JSON, atomically (temporary file, then rename); ``reason``

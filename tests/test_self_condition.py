@@ -19,7 +19,7 @@ import pytest
 import jaxgan
 from jaxgan import checkpoint as checkpoint_lib
 from jaxgan import cluster, trainer
-from jaxgan.config import SELF_CONDITION_CLUSTERS, ConfigError, TrainConfig
+from jaxgan.config import SELF_CONDITION_CLUSTERS, SELF_CONDITION_R1, ConfigError, TrainConfig
 from tiny import tiny_gan
 
 STATE_FIELDS = ("g_params", "d_params", "g_opt_state", "d_opt_state", "g_ema_params",
@@ -184,6 +184,9 @@ def test_auto_resolution_of_labels_and_clusters(overrides, has_labels, num_examp
     config = TrainConfig(**overrides)
     resolved = config.resolved(has_labels, num_examples)
     assert (resolved.conditional, resolved.clusters) == expected
+    # R1 (auto) goes with self-conditioning; a value given stays.
+    assert resolved.r1_gamma == (SELF_CONDITION_R1 if expected[1] else 0.0)
+    assert TrainConfig(**overrides, r1_gamma=0.0).resolved(has_labels, num_examples).r1_gamma == 0
     assert config.resolution_reason(has_labels, num_examples).endswith(f"({reason})")
 
 
