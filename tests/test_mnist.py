@@ -316,20 +316,28 @@ def test_presets_apply_and_explicit_flags_override_them(tmp_path):
     assert saved.kernel_size == PRESETS["dcgan"]["kernel_size"]
 
 
-def test_table1_preset_is_the_readme_rows_command():
-    # --preset table1 is README Table 1 row [12]'s recipe: the flags of rows [10] and [11]
-    # with 20,000 steps on the default config; both must name the same config, field by field.
+def test_table1_presets_are_their_rows_commands():
+    # --preset table1_conditional is docs/results.md row [12]'s command (the flags of rows
+    # [10] and [11] with 20,000 steps); --preset table1 is the same recipe without labels
+    # (self-conditioned) and with the non-saturating G loss. Each must equal its flags.
     from experiments.mnist import _train_parser, config_from_args
     from jaxgan.config import preset
 
-    flags = ("--train-split train[:50000] --steps 20000 --g-widths 128,64,64 --d-widths 64,128 "
-             "--r1-gamma 0.1 --lr-schedule linear --batch-size 64 --parzen-samples 10000 "
-             "--checkpoint-every 2000 --g-loss forward_kl --conditional true").split()
-    spelled_out = config_from_args(_train_parser().parse_args(flags + ["--seed", "2"]))
-    assert preset("table1", seed=2) == spelled_out
-    assert spelled_out != TrainConfig(seed=2)
-    # It validates: its held-out Parzen curve needs the rows its train_split range leaves.
-    assert preset("table1").validate().train_split == "train[:50000]"
+    recipe = ("--train-split train[:50000] --steps 20000 --g-widths 128,64,64 --d-widths 64,128 "
+              "--r1-gamma 0.1 --lr-schedule linear --batch-size 64 --parzen-samples 10000 "
+              "--checkpoint-every 2000 ").split()
+    for name, flags in (
+        ("table1_conditional", "--g-loss forward_kl --conditional true"),
+        ("table1", "--conditional false --clusters 50 --recluster-every 2000"),
+    ):
+        spelled_out = config_from_args(_train_parser().parse_args(recipe + flags.split()
+                                                                  + ["--seed", "2"]))
+        assert preset(name, seed=2) == spelled_out, name
+        assert spelled_out != TrainConfig(seed=2)
+        # It validates: its held-out Parzen curve needs the rows its train_split range leaves.
+        assert preset(name).validate().train_split == "train[:50000]"
+    resolved = preset("table1").resolved(has_labels=True, num_examples=50_000)
+    assert (resolved.conditional, resolved.clusters, resolved.g_loss) == (False, 50, "nonsaturating")
 
 
 def test_training_on_a_row_range_of_the_train_split(tmp_path):

@@ -172,6 +172,20 @@ def _trainer_runs(workdir: str) -> dict:
     trainer.train(TrainConfig.tiny(batch_size=16, steps=3), os.path.join(workdir, "resumed"),
                   progress=False)
     resumed = trainer.train(config, os.path.join(workdir, "resumed"), progress=False)
+    # self-conditioned (re-clustered at step 3) on 8 devices and on 1: the same clusters
+    self_conditioned = dict(batch_size=16, steps=6, conditional=False, clusters=4,
+                            recluster_every=3)
+    sc_eight = trainer.train(TrainConfig.tiny(**self_conditioned),
+                             os.path.join(workdir, "sc_eight"), progress=False)
+    sc_one = trainer.train(TrainConfig.tiny(**self_conditioned, num_devices=1),
+                           os.path.join(workdir, "sc_one"), progress=False)
+    sc_clusters = []
+    for name, result in (("sc_eight", sc_eight), ("sc_one", sc_one)):
+        checkpointer = Checkpointer(os.path.join(workdir, name, "checkpoints"))
+        try:
+            sc_clusters.append(checkpointer.restore_latest(result.state)[2]["clusters"])
+        finally:
+            checkpointer.close()
     # three iterations per compiled call on the same 8 devices: the same run to float rounding
     fused = trainer.train(
         TrainConfig.tiny(batch_size=16, steps=6, steps_per_call=3, log_every=3),
@@ -212,6 +226,12 @@ def _trainer_runs(workdir: str) -> dict:
         ),
         "restored_equals_final": _max_abs_diff(_arrays(restored), _arrays(eight.state)) == 0,
         "errors": errors,
+        "self_conditioned_state_max_abs_diff": _max_abs_diff(_arrays(sc_one.state),
+                                                             _arrays(sc_eight.state)),
+        "self_conditioned_devices": len(
+            sc_eight.state.g_params["Dense_0"]["kernel"].sharding.device_set),
+        "self_conditioned_same_clusters": sc_clusters[0] == sc_clusters[1],
+        "self_conditioned_reclustered_at": sc_clusters[0]["step"],
     }
 
 
@@ -325,6 +345,16 @@ def test_trainer_on_eight_devices_matches_one_device(eight):
     assert measured["losses_max_abs_diff"] < 1e-5, measured
     assert measured["fused_devices"] == DEVICES
     assert measured["fused_state_max_abs_diff"] < TRAINER_STATE_TOLERANCE, measured
+
+
+def test_self_conditioned_trainer_on_eight_devices_matches_one_device(eight):
+    """The clustering (k-means on the pixels, then on D's features at step 3) is the same on
+    8 devices and on 1, and so is the run, to the data-parallel rounding."""
+    measured = eight["trainer"]
+    assert measured["self_conditioned_devices"] == DEVICES
+    assert measured["self_conditioned_same_clusters"]
+    assert measured["self_conditioned_reclustered_at"] == 3
+    assert measured["self_conditioned_state_max_abs_diff"] < TRAINER_STATE_TOLERANCE, measured
 
 
 def test_trainer_resumes_sharded_checkpoints_exactly(eight):
