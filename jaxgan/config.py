@@ -400,6 +400,8 @@ class TrainConfig:
         values.setdefault("lr_schedule", "constant")  # workdirs from before schedules
         values.setdefault("optimizer", "adam")  # and from before the paper's SGD
         values.setdefault("conditional", False)  # and from before conditional GANs (all were not)
+        values.setdefault("clusters", 0)  # and from before self-conditioning (none had clusters)
+        values.setdefault("r1_gamma", 0.0)  # whose default R1 weight was 0
         for field in ("g_widths", "d_widths"):
             if values.get(field) is not None:
                 values[field] = tuple(values[field])

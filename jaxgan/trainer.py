@@ -318,7 +318,7 @@ class _Clusters:
     CHUNK = 1000  # images per compiled feature call
 
     def __init__(self, config: TrainConfig, gan: GAN, images: np.ndarray):
-        self.k, self._gan, self._images = config.clusters, gan, images  # uint8 [N, H, W, C]
+        self.k, self._images = config.clusters, images  # uint8 [N, H, W, C]
         self._key = jax.random.fold_in(jax.random.key(config.seed), _CLUSTER_FOLD)
         self.assignments: np.ndarray | None = None
         self.step = 0  # the step of the state whose features made the clustering (0: pixels)
@@ -471,8 +471,8 @@ def _check_resume_config(workdir: str, config: TrainConfig) -> None:
     if not os.path.exists(path):
         return
     old = TrainConfig.load(path)
-    for field in ("conditional", "clusters"):  # auto resolves as it did for the same data
-        if getattr(config, field) is None:  # (_setup checks)
+    for field in ("conditional", "clusters", "r1_gamma"):  # auto resolves as it did for the
+        if getattr(config, field) is None:  # same data (_setup checks)
             config = dataclasses.replace(config, **{field: getattr(old, field)})
     old_model, new_model = old.model(), config.model()
     for field in new_model:

@@ -53,8 +53,12 @@ def test_run_writes_everything_a_user_expects(tmp_path):
     result = trainer.train(TrainConfig.tiny(), tmp_path, progress=False)
     assert result.step == 6 and result.resumed_from is None
     assert int(result.state.step) == 6
-    # config.json is the run's config with auto-conditional resolved (labelled digits).
-    assert TrainConfig.load(tmp_path / "config.json") == TrainConfig.tiny(conditional=True)
+    # config.json is the run's config with the auto fields resolved (labelled digits), and
+    # says why.
+    assert TrainConfig.load(tmp_path / "config.json") == TrainConfig.tiny(
+        conditional=True, clusters=0, r1_gamma=0.0)
+    assert json.loads((tmp_path / "config.json").read_text())["model"] == (
+        "conditioned on the data's labels (auto: the data has labels)")
     records = read_metrics(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in records] == [2, 3, 4, 6]  # log_every=2, checkpoint_every=3
     for record in records:
@@ -72,7 +76,7 @@ def test_run_writes_everything_a_user_expects(tmp_path):
 
 def test_sample_grids_use_one_fixed_noise_batch(tmp_path):
     """The grid at a step depends only on the parameters: same noise at every save."""
-    result = trainer.train(TrainConfig.tiny(steps=3, conditional=False), tmp_path,
+    result = trainer.train(TrainConfig.tiny(steps=3, conditional=False, clusters=0), tmp_path,
                            progress=False)
     gan = result.gan
     expected_noise = trainer._sample_noise(gan, 0, trainer.SAMPLE_GRID_SIZE)
@@ -188,11 +192,11 @@ def test_model_settings_of_earlier_workdirs_resume():
     assert earlier.model() != TrainConfig().model()
     assert TrainConfig(arch="mlp").model() == {"arch": "mlp", "latent_dim": 100, "ema_decay": True,
                                                "lr_schedule": "constant", "optimizer": "adam",
-                                               "pack": 1, "conditional": None}
+                                               "pack": 1, "conditional": None, "clusters": None}
     # before the optimizer was a setting, every run used Adam; before conditional GANs, no
-    # run was conditional
+    # run was conditional; before self-conditioning, none had clusters
     assert TrainConfig.from_json({"arch": "mlp"}).model() == TrainConfig(
-        arch="mlp", conditional=False).model()
+        arch="mlp", conditional=False, clusters=0).model()
 
 
 def test_resume_with_a_different_model_is_refused_and_touches_nothing(tmp_path):
