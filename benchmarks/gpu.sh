@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The accelerator measurements of the README's Performance section, in one command, for a
+# The accelerator measurements of docs/performance.md, in one command, for a
 # machine with one NVIDIA GPU, JAX with CUDA and PyTorch with CUDA (and cuDNN):
 #   1. the training-step benchmark, jaxgan against PyTorch, batch 64, 256 and 1024, float32
 #      (TensorFloat-32 on both sides, JAX's default) and bfloat16 mixed precision;

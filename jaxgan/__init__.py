@@ -11,8 +11,8 @@ The public surface:
 * ``optim``: the paper code's optimizer (pylearn2 momentum, per-update decay, momentum ramp).
 
 The other public modules (``jaxgan.data``, ``config``, ``trainer``, ``checkpoint``,
-``sharding``, ``layers``, ``figures``, ``images``, ``eval``) are listed with their names in the
-README's API table, which a test keeps equal to their ``__all__``; the rest is internal.
+``sharding``, ``layers``, ``figures``, ``images``, ``eval``, ``cluster``, ``files``) are listed with their names in the
+API table of docs/api.md, which a test keeps equal to their ``__all__``; the rest is internal.
 """
 
 from jaxgan import losses, models, optim

@@ -495,7 +495,7 @@ class TrainConfig:
 
 _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
-PAPER_EPOCHS = 200  # the paper's code ran until stopped: see the README's Table 1 section
+PAPER_EPOCHS = 200  # the paper's code ran until stopped: see docs/training.md, the paper preset
 
 # Named configurations: ``preset(name, **overrides)``; the command line's ``--preset``. Each
 # lists only what differs from the ``TrainConfig`` defaults (the "default" preset).
@@ -512,7 +512,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # pylearn2 SGD from 0.1, U(-sqrt 3, sqrt 3) noise, batch 100 on training rows 0-49,999
     # (500 steps an epoch), no EMA; the held-out Parzen curve logged every 5 epochs. Five
     # iterations per compiled call: this MLP step is small enough for the host round trip
-    # to matter (about 1.1x faster on 2 CPU cores; the README's performance section).
+    # to matter (docs/performance.md).
     "paper": dict(
         conditional=False, arch="mlp", update="simultaneous", d_loss_scale=0.5,
         optimizer="paper_sgd",

@@ -4,7 +4,7 @@ runs fast.
 ``ConvTranspose`` and ``Conv`` are ``flax.linen.ConvTranspose`` and ``flax.linen.Conv``: the
 same attributes, the same parameters (``kernel`` ``[*kernel_size, in, out]``, ``bias``
 ``[out]``) and the same function, to float32 rounding. Only how the strided layers are
-computed, and differentiated, changes (profiled in the README's Performance section):
+computed, and differentiated, changes (profiled in docs/performance.md):
 
 * A transposed convolution with stride s is a convolution of the input dilated by s (s - 1
   zeros between pixels). Its output phase ``y[s*m + r]`` (r = 0 .. s-1 per spatial axis) is an
@@ -22,7 +22,7 @@ computed, and differentiated, changes (profiled in the README's Performance sect
   2 cores) ran the kernel gradient of the DCGAN's stride-2 transposed convolution about 30x
   slower than its forward pass (125 ms against 4 ms at batch 64; 7 ms here), and the input
   gradient of the discriminator's stride-2 convolution 2x slower than the phase form at
-  batch >= 128 (shared/PERF-NOTES.md; the README's Performance section).
+  batch >= 128 (docs/performance.md).
 
 ``BatchNorm`` is ``flax.linen.BatchNorm`` (the same attributes, variables and function)
 whose batch statistics, and the sums of their gradient (written out, ``batch_norm``), are
@@ -429,7 +429,7 @@ def _column_sums(x: jax.Array) -> jax.Array:
 
     XLA:CPU rewrites a reduction over many rows into ``reduce-window`` ops (a tree of
     partial sums, for accuracy) and runs them slower than this one matrix-vector product,
-    a single library call (README, Performance)."""
+    a single library call (docs/performance.md)."""
     ones = jnp.ones((x.shape[0],), x.dtype)
     return jnp.dot(ones, x, precision=lax.Precision.HIGHEST)
 
