@@ -3,7 +3,7 @@
 Run ``python -m benchmarks.config_steps`` (``--help`` for options). For the default config and
 each preset asked for, it builds the GAN as ``jaxgan.trainer`` does (``trainer.make_gan``, the
 config's batch size and steps per call, 500 batches an epoch as on MNIST's 50,000 training
-rows), compiles its step twice, with ``jaxgan.compiler_options()`` (as the trainer compiles
+rows), compiles its step twice, with ``jaxgan.compile.compiler_options()`` (as the trainer compiles
 it) and with jaxlib's default options, and times both alternately in one process: medians of
 ``--repeats`` blocks (the same runner as ``benchmarks.train_step``), ms per training step.
 ``--without NAME`` adds the step compiled with jaxgan's options less that one. Prints one line
@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxgan
+import jaxgan.compile
 from benchmarks.train_step import (_alternate, _machine, _Runner, _stepping,
                                     check_without, options_without)
 from experiments.cli import Parser, add_config_flags, fail, given_fields
@@ -44,9 +45,9 @@ def time_config(config: config_lib.TrainConfig, *, repeats: int, block_s: float,
         step = multistep.train_steps
         args = tuple(jnp.broadcast_to(a, (calls,) + a.shape) for a in args)
     runners = []
-    options = jaxgan.compiler_options()
-    option_sets = [("jaxgan.compiler_options()", options), ("jaxlib's default options", {})]
-    option_sets += options_without(options, without, prefix="jaxgan.compiler_options()")
+    options = jaxgan.compile.compiler_options()
+    option_sets = [("jaxgan.compile.compiler_options()", options), ("jaxlib's default options", {})]
+    option_sets += options_without(options, without, prefix="jaxgan.compile.compiler_options()")
     for name, options in option_sets:
         fn = jax.jit(functools.partial(step, gan), donate_argnums=0, compiler_options=options)
         runners.append(_Runner(name, _stepping(fn, gan.init(jax.random.key(0)), *args), calls))
@@ -64,7 +65,7 @@ class ConfigStepsOptions:
         the default).
       repeats: alternating repeats (the median is reported).
       block_s: seconds of work per timed block.
-      without: also time the step compiled with jaxgan.compiler_options() less each of
+      without: also time the step compiled with jaxgan.compile.compiler_options() less each of
         these options, comma-separated (what one option is worth, timed in the same run).
     """
 

@@ -6,9 +6,9 @@ discriminator's two convolutions, the latter at twice the batch as in the D upda
 fake) it times, alternately in one process (the runner of ``benchmarks.train_step``), the
 layer's forward pass and its forward pass with both gradients (input and parameters) as
 jaxgan computes them on this backend (the classes ``DCGANGenerator`` and
-``DCGANDiscriminator`` pick, compiled with ``jaxgan.compiler_options()``), and the same-shaped
-PyTorch layer in both memory layouts (NCHW and ``channels_last``; PyTorch's usual symmetric
-padding, so its function is jaxgan's mirrored, as in ``benchmarks.torch_reference``).
+``DCGANDiscriminator`` pick, compiled with ``jaxgan.compile.compiler_options()``), and the
+same-shaped PyTorch layer in both memory layouts (NCHW and ``channels_last``; PyTorch's usual
+symmetric padding, so its function is jaxgan's mirrored, as in ``benchmarks.torch_reference``).
 Prints a markdown table after the CPU model and ISA: where a step's gap to PyTorch lies.
 """
 
@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxgan
+import jaxgan.compile
 from benchmarks.train_step import _alternate, _machine, _Runner, reaching_taps, torch
 from experiments.cli import Parser, add_config_flags, fail, given_fields
 from jaxgan import layers, models
@@ -75,7 +76,7 @@ def _jax_runners(layer: dict) -> list[_Runner]:
     x = jax.random.normal(jax.random.key(0), layer["shape"])
     params = module.init(jax.random.key(1), x)
     y_bar = jnp.ones(jax.eval_shape(module.apply, params, x).shape)
-    options = jaxgan.compiler_options()
+    options = jaxgan.compile.compiler_options()
     forward = jax.jit(module.apply, compiler_options=options)
 
     def both(p, x, y_bar):  # the output and both gradients, as a training step needs them

@@ -5,7 +5,7 @@ Run ``python -m benchmarks.train_step`` (``--help`` for options). For each archi
 ``jaxgan.train_step`` (k = 1 D update then one G update, non-saturating G loss, Adam(2e-4,
 b1=0.5) for both players) compiled as the trainer compiles it,
 ``jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0,
-compiler_options=jaxgan.compiler_options())``, the same step compiled with jaxlib's default
+compiler_options=jaxgan.compile.compiler_options())``, the same step compiled with jaxlib's default
 options (``--compare-compiler``, on by default), with those options less one
 (``--without NAME``: what that option is worth, in the same run), and the same
 iteration of ``benchmarks.torch_reference.TorchGAN`` (same architecture, losses and optimizer,
@@ -66,6 +66,7 @@ import numpy as np
 import optax
 
 import jaxgan
+import jaxgan.multistep
 import jaxgan.compile
 from experiments.cli import Parser, add_config_flags, fail, given_fields, writable_directory
 from jaxgan import losses
@@ -331,7 +332,8 @@ def check_reference(arch: str, gan: jaxgan.GAN, state: jaxgan.GANState, batch: i
     def d_loss(d_params):
         logits = gan.discriminate(d_params, jnp.concatenate([jnp.asarray(real),
                                                              fake(state.g_params)]), train=False)
-        return losses.discriminator_loss(real_logits=logits[:batch], fake_logits=logits[batch:])
+        return losses.cross_entropy_discriminator_loss(
+            real_logits=logits[:batch], fake_logits=logits[batch:])
 
     def g_loss(g_params):
         logits = gan.discriminate(state.d_params, fake(g_params), train=False)
@@ -460,7 +462,7 @@ def benchmark(arch: str, batch: int, *, repeats: int, block_s: float, roof, use_
               fused: int = 0, compare_compiler: bool = False, dtype: str = "float32",
               torch_device=None, without: tuple[str, ...] = ()) -> list[dict]:
     """Times jaxgan's step (and PyTorch's, ``fused`` steps per call, with
-    ``compare_compiler`` the step compiled without ``jaxgan.compiler_options()``, and for
+    ``compare_compiler`` the step compiled without ``jaxgan.compile.compiler_options()``, and for
     each name in ``without`` the step compiled with those options less that one) for one
     config, both in ``dtype`` (a key of ``DTYPES``; PyTorch on ``torch_device``).
 
@@ -472,7 +474,7 @@ def benchmark(arch: str, batch: int, *, repeats: int, block_s: float, roof, use_
     real = jnp.asarray(gan.from_unit_interval(
         rng.uniform(0, 1, (batch,) + gan.data_shape).astype(np.float32)))
 
-    options = jaxgan.compiler_options()
+    options = jaxgan.compile.compiler_options()
     step = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0,
                    compiler_options=options)
     start = time.perf_counter()
@@ -630,8 +632,9 @@ def profile_step(arch: str, batch: int, *, iters: int = 5, top: int = 15,
     real = jnp.zeros((batch,) + gan.data_shape, jnp.float32)
     # Compiled as the trainer and the timed rows compile it: the state donated, so that the
     # profile shows the copies that donation's in-place updates may cost.
-    compiled = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0,
-                       compiler_options=jaxgan.compiler_options()).lower(state, real).compile()
+    step = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0,
+                   compiler_options=jaxgan.compile.compiler_options())
+    compiled = step.lower(state, real).compile()
     described = _describe_hlo(compiled.as_text())
     for _ in range(2):
         state = jax.block_until_ready(compiled(state, real))[0]
@@ -725,7 +728,7 @@ def markdown(results: dict) -> str:
         f"{_fmt(results.get('torch_roof_gflops'), '.0f')} GFLOP/s.",
         "",
         "One step = one `jaxgan.train_step` (one D update on real+fake, one G update), "
-        "compiled as the trainer compiles it (`jaxgan.compiler_options()`; the row "
+        "compiled as the trainer compiles it (`jaxgan.compile.compiler_options()`; the row "
         f"\"{DEFAULT_OPTIONS_IMPL}\" is the same step compiled without them; a row "
         "\"jaxgan without NAME\", `--without NAME`, with them less that one), "
         "non-saturating loss, Adam(2e-4, b1=0.5). images/s = real images consumed per "
@@ -851,7 +854,7 @@ def _machine(torch_threads) -> dict:
         "torch": torch.__version__ if torch is not None else None,
         "torch_threads": torch_threads,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "compiler_options": jaxgan.compiler_options(),
+        "compiler_options": jaxgan.compile.compiler_options(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
         "load_before": None,
         "load_after": None,
@@ -869,13 +872,13 @@ class BenchmarkOptions:
       repeats: alternating repeats per configuration (the median is reported).
       block_s: seconds of work per timed block.
       quick: batch 64 only, 3 repeats of short blocks.
-      fused: also time jaxgan.train_steps with this many steps per call for the MLP pair
+      fused: also time jaxgan.multistep.train_steps with this many steps per call for the MLP pair
         (0: off).
       torch_threads: torch.set_num_threads (none: all cores, like XLA).
       no_torch: skip the PyTorch reference.
       compare_compiler: also time the step compiled with jaxlib's default XLA options
-        instead of jaxgan.compiler_options() (where those are not empty).
-      without: also time the step compiled with jaxgan.compiler_options() less each of
+        instead of jaxgan.compile.compiler_options() (where those are not empty).
+      without: also time the step compiled with jaxgan.compile.compiler_options() less each of
         these options, comma-separated (what one option is worth, timed in the same run).
       profile: add a per-op profile of each jaxgan step to the report.
       dtype: the computation dtype of both sides: float32, or bfloat16 (mixed precision:

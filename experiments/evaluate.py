@@ -308,6 +308,7 @@ def main(argv: list[str] | None = None) -> None:
 
     cache_dir = writable_directory(args.cache_dir or DEFAULT_CACHE_DIR, "--cache-dir")
 
+    from experiments import report as report_tables
     from jaxgan import eval as jeval
     from jaxgan.data import DataError
 
@@ -409,15 +410,15 @@ def main(argv: list[str] | None = None) -> None:
                 reference, real_images, real_labels)
         seconds["reference_rows"] = time.perf_counter() - start
     report["rows"] = rows
-    print(jeval.format_table(rows))
+    print(report_tables.format_table(rows))
     if args.parzen_probes:
         start = time.perf_counter()
         report["parzen_probes"] = jeval.parzen_probes(reference, samples, seed=args.seed)
         seconds["parzen_probes"] = time.perf_counter() - start
-        print(jeval.format_parzen_probes(report["parzen_probes"]))
+        print(report_tables.format_parzen_probes(report["parzen_probes"]))
     conditional = {name: row["conditional"] for name, row in rows.items() if "conditional" in row}
     if conditional:
-        print(jeval.format_conditional_table(conditional))
+        print(report_tables.format_conditional_table(conditional))
     _finish(report, seconds, started, output)
 
 

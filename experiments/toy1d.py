@@ -53,6 +53,7 @@ import scipy.special
 from matplotlib.figure import Figure
 
 import jaxgan
+import jaxgan.steps
 from experiments.cli import (
     Parser, add_config_flags, fail, flag, given_fields, writable_directory,
 )
@@ -258,14 +259,14 @@ def _decay_after(value: float, constant_updates: int, decay_updates: int, fracti
 
 def _d_only_iteration(gan: jaxgan.GAN, state: jaxgan.GANState, real: jax.Array):
     """One D update with G fixed; ``real`` is a data minibatch ``[batch, 1]``."""
-    d_keys, _ = jaxgan.step_keys(state, 1)
+    d_keys, _ = jaxgan.steps.step_keys(state, 1)
     state, metrics = jaxgan.d_step(gan, state, real, d_keys[0])
     return state.replace(step=state.step + 1), metrics
 
 
 def _g_only_iteration(gan: jaxgan.GAN, state: jaxgan.GANState, *, batch_size: int):
     """One G update with D fixed."""
-    _, g_key = jaxgan.step_keys(state, gan.d_steps)
+    _, g_key = jaxgan.steps.step_keys(state, gan.d_steps)
     state, metrics = jaxgan.g_step(gan, state, g_key, batch_size=batch_size)
     return state.replace(step=state.step + 1), metrics
 

@@ -4,24 +4,22 @@ The public surface:
 
 * ``GAN``: the static description (networks, optimizers, loss, k) and ``GAN.init``.
 * ``GANState``: the one training-state pytree.
-* ``d_step``, ``g_step``, ``simultaneous_step``, ``train_step``: pure update steps (and
-  ``train_steps``: several in one call); compile them with ``jax.jit`` (``compiler_options``:
-  the XLA options jaxgan's own trainer compiles them with).
+* ``d_step``, ``g_step``, ``simultaneous_step``, ``train_step``: pure update steps; compile
+  them with ``jax.jit``.
+* ``make_models``: a G and D pair by name.
 * ``losses``: V(D, G) and the D and G losses; ``models``: the networks.
 * ``optim``: the paper code's optimizer (pylearn2 momentum, per-update decay, momentum ramp).
 
 The other public modules (``jaxgan.data``, ``config``, ``trainer``, ``checkpoint``,
-``sharding``, ``layers``, ``figures``, ``images``, ``eval``, ``cluster``, ``files``) are listed with their names in the
+``sharding``, ``images``, ``eval``, ``cluster``, ``files``) are listed with their names in the
 API table of docs/api.md, which a test keeps equal to their ``__all__``; the rest is internal.
 """
 
 from jaxgan import losses, models, optim
-from jaxgan.compile import compiler_options
 from jaxgan.gan import GAN
 from jaxgan.models import make_models
-from jaxgan.multistep import train_steps
 from jaxgan.state import GANState
-from jaxgan.steps import d_step, g_step, simultaneous_step, step_keys, train_step
+from jaxgan.steps import d_step, g_step, simultaneous_step, train_step
 
 __version__ = "0.1.0"
 
@@ -32,9 +30,6 @@ __all__ = [
     "g_step",
     "simultaneous_step",
     "train_step",
-    "train_steps",
-    "step_keys",
-    "compiler_options",
     "make_models",
     "losses",
     "models",

@@ -29,7 +29,9 @@ from jaxgan.state import GANState
 # Free space a checkpoint leaves beside its own bytes (Orbax's metadata files).
 _SPACE_MARGIN = 1 << 20
 
-__all__ = ["Checkpointer", "CheckpointError"]
+__all__ = [
+    "CheckpointError",
+]
 
 log = logging.getLogger(__name__)
 

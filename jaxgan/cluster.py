@@ -22,10 +22,6 @@ import scipy.optimize
 
 __all__ = [
     "kmeans",
-    "principal_components",
-    "match_clusters",
-    "cluster_counts",
-    "stratified_labels",
 ]
 
 

@@ -16,7 +16,7 @@ backends get no options.
 Pass them to your own ``jax.jit`` to compile a step as the trainer does::
 
     step = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0,
-                   compiler_options=jaxgan.compiler_options())
+                   compiler_options=jaxgan.compile.compiler_options())
 """
 
 from __future__ import annotations

@@ -16,10 +16,7 @@ from jaxgan.models import ARCHITECTURES, DCGANDiscriminator, DCGANGenerator
 __all__ = [
     "TrainConfig",
     "preset",
-    "PRESETS",
-    "FIELD_CHOICES",
     "ConfigError",
-    "WorkdirError",
 ]
 
 DTYPES = ("float32", "bfloat16")

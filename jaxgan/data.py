@@ -66,14 +66,11 @@ import jax
 import numpy as np
 
 __all__ = [
-    "DataError",
-    "ImageData",
     "load_data",
-    "stack_digits",
-    "unit_images",
+    "ImageData",
     "BatchIterator",
+    "DataError",
     "prefetch_to_device",
-    "host_slice",
 ]
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,10 @@ import shutil
 import socket
 from typing import Iterator
 
-__all__ = ["atomic_path", "WorkdirLock", "WorkdirBusyError", "StorageFullError", "is_no_space"]
+__all__ = [
+    "WorkdirBusyError",
+    "StorageFullError",
+]
 
 log = logging.getLogger(__name__)
 

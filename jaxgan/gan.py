@@ -109,7 +109,7 @@ class GAN:
                 f"unknown noise {self.noise!r}: choose one of {', '.join(NOISE_DISTRIBUTIONS)}"
             )
         losses.generator_loss(self.g_loss)  # raises for an unknown name
-        losses.discriminator_loss_fn(self.d_loss)
+        losses.discriminator_loss(self.d_loss)
         for name in ("r1_gamma", "gp_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")

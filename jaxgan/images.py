@@ -10,7 +10,9 @@ from PIL import Image
 
 from jaxgan.files import atomic_path
 
-__all__ = ["make_grid", "save_grid"]
+__all__ = [
+    "save_grid",
+]
 
 
 def make_grid(images: np.ndarray, *, columns: int | None = None, padding: int = 2) -> np.ndarray:

@@ -41,23 +41,10 @@ import jax.numpy as jnp
 
 __all__ = [
     "value_function",
-    "discriminator_loss",
-    "minimax_generator_loss",
-    "nonsaturating_generator_loss",
-    "forward_kl_generator_loss",
-    "hinge_discriminator_loss",
-    "hinge_generator_loss",
-    "least_squares_discriminator_loss",
-    "least_squares_generator_loss",
-    "wasserstein_discriminator_loss",
-    "wasserstein_generator_loss",
-    "GENERATOR_LOSSES",
-    "DISCRIMINATOR_LOSSES",
     "generator_loss",
-    "discriminator_loss_fn",
+    "discriminator_loss",
     "r1_penalty",
     "gradient_penalty",
-    "safe_norm",
 ]
 
 
@@ -71,7 +58,7 @@ def value_function(*, real_logits: jax.Array, fake_logits: jax.Array) -> jax.Arr
     return jnp.mean(jax.nn.log_sigmoid(real_logits)) + jnp.mean(jax.nn.log_sigmoid(-fake_logits))
 
 
-def discriminator_loss(*, real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+def cross_entropy_discriminator_loss(*, real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
     """-V(D, G): D ascends V (Algorithm 1), i.e. descends this loss."""
     return -value_function(real_logits=real_logits, fake_logits=fake_logits)
 
@@ -140,7 +127,7 @@ GENERATOR_LOSSES: dict[str, Callable[..., jax.Array]] = {
 }
 
 DISCRIMINATOR_LOSSES: dict[str, Callable[..., jax.Array]] = {
-    "cross_entropy": discriminator_loss,
+    "cross_entropy": cross_entropy_discriminator_loss,
     "hinge": hinge_discriminator_loss,
     "least_squares": least_squares_discriminator_loss,
     "wasserstein": wasserstein_discriminator_loss,
@@ -152,7 +139,7 @@ def generator_loss(name: str) -> Callable[..., jax.Array]:
     return _by_name(GENERATOR_LOSSES, "generator", name)
 
 
-def discriminator_loss_fn(name: str) -> Callable[..., jax.Array]:
+def discriminator_loss(name: str) -> Callable[..., jax.Array]:
     """Returns the discriminator loss called ``name`` (a key of ``DISCRIMINATOR_LOSSES``)."""
     return _by_name(DISCRIMINATOR_LOSSES, "discriminator", name)
 

@@ -43,17 +43,11 @@ from jaxgan.layers import spectrally_normalized
 IMAGE_SHAPE = (28, 28, 1)
 
 __all__ = [
-    "MLPGenerator",
-    "MaxoutDiscriminator",
     "DCGANGenerator",
     "DCGANDiscriminator",
-    "Maxout",
-    "ConditionalBatchNorm",
+    "MLPGenerator",
+    "MaxoutDiscriminator",
     "make_models",
-    "dcgan_grid",
-    "minibatch_stddev",
-    "init_sigmoid_bias_from_marginals",
-    "ARCHITECTURES",
 ]
 
 

@@ -19,9 +19,6 @@ import optax
 
 __all__ = [
     "paper_sgd",
-    "pylearn2_momentum",
-    "per_update_decay",
-    "epoch_momentum_ramp",
 ]
 
 

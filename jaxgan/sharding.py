@@ -51,12 +51,10 @@ from jaxgan.steps import train_step
 
 __all__ = [
     "make_mesh",
-    "batch_sharding",
-    "replicated_sharding",
-    "state_sharding",
-    "place_state",
     "shard_train_step",
     "initialize_multihost",
+    "place_state",
+    "batch_sharding",
 ]
 
 DATA_AXIS = "data"
@@ -144,7 +142,7 @@ def shard_train_step(
 
     Returns ``jax.jit(partial(step, gan), in_shardings=(replicated state, batch sharded on
     axis 1), out_shardings=replicated, donate_argnums=0)`` with the mesh's backend's
-    ``jaxgan.compiler_options``: call it as
+    ``jaxgan.compile.compiler_options``: call it as
     ``state, metrics = fn(state, real_images)`` with ``real_images`` ``[k, batch, 28, 28, 1]``
     (``batch`` divisible by the number of devices) and a state from ``place_state``; a
     conditional GAN's (``gan.num_classes > 0``) as ``fn(state, real_images, real_labels)``

@@ -139,7 +139,7 @@ def _d_objective(gan: GAN, d_params, both: jax.Array, key: jax.Array, dropout_ke
     batch_size = both.shape[0] // 2
     real_labels = None if labels is None else labels[:batch_size]
     real_logits, fake_logits = logits[:batch_size], logits[batch_size:]
-    loss = losses.discriminator_loss_fn(gan.d_loss)(real_logits=real_logits, fake_logits=fake_logits)
+    loss = losses.discriminator_loss(gan.d_loss)(real_logits=real_logits, fake_logits=fake_logits)
     objective = gan.d_loss_scale * loss
     penalties = {}
     real, fake = both[:batch_size], both[batch_size:]

@@ -68,12 +68,7 @@ __all__ = [
     "train",
     "sample",
     "load_sampler",
-    "load_trained",
-    "load_data_info",
-    "make_gan",
-    "balanced_labels",
     "TrainResult",
-    "NonFiniteLossError",
 ]
 
 log = logging.getLogger(__name__)

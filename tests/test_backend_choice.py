@@ -1,5 +1,5 @@
 """Per-backend choices: the DCGAN pair's phase layers on the CPU only, and the XLA compiler
-options of jaxgan's compiled steps (``jaxgan.compiler_options``)."""
+options of jaxgan's compiled steps (``jaxgan.compile.compiler_options``)."""
 
 import functools
 import re
@@ -12,8 +12,8 @@ import optax
 import pytest
 
 import jaxgan
-import jaxgan.compile
 from jaxgan import models
+from jaxgan.compile import compiler_options
 
 SHAPE = (16, 16, 1)
 
@@ -81,14 +81,14 @@ def test_phase_and_native_pairs_are_the_same_function():
 
 
 def test_compiler_options_per_backend():
-    assert jaxgan.compiler_options("cpu") == {
+    assert compiler_options("cpu") == {
         "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
         "xla_cpu_copy_insertion_use_region_analysis": True}
-    assert jaxgan.compiler_options() == jaxgan.compiler_options("cpu")  # the default backend
-    assert jaxgan.compiler_options("gpu") == {} and jaxgan.compiler_options("tpu") == {}
-    options = jaxgan.compiler_options()
+    assert compiler_options() == compiler_options("cpu")  # the default backend
+    assert compiler_options("gpu") == {} and compiler_options("tpu") == {}
+    options = compiler_options()
     options["x"] = "1"  # a new dict each call
-    assert "x" not in jaxgan.compiler_options()
+    assert "x" not in compiler_options()
 
 
 def _state_copies(hlo: str) -> int:
@@ -113,7 +113,7 @@ def _check_region_analysis(gan):
     real = jax.random.uniform(jax.random.key(1), (8,) + tuple(gan.data_shape), minval=-1.0,
                               maxval=1.0)
     option = "xla_cpu_copy_insertion_use_region_analysis"
-    options = jaxgan.compiler_options("cpu")
+    options = compiler_options("cpu")
     assert options[option] is True
     without = {k: v for k, v in options.items() if k != option}
     states, copies = [], []
@@ -141,10 +141,10 @@ def test_compiler_options_fall_back_when_jaxlib_refuses_them():
     jaxgan.compile._cpu_options_known.cache_clear()
     try:
         with mock.patch.object(jaxgan.compile, "CPU_OPTIONS", bogus):
-            assert jaxgan.compiler_options("cpu") == {}
+            assert compiler_options("cpu") == {}
     finally:
         jaxgan.compile._cpu_options_known.cache_clear()
-    assert jaxgan.compiler_options("cpu") != {}
+    assert compiler_options("cpu") != {}
 
 
 def _ynn_convolutions(hlo: str) -> int:
@@ -167,7 +167,8 @@ def test_compiled_step_keeps_convolutions_off_the_library_and_the_same_losses():
     real = jax.random.uniform(jax.random.key(1), (1, 4, 28, 28, 1), minval=-1, maxval=1)
     step = functools.partial(jaxgan.train_step, gan)
     plain = jax.jit(step).lower(state, real).compile()
-    ours = jax.jit(step, compiler_options=jaxgan.compiler_options()).lower(state, real).compile()
+    options = compiler_options()
+    ours = jax.jit(step, compiler_options=options).lower(state, real).compile()
     # jaxlib's default: YNNPACK library fusions for the convolutions too; ours: for single
     # dots only, so no convolution among them.
     plain_text, ours_text = plain.as_text(), ours.as_text()

@@ -71,8 +71,8 @@ def test_config_steps_times_the_option_sets_and_refuses_unknown_names(capsys):
 
     times = config_steps.time_config(TrainConfig.tiny(), repeats=1, block_s=0.01,
                                      without=("xla_cpu_copy_insertion_use_region_analysis",))
-    assert set(times) == {"jaxgan.compiler_options()", "jaxlib's default options",
-                          "jaxgan.compiler_options() without "
+    assert set(times) == {"jaxgan.compile.compiler_options()", "jaxlib's default options",
+                          "jaxgan.compile.compiler_options() without "
                           "xla_cpu_copy_insertion_use_region_analysis"}
     assert all(ms > 0 for ms in times.values())
     for flags, message in ((["--preset", "nope"], "--preset: choose from"),

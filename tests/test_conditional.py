@@ -12,7 +12,7 @@ import optax
 import pytest
 
 import jaxgan
-from experiments import mnist
+from experiments import mnist, report
 from jaxgan import models, trainer
 from jaxgan.config import ConfigError, TrainConfig
 from jaxgan.eval import suite
@@ -410,7 +410,7 @@ def test_conditional_metrics_by_hand(monkeypatch):
             test_features[test_labels == c], sample_features[requested == c])
         assert row["fid_per_class"][c] == pytest.approx(expected)
     assert row["mean_fid_per_class"] == pytest.approx(np.mean(row["fid_per_class"]))
-    table = suite.format_conditional_table({"generator": row})
+    table = report.format_conditional_table({"generator": row})
     assert table.splitlines()[-1].split()[:2] == ["all", f"{21 / 24:.4f}"]
     with pytest.raises(ValueError, match="classes 0..3"):
         suite.conditional_metrics(reference, np.zeros((24, 2, 2), np.float32), requested + 1)

@@ -12,6 +12,7 @@ import optax
 import pytest
 
 import jaxgan
+import jaxgan.steps
 from jaxgan import models
 from tiny import tiny_gan
 
@@ -297,7 +298,7 @@ def test_train_step_is_k_d_steps_then_one_g_step(key):
     real = real_batch(d_steps=3)
     got, got_metrics = jaxgan.train_step(gan, state, real)
 
-    d_keys, g_key = jaxgan.step_keys(state, 3)
+    d_keys, g_key = jaxgan.steps.step_keys(state, 3)
     want = state
     for i in range(3):
         want, d_metrics = jaxgan.d_step(gan, want, real[i], d_keys[i])
@@ -815,7 +816,7 @@ def test_train_step_runs_the_simultaneous_update_with_the_first_d_key(key):
     state = gan.init(key)
     real = jnp.clip(real_batch() * 0.5 + 0.5, 0, 1)
     stepped, metrics = jax.jit(functools.partial(jaxgan.train_step, gan))(state, real)
-    d_keys, _ = jaxgan.step_keys(state, 1)
+    d_keys, _ = jaxgan.steps.step_keys(state, 1)
     direct, _ = jaxgan.simultaneous_step(gan, state, real[0], d_keys[0])
     assert int(stepped.step) == 1 and set(metrics) == {"d_loss", "d_real", "d_fake", "g_loss"}
     for a, b in zip(jax.tree.leaves(stepped.g_params), jax.tree.leaves(direct.g_params)):

@@ -17,6 +17,7 @@ import pytest
 import scipy.linalg
 import scipy.special
 
+from experiments import report
 from jaxgan import eval as jeval
 from jaxgan.eval import classifier as classifier_lib
 from jaxgan.eval import metrics
@@ -367,7 +368,7 @@ def test_suite_rows_on_tiny_data(tiny_digits, tiny_classifier):
     assert rows["real"]["memorization"]["generated_median"] == 0.0
     assert rows["noise"]["num_samples"] == 15
     assert rows["noise"]["fid_features"] > 0.0
-    table = jeval.format_table({"generator": row, **rows})
+    table = report.format_table({"generator": row, **rows})
     assert [line.split()[0] for line in table.splitlines()[2:5]] == ["generator", "real", "noise"]
 
 
@@ -421,7 +422,7 @@ def test_parzen_probes_rows_are_the_protocol_on_changed_centres(tiny_classifier)
             data.test, (centres > 0.5).astype(np.float32), data.validation, grid)
         assert rows["binarized at 0.5"]["mean"] == pytest.approx(binary.mean, rel=1e-12)
     assert "generator" not in jeval.parzen_probes(reference, sigmas=grid)
-    table = jeval.format_parzen_probes(probes)
+    table = report.format_parzen_probes(probes)
     assert table.splitlines()[0].split()[-2:] == ["real", "generator"]
     assert len(table.splitlines()) == 2 + len(jeval.suite.PARZEN_PROBES)
 

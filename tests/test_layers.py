@@ -360,7 +360,7 @@ def test_batch_norm_statistics_are_not_reduce_windows():
     """Compiled with jaxgan's CPU options, Flax's batch statistics and their gradients lower
     to reduce-window trees (at a batch of 64; not at every shape); these lower to dots, with
     no reduce-window at all."""
-    import jaxgan
+    from jaxgan.compile import compiler_options
 
     x = jax.random.normal(jax.random.key(0), (64, 8, 8, 4))
 
@@ -371,7 +371,7 @@ def test_batch_norm_statistics_are_not_reduce_windows():
             y, _ = layer.apply({**variables, "params": params}, x, mutable=["batch_stats"])
             return y[0, 0, 0, 0] + y[-1, -1, -1, -1]  # no reduction of its own
 
-        grad = jax.jit(jax.grad(loss, argnums=(0, 1)), compiler_options=jaxgan.compiler_options())
+        grad = jax.jit(jax.grad(loss, argnums=(0, 1)), compiler_options=compiler_options())
         return grad.lower(variables["params"], x).compile().as_text().count("reduce-window(")
 
     assert reduce_windows(nn.BatchNorm(use_running_average=False)) > 0  # the premise
@@ -397,7 +397,7 @@ def test_batch_norm_second_order_matches_flax():
 
 def test_bias_gradient_is_not_a_reduce_window():
     """The strided layers' bias gradient (a sum over batch and space) lowers to a dot."""
-    import jaxgan
+    from jaxgan.compile import compiler_options
 
     x = jax.random.normal(jax.random.key(0), (64, 16, 16, 2))
 
@@ -405,7 +405,7 @@ def test_bias_gradient_is_not_a_reduce_window():
         params = nn.Conv(4, (3, 3), strides=(2, 2)).init(jax.random.key(1), x)
         cotangent = jnp.ones((64, 8, 8, 4))
         grad = jax.jit(jax.grad(lambda p, c: jnp.vdot(layer.apply(p, x), c)),
-                       compiler_options=jaxgan.compiler_options())
+                       compiler_options=compiler_options())
         return grad.lower(params, cotangent).compile().as_text().count("reduce-window(")
 
     assert reduce_windows(nn.Conv(4, (3, 3), strides=(2, 2))) > 0  # the premise

@@ -85,6 +85,24 @@ def test_unknown_loss_names_are_refused():
         tiny_gan(r1_gamma=-1.0)
 
 
+def test_loss_getters_are_symmetric_and_name_each_game():
+    """``generator_loss(name)`` and ``discriminator_loss(name)`` both take a name and return the
+    loss function; the cross-entropy D loss at logits 0 (D = 1/2 everywhere) is 2 log 2."""
+    for name, fn in losses.GENERATOR_LOSSES.items():
+        assert losses.generator_loss(name) is fn
+    for name, fn in losses.DISCRIMINATOR_LOSSES.items():
+        assert losses.discriminator_loss(name) is fn
+    zeros = jnp.zeros(3)
+    d_loss = losses.discriminator_loss("cross_entropy")(real_logits=zeros, fake_logits=zeros)
+    np.testing.assert_allclose(float(d_loss), 2 * np.log(2), rtol=1e-6)
+    np.testing.assert_allclose(float(losses.generator_loss("nonsaturating")(fake_logits=zeros)),
+                               np.log(2), rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown generator loss 'vanilla'.*nonsaturating"):
+        losses.generator_loss("vanilla")
+    with pytest.raises(ValueError, match="unknown discriminator loss 'minimax'.*cross_entropy"):
+        losses.discriminator_loss("minimax")
+
+
 def test_safe_norm_has_finite_gradient_at_zero():
     zero = jnp.zeros((2, 3))
     grad = jax.grad(lambda x: jnp.sum(losses.safe_norm(x, axis=1)))(zero)

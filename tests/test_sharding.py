@@ -71,7 +71,7 @@ def _compare_steps(arch: str, mesh) -> dict:
     import jax
     from jax.sharding import PartitionSpec
 
-    import jaxgan
+    import jaxgan.compile
     from jaxgan import sharding
 
     gan = _tiny_gan(arch)
@@ -81,7 +81,7 @@ def _compare_steps(arch: str, mesh) -> dict:
         rng.uniform(low, high, (gan.d_steps, 16, 28, 28, 1)).astype(np.float32) for _ in range(3)
     ]
     single = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0,
-                     compiler_options=jaxgan.compiler_options())  # as shard_train_step
+                     compiler_options=jaxgan.compile.compiler_options())  # as shard_train_step
     sharded = sharding.shard_train_step(gan, mesh)
     initial = gan.init(jax.random.key(0))
     one = gan.init(jax.random.key(0))

@@ -22,6 +22,8 @@ import scipy.integrate
 import scipy.stats
 
 import jaxgan
+import jaxgan.steps
+from jaxgan.losses import cross_entropy_discriminator_loss as cross_entropy
 from experiments.toy1d import ToyDiscriminator
 from jaxgan import losses
 
@@ -60,7 +62,7 @@ def optimal_logit(x, g_mean, g_std):
 
 def _d_only(gan, state, real):
     """One ``d_step`` with the key ``train_step`` would use at ``state.step``; G untouched."""
-    d_keys, _ = jaxgan.step_keys(state, 1)
+    d_keys, _ = jaxgan.steps.step_keys(state, 1)
     state, _ = jaxgan.d_step(gan, state, real, d_keys[0])
     return state.replace(step=state.step + 1)
 
@@ -233,7 +235,7 @@ def test_losses_on_small_logits_equal_hand_values():
     value = losses.value_function(real_logits=real, fake_logits=fake)
     np.testing.assert_allclose(float(value), expected_value, rtol=1e-6)
     np.testing.assert_allclose(
-        float(losses.discriminator_loss(real_logits=real, fake_logits=fake)),
+        float(cross_entropy(real_logits=real, fake_logits=fake)),
         -expected_value, rtol=1e-6,
     )
     # E[log(1 - D(G(z)))] = (log_sigmoid(1) + log_sigmoid(-3)) / 2 = -1.6809245.
@@ -259,7 +261,7 @@ def test_losses_at_extreme_logits_are_exact_and_finite():
     half = (0.0 - 1e4 + 0.0 - 100.0) / 4  # -2525
     results = {
         "value": (losses.value_function(real_logits=logits, fake_logits=logits), 2 * half),
-        "d_loss": (losses.discriminator_loss(real_logits=logits, fake_logits=logits), -2 * half),
+        "d_loss": (cross_entropy(real_logits=logits, fake_logits=logits), -2 * half),
         "minimax": (losses.minimax_generator_loss(fake_logits=logits), half),
         "nonsaturating": (losses.nonsaturating_generator_loss(fake_logits=logits), -half),
     }
@@ -281,7 +283,7 @@ def test_loss_gradients_at_extreme_logits_are_finite_and_exact():
         "value wrt real": (grad_real, (1.0 - sigmoid) / n),  # sigmoid(-l) / n
         "value wrt fake": (grad_fake, -sigmoid / n),  # -sigmoid(l) / n
         "d_loss wrt real": (
-            jax.grad(lambda r: losses.discriminator_loss(real_logits=r, fake_logits=logits))(
+            jax.grad(lambda r: cross_entropy(real_logits=r, fake_logits=logits))(
                 logits
             ),
             -(1.0 - sigmoid) / n,

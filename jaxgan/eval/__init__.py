@@ -1,23 +1,18 @@
 """Evaluation of generated images (MNIST's digits first): the paper's Table 1 and the metrics
 GAN users trust.
 
-The public surface:
+The public surface, in the order a run uses it:
 
-* Metrics (pure functions of arrays, ``jaxgan.eval.metrics``): ``frechet_distance``,
-  ``frechet_distance_from_activations``, ``classifier_score``, ``class_histogram``,
-  ``rarest_class_share``, ``mean_confidence``, ``parzen_log_likelihood``, ``select_parzen_sigma``,
-  ``parzen_window_evaluation``, ``parzen_geometry``, ``nearest_neighbor_distances``,
-  ``nearest_other_distances``, ``memorization_check``,
-  ``precision_recall``, ``coverage`` (any feature space).
-* The classifier they look through (``jaxgan.eval.classifier``): ``ClassifierConfig``,
-  ``train_classifier``, ``load_or_train_classifier`` (Orbax cache), ``classifier_outputs``,
-  ``classifier_accuracy``.
-* The suite (``jaxgan.eval.suite``): ``make_eval_data``, ``prepare_reference``,
-  ``evaluate_samples`` (one row of every metric), ``reference_rows`` (real digits and noise),
-  ``parzen_probes`` (what moves the Parzen estimate: blur, binarization, shifts, fewer centres),
-  ``format_table``; for any data and any feature function, ``feature_metrics`` (Frechet
-  distance, precision, recall, coverage) and ``classifier_features`` (a trained classifier
-  as a feature function).
+* ``make_eval_data``: the test, validation and reference images of a data source.
+* ``load_or_train_classifier``: the classifier the metrics look through (trained once, cached
+  with Orbax); ``prepare_reference``: its outputs on the test images.
+* ``evaluate_samples``: one row of every metric for a set of samples (classifier FID,
+  precision, recall, coverage, class shares and confidence, Parzen log-likelihood,
+  memorization).
+* For any data and any feature function: ``feature_metrics``; the metrics on their own:
+  ``frechet_distance``, ``precision_recall``, ``parzen_log_likelihood``.
+
+Everything else here (the submodules ``classifier``, ``metrics`` and ``suite``) is internal.
 """
 
 from jaxgan.eval import classifier, metrics, suite
@@ -58,9 +53,6 @@ from jaxgan.eval.suite import (
     conditional_metrics,
     evaluate_samples,
     feature_metrics,
-    format_conditional_table,
-    format_parzen_probes,
-    format_table,
     make_eval_data,
     parzen_probes,
     prepare_reference,
@@ -69,47 +61,12 @@ from jaxgan.eval.suite import (
 )
 
 __all__ = [
-    "classifier",
-    "metrics",
-    "suite",
-    "ClassifierConfig",
-    "TrainedClassifier",
-    "classifier_accuracy",
-    "classifier_outputs",
+    "make_eval_data",
     "load_or_train_classifier",
-    "train_classifier",
-    "GOODFELLOW_SIGMAS",
-    "MemorizationResult",
-    "ParzenGeometry",
-    "ParzenResult",
-    "class_histogram",
-    "classifier_score",
-    "coverage",
-    "frechet_distance",
-    "frechet_distance_from_activations",
-    "mean_confidence",
-    "memorization_check",
-    "nearest_neighbor_distances",
-    "nearest_other_distances",
-    "parzen_geometry",
-    "parzen_log_likelihood",
-    "parzen_window_evaluation",
-    "precision_recall",
-    "rarest_class_share",
-    "select_parzen_sigma",
-    "stacked_modes",
-    "EvalData",
-    "EvalReference",
-    "classifier_features",
-    "conditional_metrics",
+    "prepare_reference",
     "evaluate_samples",
     "feature_metrics",
-    "format_conditional_table",
-    "format_parzen_probes",
-    "format_table",
-    "make_eval_data",
-    "parzen_probes",
-    "prepare_reference",
-    "reference_rows",
-    "stacked_mnist_modes",
+    "frechet_distance",
+    "precision_recall",
+    "parzen_log_likelihood",
 ]
