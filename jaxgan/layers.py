@@ -18,11 +18,9 @@ computed, and differentiated, changes (profiled in docs/performance.md):
   convolution of a dilated input: the input gradient of a transposed convolution is a strided
   convolution, the input gradient of a strided convolution is a transposed convolution
   (computed by phases), and the kernel gradient of a transposed convolution is taken as the
-  kernel gradient of that strided convolution. Left to autodiff, XLA:CPU (jaxlib 0.10.2,
-  2 cores) ran the kernel gradient of the DCGAN's stride-2 transposed convolution about 30x
-  slower than its forward pass (125 ms against 4 ms at batch 64; 7 ms here), and the input
-  gradient of the discriminator's stride-2 convolution 2x slower than the phase form at
-  batch >= 128 (docs/performance.md).
+  kernel gradient of that strided convolution. Left to autodiff, XLA:CPU computes the kernel
+  gradient of a stride-2 transposed convolution as a convolution of a dilated input, many
+  times slower than its forward pass (measured by ``benchmarks.layers``; docs/performance.md).
 
 ``BatchNorm`` is ``flax.linen.BatchNorm`` (the same attributes, variables and function)
 whose batch statistics, and the sums of their gradient (written out, ``batch_norm``), are

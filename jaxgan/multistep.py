@@ -9,13 +9,12 @@ It computes what ``n`` sequential ``jaxgan.train_step`` calls compute, with the 
 agree with the sequential loop to float rounding; they are not bit-identical in general
 because XLA may fuse and order the arithmetic inside the loop differently.
 
-Measured on XLA:CPU, 2 cores (``benchmarks/results.md``): for the MLP pair, 10 iterations
-per call with two iterations per loop body (``unroll=2``, the default) run about 1.2x faster
-than one ``train_step`` per call (XLA overlaps the end of one iteration with the start of the
-next); a fully rolled loop (``unroll=1``) gains less and larger unrolls lose again. For
-convolutional models a rolled loop is a trap: the DCGAN pair ran about 30x slower per step
-inside a rolled ``lax.scan`` (XLA:CPU compiles convolutions in a loop body much worse).
-Use ``train_step`` for those, or ``unroll=True`` (compile time grows with ``n``).
+On XLA:CPU a loop body with two iterations (``unroll=2``, the default) lets XLA overlap the
+end of one iteration with the start of the next, which pays for small networks such as the
+paper's MLP pair; for convolutional models a rolled loop is a trap (XLA:CPU compiles
+convolutions in a loop body much worse): use ``train_step`` for those, or ``unroll=True``
+(compile time grows with ``n``). ``benchmarks.config_steps`` times the trainer's steps
+(docs/performance.md).
 """
 
 from __future__ import annotations

@@ -325,7 +325,7 @@ def train_step(gan: GAN, state: GANState, real_images: jax.Array,
         return state.replace(step=state.step + 1), metrics
     metrics: Metrics = {}
     # A Python loop, unrolled at trace time: k is small, and a rolled scan of conv steps is
-    # much slower on XLA:CPU (shared/PERF-NOTES.md).
+    # much slower on XLA:CPU (jaxgan.multistep says more).
     for i in range(gan.d_steps):
         state, metrics = d_step(gan, state, real_images[i], d_keys[i], labels(i))
     # The generated labels of "data" permute the last minibatch's.
