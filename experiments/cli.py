@@ -132,7 +132,6 @@ def add_config_flags(
     defaults: Any,
     choices: dict[str, tuple[str, ...]] | None = None,
     none_words: dict[str, tuple[str, ...]] | None = None,
-    underscore_aliases: bool = False,
     extra_help: Callable[[str], str] | None = None,
 ) -> None:
     """One flag per field of the dataclass ``cls``: ``--kebab-case-name``, typed by the
@@ -148,7 +147,6 @@ def add_config_flags(
       defaults: an instance whose values the help shows.
       choices: the allowed values of string fields.
       none_words: words meaning ``None`` per optional field (default ``("none",)``).
-      underscore_aliases: also accept ``--snake_case`` spellings (earlier versions' flags).
       extra_help: more help text per field name.
     """
     hints = typing.get_type_hints(cls)
@@ -173,10 +171,7 @@ def add_config_flags(
                 kwargs["metavar"] = metavar
             if metavar == "BOOL":  # bool | None: "--conditional" alone means true too
                 kwargs.update(nargs="?", const=True)
-        spellings = [flag(name)]
-        if underscore_aliases and "_" in name:
-            spellings.append(f"--{name}")
-        parser.add_argument(*spellings, dest=name, **kwargs)
+        parser.add_argument(flag(name), dest=name, **kwargs)
 
 
 def given_fields(args: argparse.Namespace, cls: type) -> dict[str, Any]:

@@ -30,7 +30,7 @@ Monte-Carlo estimates: p_g is the push-forward of a fine grid of noise quantiles
 binned on the grid where p_data's bin masses come from its CDF, so the Jensen-Shannon
 divergence is a sum over bins, in nats (at most log 2).
 
-Run ``python -m experiments.toy1d [--quick] [--out_dir DIR] [--<config field> VALUE ...]``.
+Run ``python -m experiments.toy1d [--quick] [--out-dir DIR] [--<config field> VALUE ...]``.
 """
 
 from __future__ import annotations
@@ -547,7 +547,7 @@ def _parse_flags(argv: Sequence[str] | None) -> Config:
     )
     parser.add_argument("--quick", action="store_true", help="start from the small QUICK preset")
     add_config_flags(
-        parser, Config, defaults=Config(), underscore_aliases=True,
+        parser, Config, defaults=Config(),
         extra_help=lambda name: f"; with --quick {getattr(QUICK, name)!r}",
     )
     args = parser.parse_args(argv)

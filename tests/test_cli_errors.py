@@ -106,10 +106,10 @@ CASES = {
                                       "--cache-dir"),
     "evaluate: classifier steps 0": ("evaluate", "--classifier-only --classifier-steps 0",
                                      "--classifier-steps"),
-    "toy1d: out_dir is a file": ("toy1d", "--quick --out_dir {p}/a_file", "is a file"),
+    "toy1d: out_dir is a file": ("toy1d", "--quick --out-dir {p}/a_file", "is a file"),
     "toy1d: out-dir not writable": ("toy1d", "--quick --out-dir /proc/x", "cannot be written"),
     "toy1d: unknown noise": ("toy1d", "--noise cauchy", "--noise"),
-    "toy1d: batch size 0": ("toy1d", "--batch_size 0", "--batch-size"),
+    "toy1d: batch size 0": ("toy1d", "--batch-size 0", "--batch-size"),
     "toy1d: not a number": ("toy1d", "--hidden many", "--hidden"),
     "benchmark: output dir is a file": ("benchmark", "--no-torch --output-dir {p}/a_file",
                                         "is a file"),
@@ -181,7 +181,7 @@ def test_every_config_field_is_a_flag_documented_by_the_config_itself():
     toy_docs = field_docs(toy1d.Config)
     assert set(toy_docs) == {f.name for f in dataclasses.fields(toy1d.Config)}
     config = toy1d._parse_flags(["--out-dir", "/tmp/jaxgan-toy", "--d-learning-rate", "0.5",
-                                 "--noise_quantiles", "64"])
+                                 "--noise-quantiles", "64"])
     assert (config.out_dir, config.d_learning_rate, config.noise_quantiles) == (
         "/tmp/jaxgan-toy", 0.5, 64)
 

@@ -31,7 +31,7 @@ def quick_run(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("toy1d")
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        summary = toy1d.main(["--quick", "--out_dir", str(out_dir)])
+        summary = toy1d.main(["--quick", "--out-dir", str(out_dir)])
     return summary, stdout.getvalue(), out_dir
 
 
@@ -94,7 +94,7 @@ def test_flags_map_one_to_one_onto_the_config():
     assert toy1d._parse_flags([]) == toy1d.Config()
     assert toy1d._parse_flags(["--quick"]) == toy1d.QUICK
     assert toy1d._parse_flags(
-        ["--quick", "--seed", "3", "--d_learning_rate", "0.01", "--g_loss", "nonsaturating"]
+        ["--quick", "--seed", "3", "--d-learning-rate", "0.01", "--g-loss", "nonsaturating"]
     ) == toy1d.QUICK.replace(seed=3, d_learning_rate=0.01, g_loss="nonsaturating")
     with pytest.raises(dataclasses.FrozenInstanceError):
         toy1d.Config().seed = 1
