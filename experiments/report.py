@@ -9,7 +9,8 @@ from jaxgan.eval import suite
 
 
 def format_parzen_probes(probes: dict[str, dict[str, Any]]) -> str:
-    """A plain-text table of ``jaxgan.eval.suite.parzen_probes``: one line per probe, one column per set."""
+    """A plain-text table of ``jaxgan.eval.suite.parzen_probes``: one line per probe, one
+    column per set."""
     sets = list(probes)
     header = f"{'Parzen LL (nats) of':<20}" + "".join(f"{what:>24}" for what in sets)
     lines = [header, "-" * len(header)]
@@ -58,8 +59,8 @@ def _ratio(value: float) -> str:
 
 
 def format_conditional_table(rows: dict[str, dict[str, Any]]) -> str:
-    """A plain-text table of ``jaxgan.eval.suite.conditional_metrics`` rows: one line per class, a column pair
-    (accuracy, per-class FID) per row."""
+    """A plain-text table of ``jaxgan.eval.suite.conditional_metrics`` rows: one line per
+    class, a column pair (accuracy, per-class FID) per row."""
     names = list(rows)
     header = f"{'class':>5} " + " ".join(f"{name + ' acc':>12} {name + ' FID':>12}" for name in names)
     lines = [header, "-" * len(header)]
