@@ -66,7 +66,6 @@ import numpy as np
 import optax
 
 import jaxgan
-import jaxgan.multistep
 import jaxgan.compile
 from experiments.cli import Parser, add_config_flags, fail, given_fields, writable_directory
 from jaxgan import losses

@@ -13,7 +13,8 @@ bit for bit (``tests/test_backend_choice.py`` checks both). The options apply to
 never to the process: ``XLA_FLAGS`` and every other ``jax.jit`` are left as they are. Other
 backends get no options.
 
-Pass them to your own ``jax.jit`` to compile a step as the trainer does::
+Pass them to your own ``jax.jit`` to compile a step as the trainer does (``import
+jaxgan.compile``; internal: the options may change with jaxlib)::
 
     step = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0,
                    compiler_options=jaxgan.compile.compiler_options())

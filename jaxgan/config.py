@@ -17,6 +17,7 @@ __all__ = [
     "TrainConfig",
     "preset",
     "ConfigError",
+    "WorkdirError",
 ]
 
 DTYPES = ("float32", "bfloat16")

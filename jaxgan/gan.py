@@ -46,7 +46,7 @@ class GAN:
         or ``"forward_kl"`` with it (KL(p_data || p_g) at D's optimum, mass-covering);
         ``"hinge"``, ``"least_squares"`` or ``"wasserstein"`` with theirs (``jaxgan.losses``).
       d_loss: ``"cross_entropy"`` (-V, the paper's), ``"hinge"``, ``"least_squares"`` or
-        ``"wasserstein"`` (``jaxgan.losses.DISCRIMINATOR_LOSSES``).
+        ``"wasserstein"`` (``jaxgan.losses.discriminator_loss``).
       r1_gamma: if > 0, D's loss gains ``r1_gamma / 2 * E ||grad_x D(x)||^2`` on the real
         batch (R1, Mescheder et al. 2018), as D sees it (after ``augment_shift``).
       gp_weight: if > 0, D's loss gains ``gp_weight * E (||grad D(x_hat)|| - 1)^2`` at random

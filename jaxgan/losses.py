@@ -135,12 +135,14 @@ DISCRIMINATOR_LOSSES: dict[str, Callable[..., jax.Array]] = {
 
 
 def generator_loss(name: str) -> Callable[..., jax.Array]:
-    """Returns the generator loss called ``name`` (a key of ``GENERATOR_LOSSES``)."""
+    """Returns the generator loss called ``name``: ``"minimax"``, ``"nonsaturating"``,
+    ``"forward_kl"``, ``"hinge"``, ``"least_squares"`` or ``"wasserstein"``."""
     return _by_name(GENERATOR_LOSSES, "generator", name)
 
 
 def discriminator_loss(name: str) -> Callable[..., jax.Array]:
-    """Returns the discriminator loss called ``name`` (a key of ``DISCRIMINATOR_LOSSES``)."""
+    """Returns the discriminator loss called ``name``: ``"cross_entropy"`` (Eq. 1),
+    ``"hinge"``, ``"least_squares"`` or ``"wasserstein"``."""
     return _by_name(DISCRIMINATOR_LOSSES, "discriminator", name)
 
 

@@ -68,7 +68,9 @@ __all__ = [
     "train",
     "sample",
     "load_sampler",
+    "load_trained",
     "TrainResult",
+    "NonFiniteLossError",
 ]
 
 log = logging.getLogger(__name__)

@@ -16,6 +16,7 @@ from experiments import mnist, report
 from jaxgan import models, trainer
 from jaxgan.config import ConfigError, TrainConfig
 from jaxgan.eval import suite
+from jaxgan.multistep import train_steps
 from jaxgan.steps import _LABEL_FOLD
 
 K = 10
@@ -233,7 +234,7 @@ def test_multistep_with_labels_equals_sequential_steps(key):
     for i in range(3):
         sequential, _ = step(sequential, images[i], labels[i])
     scanned, metrics = jax.jit(
-        lambda s, x, y: jaxgan.multistep.train_steps(gan, s, x, y, unroll=True))(state, images, labels)
+        lambda s, x, y: train_steps(gan, s, x, y, unroll=True))(state, images, labels)
     assert metrics["d_loss"].shape == (3,)
     for a, b in zip(jax.tree.leaves(sequential.g_params), jax.tree.leaves(scanned.g_params)):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
