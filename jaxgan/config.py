@@ -21,7 +21,7 @@ __all__ = [
 ]
 
 DTYPES = ("float32", "bfloat16")
-LR_SCHEDULES = ("constant", "linear", "cosine")
+LR_SCHEDULES = ("constant", "linear")
 OPTIMIZERS = ("adam", "paper_sgd")
 
 # The allowed values of the string fields that name a choice.
@@ -39,12 +39,12 @@ FIELD_CHOICES = {
 # Fields that fix the shapes of the parameters and optimizer states: a workdir's checkpoints
 # can only be resumed with the values they were trained with.
 # The fields of the DCGAN pair only (arch mlp is the paper's fixed pair).
-DCGAN_FIELDS = ("g_widths", "d_widths", "kernel_size", "g_dense", "d_dense", "d_minibatch_std")
-# What DCGAN widths of None meant before the defaults were set: the modules' own defaults.
+DCGAN_FIELDS = ("g_widths", "d_widths", "kernel_size", "d_dense", "d_minibatch_std")
+# What DCGAN widths of None mean: the modules' own defaults.
 _MODULE_WIDTHS = (DCGANGenerator.widths, DCGANDiscriminator.widths)
 
 MODEL_FIELDS = (
-    "arch", "latent_dim", "g_widths", "d_widths", "kernel_size", "g_dense", "d_dense",
+    "arch", "latent_dim", "g_widths", "d_widths", "kernel_size", "d_dense",
     "d_minibatch_std",  # one more input channel of D's logit layer
     "ema_decay",
     "lr_schedule",  # a schedule adds a step count to the optimizer states
@@ -137,9 +137,9 @@ class TrainConfig:
         ramped 0.5 -> 0.7 over 250 epochs, the learning rate divided by 1.000004 after every
         update; ``jaxgan.optim.paper_sgd``), for both players.
       g_lr, d_lr: learning rates of G and D (``paper_sgd``: the initial ones).
-      adam_b1, adam_b2: Adam's moment decays (both players).
-      lr_schedule: ``"constant"`` learning rates, or decayed to 0 over ``steps`` updates of
-        each player, ``"linear"``ly or on a half ``"cosine"``.
+      adam_b1: Adam's first moment decay (both players; the second is 0.999).
+      lr_schedule: ``"constant"`` learning rates, or ``"linear"``ly decayed to 0 over
+        ``steps`` updates of each player.
       pack: PacGAN packing (Lin et al. 2018): D judges this many samples at once, stacked along
         the channel axis (1: off); ``batch_size`` must be divisible by it.
       augment_shift: DiffAugment translation: D sees real and generated images shifted by up
@@ -151,8 +151,8 @@ class TrainConfig:
       g_widths, d_widths: DCGAN widths (``None``: the defaults of ``jaxgan.models``, the
         ``"dcgan"`` preset's).
       kernel_size: the DCGAN pair's square kernel size.
-      g_dense, d_dense: width of the DCGAN generator's / discriminator's fully connected
-        hidden layer (``None``: none).
+      d_dense: width of the DCGAN discriminator's fully connected hidden layer (``None``:
+        none).
       dtype: computation dtype, ``"float32"`` or ``"bfloat16"`` (parameters stay float32).
       parzen_samples: if > 0, at every checkpoint the log records the Parzen-window
         log-likelihood (``parzen_heldout``, nats) of 1,000 held-out rows (those right after
@@ -204,7 +204,6 @@ class TrainConfig:
     g_lr: float = 2e-3
     d_lr: float = 2e-3
     adam_b1: float = 0.5
-    adam_b2: float = 0.999
     lr_schedule: str = "constant"
     augment_shift: int = 0
     pack: int = 1
@@ -214,7 +213,6 @@ class TrainConfig:
     g_widths: tuple[int, ...] | None = (64, 32, 32)
     d_widths: tuple[int, ...] | None = (16, 32)
     kernel_size: int = 5
-    g_dense: int | None = None
     d_dense: int | None = None
     dtype: str = "float32"
     parzen_samples: int = 0
@@ -228,146 +226,22 @@ class TrainConfig:
     strict_versions: bool = False
 
     def validate(self) -> "TrainConfig":
-        """Raises ``ConfigError`` naming the first invalid field; returns ``self``."""
-        for field, options in FIELD_CHOICES.items():
-            if getattr(self, field) not in options:
-                raise ConfigError(
-                    field, f"unknown value {getattr(self, field)!r}; choose one of {', '.join(options)}"
-                )
-        try:
-            parse_source(self.data)
-        except DataError as error:
-            raise ConfigError("data", str(error)) from None
-        if not (isinstance(self.train_split, str) and self.train_split.startswith("train")):
-            raise ConfigError(
-                "train_split", f"must be train or a range of it (train[:50000]), got "
-                f"{self.train_split!r}"
-            )
-        for field in ("d_steps", "steps", "batch_size", "latent_dim", "kernel_size", "log_every",
-                      "sample_every", "checkpoint_every", "keep_checkpoints", "pack",
-                      "steps_per_call"):
+        """Raises ``ConfigError`` naming the first invalid field (``FIELD_CHECKS``, then
+        ``RULES``); returns ``self``."""
+        for field, check in FIELD_CHECKS.items():
             value = getattr(self, field)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(field, f"must be a positive integer, got {value!r}")
-        for field in ("log_every", "sample_every", "checkpoint_every"):
-            if getattr(self, field) % self.steps_per_call:
-                raise ConfigError(
-                    "steps_per_call", f"{field} {getattr(self, field)} is not a multiple of "
-                    f"steps_per_call {self.steps_per_call}"
-                )
-        if self.batch_size % self.pack:
-            raise ConfigError(
-                "pack", f"batch_size {self.batch_size} is not divisible by pack {self.pack}"
-            )
-        if not isinstance(self.d_minibatch_std, int) or self.d_minibatch_std < 0:
-            raise ConfigError(
-                "d_minibatch_std", f"must be an integer >= 0, got {self.d_minibatch_std!r}"
-            )
-        if self.d_minibatch_std and (self.batch_size // self.pack) % self.d_minibatch_std:
-            raise ConfigError(
-                "d_minibatch_std", f"groups of {self.d_minibatch_std} do not divide the "
-                f"{self.batch_size // self.pack} images D judges per batch (batch_size "
-                f"{self.batch_size}, pack {self.pack})"
-            )
-        if self.update == "simultaneous" and self.d_steps != 1:
-            raise ConfigError(
-                "d_steps", f"the simultaneous update has one D step per G step, got {self.d_steps}"
-            )
-        for field in ("r1_gamma", "gp_weight"):
-            value = getattr(self, field)
-            if value is None and field == "r1_gamma":
-                continue
-            if not (isinstance(value, (int, float)) and value >= 0):
-                raise ConfigError(field, f"must be a number >= 0, got {value!r}")
-        if not (isinstance(self.d_loss_scale, (int, float)) and self.d_loss_scale > 0):
-            raise ConfigError("d_loss_scale", f"must be > 0, got {self.d_loss_scale!r}")
-        if self.optimizer == "paper_sgd" and self.lr_schedule != "constant":
-            raise ConfigError(
-                "lr_schedule", "paper_sgd decays its learning rates itself; keep lr_schedule constant"
-            )
-        if not isinstance(self.parzen_samples, int) or self.parzen_samples < 0:
-            raise ConfigError(
-                "parzen_samples", f"must be an integer >= 0, got {self.parzen_samples!r}"
-            )
-        if self.parzen_samples:
-            try:
-                heldout_split(self.train_split, 1)
-            except DataError:
-                raise ConfigError(
-                    "parzen_samples", f"needs held-out rows: give a train_split range such "
-                    f"as train[:50000], not {self.train_split!r}"
-                ) from None
-        if not isinstance(self.augment_shift, int) or self.augment_shift < 0:
-            raise ConfigError("augment_shift", f"must be an integer >= 0, got {self.augment_shift!r}")
-        for field in ("g_lr", "d_lr"):
-            if not getattr(self, field) > 0:
-                raise ConfigError(field, f"must be > 0, got {getattr(self, field)!r}")
-        for field in ("adam_b1", "adam_b2"):
-            if not 0 <= getattr(self, field) < 1:
-                raise ConfigError(field, f"must be in [0, 1), got {getattr(self, field)!r}")
-        if self.num_devices is not None and (
-            not isinstance(self.num_devices, int) or self.num_devices < 1
-        ):
-            raise ConfigError(
-                "num_devices", f"must be a positive integer or None (all), got {self.num_devices!r}"
-            )
-        if self.conditional is True and self.pack > 1:
-            raise ConfigError(
-                "pack", "a conditional GAN does not pack (packed samples would carry several "
-                "labels); use pack 1 or conditional false"
-            )
-        if self.clusters is not None and (not isinstance(self.clusters, int) or self.clusters < 0
-                                          or self.clusters == 1):
-            raise ConfigError("clusters", f"must be 0 (off), an integer >= 2 or auto, got "
-                              f"{self.clusters!r}")
-        if self.clusters:
-            if self.conditional is True:
-                raise ConfigError("clusters", "a run conditioned on the data's labels has no "
-                                  "clusters; use conditional false or auto, or clusters 0")
-            if self.arch != "dcgan":
-                raise ConfigError("clusters", "self-conditioning uses the DCGAN pair's "
-                                  "features; use arch dcgan or clusters 0")
-            if self.pack > 1:
-                raise ConfigError("pack", "a self-conditioned GAN does not pack (packed samples "
-                                  "would carry several clusters); use pack 1 or clusters 0")
-        if not isinstance(self.recluster_every, int) or self.recluster_every < 0:
-            raise ConfigError("recluster_every", f"must be an integer >= 0, got "
-                              f"{self.recluster_every!r}")
-        if self.conditional not in (None, True, False):
-            raise ConfigError(
-                "conditional", f"must be true, false or auto (none), got {self.conditional!r}"
-            )
-        for field in ("multihost", "strict_versions", "d_spectral_norm"):
-            if not isinstance(getattr(self, field), bool):
-                raise ConfigError(field, f"must be true or false, got {getattr(self, field)!r}")
-        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
-            raise ConfigError("ema_decay", f"must be in [0, 1), got {self.ema_decay!r}")
-        if self.arch == "mlp":
-            # The DCGAN fields do not apply to the paper's pair: their defaults are ignored,
-            # anything else is a mistake.
-            for field in DCGAN_FIELDS + ("d_spectral_norm",):
-                if getattr(self, field) != _FIELD_DEFAULTS[field]:
-                    raise ConfigError(
-                        field, "arch mlp has the paper's fixed widths and layers; drop this flag"
-                    )
-        for field in ("g_dense", "d_dense"):
-            value = getattr(self, field)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigError(field, f"must be a positive integer or None, got {value!r}")
-        for field, count in (("g_widths", 2), ("d_widths", 1)):
-            widths = getattr(self, field)
-            if widths is None:
-                continue
-            if len(widths) < count or min(widths) < 1:
-                raise ConfigError(
-                    field, f"must be at least {count} positive integers, got {widths!r}"
-                )
+            problem = check(value)
+            if problem is not None:
+                raise ConfigError(field, problem)
+        for field, broken, message in RULES:
+            if broken(self):
+                raise ConfigError(field, message(self))
         return self
 
     def model(self) -> dict[str, Any]:
         """The settings that fix the parameters' shapes, as the model is built: a workdir's
         checkpoints resume only into a config with the same ``model()``. DCGAN widths left
-        ``None`` (workdirs of earlier versions) are the module defaults; arch mlp has none."""
+        ``None`` are the module defaults; arch mlp has none."""
         values = {field: getattr(self, field) for field in MODEL_FIELDS}
         values["ema_decay"] = self.ema_decay is not None  # only its presence shapes the state
         if self.arch == "mlp":
@@ -378,28 +252,23 @@ class TrainConfig:
             values["d_widths"] = tuple(self.d_widths or _MODULE_WIDTHS[1])
         return values
 
-    @classmethod
-    def tiny(cls, **overrides: Any) -> "TrainConfig":
-        """A shrunk preset for tests: tiny DCGAN, small batches, frequent logs and saves."""
-        values = dict(
-            arch="dcgan", g_widths=(8, 4, 4), d_widths=(4, 8), batch_size=8, steps=6,
-            log_every=2, sample_every=3, checkpoint_every=3, data="embedded", latent_dim=16,
-        )
-        values.update(overrides)
-        return cls(**values)
-
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> "TrainConfig":
+        """The config of ``to_json``'s dict (and of ``save``'s file, whose ``"model"`` entry
+        is ignored).
+
+        Raises:
+          ValueError: a key that is no field of this version's ``TrainConfig``.
+        """
         known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known - {"model"})
+        if unknown:
+            raise ValueError(f"unknown fields {', '.join(unknown)} (written by another "
+                             "version of jaxgan)")
         values = {k: v for k, v in values.items() if k in known}
-        values.setdefault("lr_schedule", "constant")  # workdirs from before schedules
-        values.setdefault("optimizer", "adam")  # and from before the paper's SGD
-        values.setdefault("conditional", False)  # and from before conditional GANs (all were not)
-        values.setdefault("clusters", 0)  # and from before self-conditioning (none had clusters)
-        values.setdefault("r1_gamma", 0.0)  # whose default R1 weight was 0
         for field in ("g_widths", "d_widths"):
             if values.get(field) is not None:
                 values[field] = tuple(values[field])
@@ -492,6 +361,152 @@ class TrainConfig:
 
 
 _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
+# The checks of single fields: each returns None for a valid value, else what is wrong with it.
+def _must(what: str, value: Any) -> str:
+    return f"must be {what}, got {value!r}"
+
+def _integer(minimum: int, none: bool = False):
+    def check(value):
+        if (value is None and none) or (
+            isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+        ):
+            return None
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        return _must(what + (" or None" if none else ""), value)
+    return check
+
+
+def _number(low: float, high: float | None = None, *, open_low: bool = False, none: bool = False):
+    def check(value):
+        if value is None and none:
+            return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+            value > low if open_low else value >= low) and (high is None or value < high):
+            return None
+        what = (f"in [{low:g}, {high:g})" if high is not None
+                else f"a number {'>' if open_low else '>='} {low:g}")
+        return _must(what + (" or None" if none else ""), value)
+    return check
+
+
+def _boolean(none: bool = False):
+    def check(value):
+        if isinstance(value, bool) or (value is None and none):
+            return None
+        return _must("true, false or auto (None)" if none else "true or false", value)
+    return check
+
+
+def _widths(count: int):
+    def check(value):
+        if value is None or (
+            isinstance(value, (tuple, list)) and len(value) >= count
+            and all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in value)
+        ):
+            return None
+        return _must(f"at least {count} positive integers or None", value)
+    return check
+
+
+def _clusters(value):
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)
+                         and (value == 0 or value >= 2)):
+        return None
+    return _must("0 (off), an integer >= 2 or auto (None)", value)
+
+
+def _choice(options):
+    def check(value):
+        return None if value in options else (
+            f"unknown value {value!r}; choose one of {', '.join(options)}")
+    return check
+
+
+def _source(value):
+    try:
+        parse_source(value)
+    except DataError as error:
+        return str(error)
+    return None
+
+
+def _split(value):
+    if isinstance(value, str) and value.startswith("train"):
+        return None
+    return _must("train or a range of it (train[:50000])", value)
+
+
+# Each field's check (fields absent here take any value of their type).
+FIELD_CHECKS = {
+    **{field: _choice(options) for field, options in FIELD_CHOICES.items()},
+    "data": _source,
+    "train_split": _split,
+    **{field: _integer(1) for field in (
+        "d_steps", "steps", "batch_size", "latent_dim", "kernel_size", "log_every",
+        "sample_every", "checkpoint_every", "keep_checkpoints", "pack", "steps_per_call")},
+    **{field: _integer(0) for field in (
+        "d_minibatch_std", "parzen_samples", "augment_shift", "recluster_every")},
+    "num_devices": _integer(1, none=True),
+    "d_dense": _integer(1, none=True),
+    "clusters": _clusters,
+    "r1_gamma": _number(0, none=True),
+    "gp_weight": _number(0),
+    **{field: _number(0, open_low=True) for field in ("d_loss_scale", "g_lr", "d_lr")},
+    "adam_b1": _number(0, 1),
+    "ema_decay": _number(0, 1, none=True),
+    "conditional": _boolean(none=True),
+    **{field: _boolean() for field in ("multihost", "strict_versions", "d_spectral_norm")},
+    "g_widths": _widths(2),
+    "d_widths": _widths(1),
+}
+
+
+def _has_heldout_rows(config) -> bool:
+    try:
+        heldout_split(config.train_split, 1)
+    except DataError:
+        return False
+    return True
+
+
+# The rules between fields, in order: (field to blame, broken(config), message(config)).
+RULES = (
+    *((field, lambda c, f=field: getattr(c, f) % c.steps_per_call,
+       lambda c, f=field: f"{f} {getattr(c, f)} is not a multiple of steps_per_call "
+                          f"{c.steps_per_call}")
+      for field in ("log_every", "sample_every", "checkpoint_every")),
+    ("pack", lambda c: c.batch_size % c.pack,
+     lambda c: f"batch_size {c.batch_size} is not divisible by pack {c.pack}"),
+    ("d_minibatch_std", lambda c: c.d_minibatch_std and (c.batch_size // c.pack) % c.d_minibatch_std,
+     lambda c: f"groups of {c.d_minibatch_std} do not divide the {c.batch_size // c.pack} images "
+               f"D judges per batch (batch_size {c.batch_size}, pack {c.pack})"),
+    ("d_steps", lambda c: c.update == "simultaneous" and c.d_steps != 1,
+     lambda c: f"the simultaneous update has one D step per G step, got {c.d_steps}"),
+    ("lr_schedule", lambda c: c.optimizer == "paper_sgd" and c.lr_schedule != "constant",
+     lambda c: "paper_sgd decays its learning rates itself; keep lr_schedule constant"),
+    ("parzen_samples", lambda c: c.parzen_samples and not _has_heldout_rows(c),
+     lambda c: f"needs held-out rows: give a train_split range such as train[:50000], not "
+               f"{c.train_split!r}"),
+    ("pack", lambda c: c.conditional is True and c.pack > 1,
+     lambda c: "a conditional GAN does not pack (packed samples would carry several labels); "
+               "use pack 1 or conditional false"),
+    ("clusters", lambda c: c.clusters and c.conditional is True,
+     lambda c: "a run conditioned on the data's labels has no clusters; use conditional false "
+               "or auto, or clusters 0"),
+    ("clusters", lambda c: c.clusters and c.arch != "dcgan",
+     lambda c: "self-conditioning uses the DCGAN pair's features; use arch dcgan or clusters 0"),
+    ("pack", lambda c: c.clusters and c.pack > 1,
+     lambda c: "a self-conditioned GAN does not pack (packed samples would carry several "
+               "clusters); use pack 1 or clusters 0"),
+    # The DCGAN fields do not apply to the paper's pair: their defaults are ignored, anything
+    # else is a mistake.
+    *((field, lambda c, f=field: c.arch == "mlp" and getattr(c, f) != _FIELD_DEFAULTS[f],
+       lambda c: "arch mlp has the paper's fixed widths and layers; drop this flag")
+      for field in ("g_widths", "d_widths", "kernel_size", "d_dense", "d_minibatch_std",
+                    "d_spectral_norm")),
+)
 
 PAPER_EPOCHS = 200  # the paper's code ran until stopped: see docs/training.md, the paper preset
 

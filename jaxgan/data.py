@@ -937,11 +937,9 @@ class BatchIterator:
         if epoch < 0 or not 0 <= batch < self.batches_per_epoch:
             raise DataError(f"invalid data position: epoch {epoch}, batch {batch}")
         if state.get("order") != DATA_ORDER:
-            log.warning(
-                "the saved data position comes from an earlier jaxgan whose data order was "
-                "NumPy's; the run continues at epoch %d, batch %d in jaxgan's own order "
-                "(equally random, not the one it started with)", epoch, batch,
-            )
+            raise DataError(f"the saved data position is in order {state.get('order')!r}, "
+                            f"not this jaxgan's {DATA_ORDER!r}: resume with the jaxgan that "
+                            "wrote it")
         self.seed = seed
         self._permutation_cache = None
         self._produced = self._consumed = (epoch, batch)

@@ -435,7 +435,6 @@ def make_models(
     g_widths=None,
     d_widths=None,
     kernel_size: int = 5,
-    g_dense: int | None = None,
     d_dense: int | None = None,
     d_spectral_norm: bool = False,
     d_minibatch_std: int = 0,
@@ -451,8 +450,8 @@ def make_models(
       g_widths: DCGAN generator widths ``(w0, ..., wn)``; ``None`` for the default.
       d_widths: DCGAN discriminator widths; ``None`` for the default.
       kernel_size: the DCGAN pair's square kernel size (both players).
-      g_dense, d_dense: width of the DCGAN generator's / discriminator's fully connected
-        hidden layer, or ``None`` for none.
+      d_dense: width of the DCGAN discriminator's fully connected hidden layer, or ``None``
+        for none.
       d_spectral_norm: spectral normalization of every DCGAN discriminator layer.
       d_minibatch_std: group size of the DCGAN discriminator's minibatch standard deviation
         feature (``minibatch_stddev``); 0 for none.
@@ -464,11 +463,11 @@ def make_models(
     """
     image_shape = tuple(int(d) for d in image_shape)
     if arch == "mlp":
-        if ((g_widths, d_widths, g_dense, d_dense) != (None,) * 4 or kernel_size != 5
+        if ((g_widths, d_widths, d_dense) != (None,) * 3 or kernel_size != 5
                 or d_spectral_norm or d_minibatch_std):
             raise ValueError(
                 "arch 'mlp' has the paper's fixed widths and layers; drop g_widths/d_widths/kernel_size/"
-                "g_dense/d_dense/d_spectral_norm/d_minibatch_std"
+                "d_dense/d_spectral_norm/d_minibatch_std"
             )
         return (MLPGenerator(dtype=dtype, image_shape=image_shape, num_classes=num_classes),
                 MaxoutDiscriminator(dtype=dtype, num_classes=num_classes))
@@ -476,7 +475,7 @@ def make_models(
         g_options = {} if g_widths is None else {"widths": tuple(g_widths)}
         d_options = {} if d_widths is None else {"widths": tuple(d_widths)}
         dcgan_grid(image_shape)  # a shape the generator cannot draw fails here, not at init
-        g = DCGANGenerator(dtype=dtype, kernel_size=kernel_size, dense_width=g_dense,
+        g = DCGANGenerator(dtype=dtype, kernel_size=kernel_size,
                            image_shape=image_shape, num_classes=num_classes, **g_options)
         d = DCGANDiscriminator(
             dtype=dtype, kernel_size=kernel_size, dense_width=d_dense,

@@ -148,7 +148,7 @@ def make_gan(
     classes = num_classes if config.conditional else config.clusters
     dcgan = {} if config.arch == "mlp" else dict(
         g_widths=config.g_widths, d_widths=config.d_widths, kernel_size=config.kernel_size,
-        g_dense=config.g_dense, d_dense=config.d_dense, d_spectral_norm=config.d_spectral_norm,
+        d_dense=config.d_dense, d_spectral_norm=config.d_spectral_norm,
         d_minibatch_std=config.d_minibatch_std,
     )
     try:
@@ -168,8 +168,7 @@ def make_gan(
     else:
         def optimizer(lr, updates, updates_per_epoch):
             del updates_per_epoch
-            return optax.adam(_schedule(config.lr_schedule, lr, updates), b1=config.adam_b1,
-                              b2=config.adam_b2)
+            return optax.adam(_schedule(config.lr_schedule, lr, updates), b1=config.adam_b1)
 
     per_epoch = batches_per_epoch or 1
     return GAN(
@@ -201,8 +200,6 @@ def _schedule(name: str, lr: float, updates: int):
         return lr
     if name == "linear":
         return optax.linear_schedule(lr, 0.0, updates)
-    if name == "cosine":
-        return optax.cosine_decay_schedule(lr, updates)
     raise ConfigError("lr_schedule", f"unknown schedule {name!r}")
 
 
@@ -412,7 +409,7 @@ def _check_versions(meta: dict, step: int, strict: bool) -> None:
     if saved == now:
         return
     changed = (
-        "versions not recorded (an earlier jaxgan)" if saved is None
+        "versions not recorded" if saved is None
         else ", ".join(f"{k} {saved.get(k)} -> {v}" for k, v in now.items() if saved.get(k) != v)
     )
     if strict:
@@ -506,16 +503,15 @@ def _save_data_info(workdir: str, data: data_lib.ImageData) -> None:
 
 def load_data_info(workdir: str | os.PathLike) -> dict:
     """The training data's ``image_shape`` (H, W, C), ``num_examples``, ``num_classes`` and
-    ``source`` as the run recorded them in ``data.json``; a workdir of a jaxgan from before
-    that file trained on MNIST, 28x28x1.
+    ``source`` as the run recorded them in ``data.json``.
 
     Raises:
-      WorkdirError: ``data.json`` exists but cannot be read.
+      WorkdirError: ``data.json`` is missing or cannot be read.
     """
     path = os.path.join(os.fspath(workdir), DATA_INFO)
     if not os.path.exists(path):
-        return {"image_shape": list(IMAGE_SHAPE), "num_examples": None, "num_classes": 10,
-                "source": "MNIST (a workdir without data.json)"}
+        raise WorkdirError(f"{path} is missing: {os.fspath(workdir)} is not a workdir that "
+                           "jaxgan's train wrote (it writes data.json before its first step)")
     try:
         with open(path) as f:
             info = json.load(f)

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from jaxgan import models, trainer
-from jaxgan.config import ConfigError, TrainConfig
+from jaxgan.config import ConfigError
+from tests.support import ROOT, tiny_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("shape,grid,upsamplings", [
@@ -84,7 +84,7 @@ def color_npz(tmp_path):
 
 
 def test_trainer_on_a_3_channel_npz_resumes_and_samples(tmp_path, color_npz):
-    config = TrainConfig.tiny(data=f"npz:{color_npz}", steps=4, checkpoint_every=2,
+    config = tiny_config(data=f"npz:{color_npz}", steps=4, checkpoint_every=2,
                               sample_every=2, log_every=2)
     workdir = tmp_path / "run"
     result = trainer.train(config, workdir, progress=False)
@@ -101,25 +101,25 @@ def test_trainer_on_a_3_channel_npz_resumes_and_samples(tmp_path, color_npz):
     assert 0.0 <= images.min() and images.max() <= 1.0
     np.testing.assert_array_equal(images, trainer.sample(workdir, 5, seed=1))
     # resuming continues the same model from its checkpoint
-    again = trainer.train(TrainConfig.tiny(**{**config.to_json(), "steps": 6}), workdir,
+    again = trainer.train(tiny_config(**{**config.to_json(), "steps": 6}), workdir,
                           progress=False)
     assert again.resumed_from == 4 and again.step == 6
 
 
 def test_a_workdir_refuses_data_of_another_shape(tmp_path, color_npz):
     workdir = tmp_path / "run"
-    trainer.train(TrainConfig.tiny(data=f"npz:{color_npz}", steps=2, checkpoint_every=2,
+    trainer.train(tiny_config(data=f"npz:{color_npz}", steps=2, checkpoint_every=2,
                                    sample_every=2, log_every=2), workdir, progress=False)
     with pytest.raises(ConfigError, match=r"trained on images \[32, 32, 3\].*this data is "
                        r"\[28, 28, 1\]"):
-        trainer.train(TrainConfig.tiny(steps=4), workdir, progress=False)
+        trainer.train(tiny_config(steps=4), workdir, progress=False)
 
 
 def test_data_the_model_cannot_draw_is_a_config_error_and_leaves_no_workdir(tmp_path):
     np.savez(tmp_path / "odd.npz", images=np.zeros((16, 30, 30), np.uint8))
     workdir = tmp_path / "run"
     with pytest.raises(ConfigError, match="arch: .*30x30 is not"):
-        trainer.train(TrainConfig.tiny(data=f"npz:{tmp_path / 'odd.npz'}"), workdir,
+        trainer.train(tiny_config(data=f"npz:{tmp_path / 'odd.npz'}"), workdir,
                       progress=False)
     assert not workdir.exists()
 
@@ -154,7 +154,7 @@ def test_command_line_trains_a_folder_of_pngs_and_samples_it(tmp_path):
 
 def test_trainer_on_stacked_mnist(tmp_path):
     """Stacked MNIST trains through the same trainer: a 3-channel DCGAN at 28x28."""
-    result = trainer.train(TrainConfig.tiny(data="stacked:embedded", steps=2, checkpoint_every=2,
+    result = trainer.train(tiny_config(data="stacked:embedded", steps=2, checkpoint_every=2,
                                             sample_every=2, log_every=2), tmp_path, progress=False)
     assert result.gan.data_shape == (28, 28, 3)
     info = json.loads((tmp_path / "data.json").read_text())

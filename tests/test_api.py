@@ -4,8 +4,8 @@ and every listed name exists."""
 import importlib
 import os
 import re
+from tests.support import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def api_table() -> dict[str, list[str]]:

@@ -1,6 +1,7 @@
 """The benchmark's report: results kept per machine kind, tables that say what they are."""
 
 from benchmarks import train_step as benchmark
+from tests.support import tiny_config
 
 
 def test_machine_kind_names_the_cpu_model_and_its_widest_isa():
@@ -67,9 +68,8 @@ def test_config_steps_times_the_option_sets_and_refuses_unknown_names(capsys):
     import pytest
 
     from benchmarks import config_steps
-    from jaxgan.config import TrainConfig
 
-    times = config_steps.time_config(TrainConfig.tiny(), repeats=1, block_s=0.01,
+    times = config_steps.time_config(tiny_config(), repeats=1, block_s=0.01,
                                      without=("xla_cpu_copy_insertion_use_region_analysis",))
     assert set(times) == {"jaxgan.compile.compiler_options()", "jaxlib's default options",
                           "jaxgan.compile.compiler_options() without "
@@ -136,7 +136,6 @@ def test_reaching_taps_counts_the_pixel_tap_pairs_inside_the_image():
     a convolution of an all-ones image with an all-ones kernel sums, over its outputs, the
     pairs that land inside the image (both dimensions: the square of one's count)."""
     import flax.linen as nn
-    import jax
     import jax.numpy as jnp
 
     assert benchmark.reaching_taps(7, 5, 1, transposed=True) == 3 + 4 + 5 + 5 + 5 + 4 + 3

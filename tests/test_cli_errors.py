@@ -16,8 +16,8 @@ from benchmarks import train_step as benchmark
 from experiments import evaluate, mnist, toy1d
 from jaxgan import trainer
 from jaxgan.config import TrainConfig
+from tests.support import ROOT, tiny_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = {"mnist": mnist.main, "evaluate": evaluate.main, "toy1d": toy1d.main,
             "benchmark": benchmark.main}
 
@@ -26,7 +26,7 @@ COMMANDS = {"mnist": mnist.main, "evaluate": evaluate.main, "toy1d": toy1d.main,
 def place(tmp_path_factory):
     """A directory with one good workdir and a collection of bad inputs."""
     root = tmp_path_factory.mktemp("inputs")
-    trainer.train(TrainConfig.tiny(steps=3), root / "good", progress=False)
+    trainer.train(tiny_config(steps=3), root / "good", progress=False)
     (root / "a_file").write_text("")
     for name, text in (("garbage", "not json{"), ("truncated", '{\n  "arch": "dcg'),
                        ("a_list", "[1, 2]")):
@@ -156,9 +156,9 @@ def test_every_config_field_is_a_flag_documented_by_the_config_itself():
     values = dict(
         arch="mlp", g_loss="minimax", d_steps=3, steps=7, batch_size=12, seed=5,
         data="idx:/x", train_split="train[:100]", update="simultaneous", d_loss_scale=0.25,
-        optimizer="paper_sgd", g_lr=0.5, d_lr=0.25, adam_b1=0.1, adam_b2=0.2,
-        lr_schedule="cosine", augment_shift=2, latent_dim=9, noise="uniform", ema_decay=None,
-        g_widths=(3, 2, 1), d_widths=(4,), kernel_size=3, g_dense=7, d_dense=8,
+        optimizer="paper_sgd", g_lr=0.5, d_lr=0.25, adam_b1=0.1,
+        lr_schedule="linear", augment_shift=2, latent_dim=9, noise="uniform", ema_decay=None,
+        g_widths=(3, 2, 1), d_widths=(4,), kernel_size=3, d_dense=8,
         dtype="bfloat16", parzen_samples=11, log_every=2, sample_every=3,
         checkpoint_every=4, keep_checkpoints=5, num_devices=2, multihost=True,
         strict_versions=True, d_loss="hinge", r1_gamma=0.5, gp_weight=2.5, d_spectral_norm=True,

@@ -1,6 +1,5 @@
 """jaxgan.cluster against hand-computed clusterings, renamings and draws."""
 
-import jax
 import numpy as np
 import pytest
 

@@ -18,6 +18,7 @@ from jaxgan.config import ConfigError, TrainConfig
 from jaxgan.eval import suite
 from jaxgan.multistep import train_steps
 from jaxgan.steps import _LABEL_FOLD
+from tests.support import tiny_config
 
 K = 10
 
@@ -211,7 +212,7 @@ def test_train_step_needs_labels_exactly_when_conditional(key):
         jaxgan.train_step(gan, state, images)
     with pytest.raises(ValueError, match="needs real_labels"):
         jaxgan.train_step(gan, state, images, labels[:4])
-    from tiny import tiny_gan
+    from tests.support import tiny_gan
 
     plain = tiny_gan(latent_dim=16)
     with pytest.raises(ValueError, match="unconditional"):
@@ -297,7 +298,7 @@ def test_batch_iterator_yields_each_images_own_label():
 
 
 def tiny_conditional(**overrides):
-    return TrainConfig.tiny(conditional=True, **overrides)
+    return tiny_config(conditional=True, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -338,7 +339,7 @@ def test_conditional_run_grids_samples_and_resume(conditional_run, tmp_path):
 
 def test_unconditional_runs_refuse_labels_and_conditional_runs_need_them(conditional_run, tmp_path):
     plain = tmp_path / "plain"
-    trainer.train(TrainConfig.tiny(steps=2, checkpoint_every=2, conditional=False, clusters=0), plain,
+    trainer.train(tiny_config(steps=2, checkpoint_every=2, conditional=False, clusters=0), plain,
                   progress=False)
     with pytest.raises(ValueError, match="unconditional run"):
         trainer.sample(plain, 2, labels=1)
@@ -422,23 +423,23 @@ def test_auto_conditional_follows_the_data_and_is_recorded(tmp_path):
     config.json records the resolved value, and a resume with auto or the resolved value
     works while the other value is refused."""
     assert TrainConfig().conditional is None
-    labelled = trainer.train(TrainConfig.tiny(steps=2, checkpoint_every=2), tmp_path / "a",
+    labelled = trainer.train(tiny_config(steps=2, checkpoint_every=2), tmp_path / "a",
                              progress=False)
     assert labelled.gan.num_classes == 10
     assert TrainConfig.load(tmp_path / "a" / "config.json").conditional is True
     np.savez(tmp_path / "unlabelled.npz", images=np.zeros((16, 28, 28), np.uint8))
-    plain = trainer.train(TrainConfig.tiny(data=f"npz:{tmp_path}/unlabelled.npz", steps=2,
+    plain = trainer.train(tiny_config(data=f"npz:{tmp_path}/unlabelled.npz", steps=2,
                                            checkpoint_every=2), tmp_path / "b", progress=False)
     assert plain.gan.num_classes == 0
-    packed = trainer.train(TrainConfig.tiny(pack=2, steps=2, checkpoint_every=2),
+    packed = trainer.train(tiny_config(pack=2, steps=2, checkpoint_every=2),
                            tmp_path / "c", progress=False)
     assert packed.gan.num_classes == 0
     for value in (None, True):
-        again = trainer.train(TrainConfig.tiny(steps=4, checkpoint_every=2, conditional=value),
+        again = trainer.train(tiny_config(steps=4, checkpoint_every=2, conditional=value),
                               tmp_path / "a", progress=False)
         assert again.resumed_from in (2, 4) and again.gan.num_classes == 10
     with pytest.raises(ConfigError, match="conditional"):
-        trainer.train(TrainConfig.tiny(steps=6, conditional=False), tmp_path / "a",
+        trainer.train(tiny_config(steps=6, conditional=False), tmp_path / "a",
                       progress=False)
     # The paper's and the TF tutorial's models stay unconditional.
     from jaxgan.config import preset
@@ -461,7 +462,7 @@ def test_evaluate_command_on_conditional_and_stacked_runs(conditional_run, tmp_p
     assert row["num_per_class"] == [4] * 10 and 0.0 <= row["accuracy"] <= 1.0
     assert "generator acc" in capsys.readouterr().out
     stacked = tmp_path / "stacked"
-    trainer.train(TrainConfig.tiny(data="stacked:embedded", conditional=False, steps=2,
+    trainer.train(tiny_config(data="stacked:embedded", conditional=False, steps=2,
                                    checkpoint_every=2), stacked, progress=False)
     out = tmp_path / "stacked.json"
     evaluate.main(["--workdir", str(stacked), "--num-samples", "30", "--reference",

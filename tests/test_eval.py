@@ -21,8 +21,8 @@ from experiments import report
 from jaxgan import eval as jeval
 from jaxgan.eval import classifier as classifier_lib
 from jaxgan.eval import metrics
+from tests.support import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_MNIST = os.path.normpath(os.path.join(ROOT, "..", "shared", "mnist"))
 
 # ---------------------------------------------------------------------------------------------

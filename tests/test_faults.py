@@ -21,23 +21,8 @@ from jaxgan import checkpoint as checkpoint_lib
 from jaxgan import data as data_lib
 from jaxgan import trainer
 from jaxgan.checkpoint import Checkpointer, CheckpointError
-from jaxgan.config import TrainConfig
 from jaxgan.summary import read_metrics
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STATE_FIELDS = ("g_params", "d_params", "g_opt_state", "d_opt_state", "g_ema_params",
-                "g_batch_stats", "key", "step")
-
-
-def assert_same_state(a, b):
-    for field in STATE_FIELDS:
-        x, y = getattr(a, field), getattr(b, field)
-        if field == "key":
-            x, y = jax.random.key_data(x), jax.random.key_data(y)
-        xs, ys = jax.tree.leaves(x), jax.tree.leaves(y)
-        assert len(xs) == len(ys), field
-        assert all(np.array_equal(u, v) for u, v in zip(xs, ys)), field
-
+from tests.support import ROOT, TINY_FLAGS, assert_same_state, listing, saved_steps, tiny_config
 
 def metrics_without_timing(workdir):
     return [{k: v for k, v in r.items() if k != "steps_per_s"}
@@ -55,23 +40,10 @@ def assert_same_metrics_around_a_stop(stopped_dir, straight_dir, stop_step, next
     assert [r["step"] for r in stopped if r["step"] not in window] != []
 
 
-def listing(directory):
-    """Every file under ``directory`` with its size and modification time."""
-    return {
-        os.path.relpath(path, directory): (os.path.getsize(path), os.path.getmtime(path))
-        for path in glob.glob(os.path.join(directory, "**"), recursive=True)
-        if os.path.isfile(path)
-    }
-
-
-def saved_steps(workdir):
-    return sorted(os.listdir(os.path.join(workdir, "checkpoints")))
-
-
 # ---------------------------------------------------------------------------------------------
 # Stop requests and signals
 
-CONFIG = TrainConfig.tiny(steps=12, checkpoint_every=4)
+CONFIG = tiny_config(steps=12, checkpoint_every=4)
 
 
 @pytest.mark.parametrize("kind", ["event", "callable"])
@@ -99,7 +71,7 @@ def test_a_stop_request_checkpoints_that_step_and_the_resumed_run_is_bit_identic
 def test_a_stop_request_is_read_after_every_step_and_on_the_last_is_a_normal_end(tmp_path):
     early = trainer.train(CONFIG, tmp_path / "a", progress=False, stop=lambda: True)
     assert early.stopped and early.step == 1 and saved_steps(tmp_path / "a") == ["1"]
-    last = trainer.train(TrainConfig.tiny(steps=1), tmp_path / "b", progress=False,
+    last = trainer.train(tiny_config(steps=1), tmp_path / "b", progress=False,
                          stop=lambda: True)
     assert not last.stopped and last.step == 1
     assert os.path.exists(tmp_path / "b" / "samples" / "step_000001.png")  # the final grid
@@ -109,8 +81,7 @@ def test_a_stop_request_is_read_after_every_step_and_on_the_last_is_a_normal_end
 SIGNAL_SCRIPT = textwrap.dedent(
     """
     import os, sys
-    sys.path.insert(0, os.getcwd())  # experiments/ runs from the checkout (the cwd)
-    from experiments import mnist
+    from experiments import mnist  # python -c: the checkout (the cwd) is on the path
     from jaxgan import trainer
 
     number, at_step = int(sys.argv[1]), int(sys.argv[2])
@@ -124,20 +95,13 @@ SIGNAL_SCRIPT = textwrap.dedent(
     mnist.main(sys.argv[3:])
     """
 )
-CONFIG_FLAGS = [
-    "--g-widths", "8,4,4", "--d-widths", "4,8", "--batch-size", "8", "--data", "embedded",
-    "--latent-dim", "16", "--steps", "12", "--log-every", "2", "--sample-every", "3",
-    "--checkpoint-every", "4", "--no-progress",
-]
 
 
 @pytest.mark.parametrize("number, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_mid_run_checkpoints_exits_with_its_status_and_resumes(tmp_path, number, status):
-    script = tmp_path / "signal_at_step.py"
-    script.write_text(SIGNAL_SCRIPT)
     workdir = str(tmp_path / "run")
-    flags = [*CONFIG_FLAGS, "--workdir", workdir]
-    run = subprocess.run([sys.executable, str(script), str(int(number)), "7", *flags],
+    flags = [*TINY_FLAGS, "--workdir", workdir]
+    run = subprocess.run([sys.executable, "-c", SIGNAL_SCRIPT, str(int(number)), "7", *flags],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == status, run.stderr[-2000:]
     last = run.stderr.strip().splitlines()[-1]
@@ -165,7 +129,7 @@ def test_a_signal_mid_run_checkpoints_exits_with_its_status_and_resumes(tmp_path
 @pytest.fixture
 def trained(tmp_path):
     """A workdir with checkpoints 3 and 6 (and a copy of its config)."""
-    trainer.train(TrainConfig.tiny(), tmp_path / "run", progress=False)
+    trainer.train(tiny_config(), tmp_path / "run", progress=False)
     return tmp_path / "run"
 
 
@@ -215,7 +179,7 @@ def failing_reads(monkeypatch):
 
 def test_a_one_off_read_error_moves_nothing_and_resumes_from_the_newest(trained, failing_reads):
     failing_reads(1)
-    result = trainer.train(TrainConfig.tiny(steps=9), trained, progress=False)
+    result = trainer.train(tiny_config(steps=9), trained, progress=False)
     assert result.resumed_from == 6
     assert saved_steps(trained) == ["3", "6", "9"]
 
@@ -224,7 +188,7 @@ def test_a_read_error_on_every_attempt_moves_nothing_and_names_the_error(trained
     failing_reads(10**6)
     before = listing(trained / "checkpoints")
     with pytest.raises(CheckpointError) as error:
-        trainer.train(TrainConfig.tiny(steps=9), trained, progress=False)
+        trainer.train(tiny_config(steps=9), trained, progress=False)
     message = str(error.value)
     assert "nothing was moved" in message and "step 6" in message
     assert "Input/output error (injected)" in message and "\n" not in message
@@ -234,13 +198,13 @@ def test_a_read_error_on_every_attempt_moves_nothing_and_names_the_error(trained
 @pytest.mark.parametrize("damage", [flip_bytes, truncate])
 def test_a_corrupt_newest_is_set_aside_by_training_and_the_previous_used(trained, damage, caplog):
     damage(trained / "checkpoints" / "6")
-    result = trainer.train(TrainConfig.tiny(steps=9), trained, progress=False)
+    result = trainer.train(tiny_config(steps=9), trained, progress=False)
     assert result.resumed_from == 3 and result.step == 9
     assert "checkpoint 6 fails to restore" in caplog.text
     names = saved_steps(trained)  # 6 and 9 saved anew by the resumed run
     assert "3" in names and "6" in names and "9" in names
     assert any(n.startswith("6.corrupt-") for n in names)  # moved aside, not deleted
-    straight = trainer.train(TrainConfig.tiny(steps=9), trained.parent / "straight", progress=False)
+    straight = trainer.train(tiny_config(steps=9), trained.parent / "straight", progress=False)
     assert_same_state(result.state, straight.state)
 
 
@@ -256,7 +220,7 @@ def test_sampling_from_a_workdir_with_a_corrupt_newest_moves_nothing(trained, ca
 def test_the_digest_catches_what_orbax_does_not(trained):
     """Without the digest the flipped bytes would restore silently as other parameters."""
     flip_bytes(trained / "checkpoints" / "6")
-    gan = trainer.make_gan(TrainConfig.tiny(), num_classes=10)
+    gan = trainer.make_gan(tiny_config(), num_classes=10)
     checkpointer = Checkpointer(trained / "checkpoints")
     try:
         template = gan.init(jax.random.key(0))
@@ -291,9 +255,9 @@ def test_resuming_under_other_library_versions_warns_or_with_strict_refuses(
     monkeypatch.setattr(trainer, "library_versions", lambda: other)
     before = listing(trained / "checkpoints")
     with pytest.raises(CheckpointError, match="other library versions .*jaxlib .* -> 0.0.1"):
-        trainer.train(TrainConfig.tiny(steps=9, strict_versions=True), trained, progress=False)
+        trainer.train(tiny_config(steps=9, strict_versions=True), trained, progress=False)
     assert listing(trained / "checkpoints") == before
-    result = trainer.train(TrainConfig.tiny(steps=9), trained, progress=False)
+    result = trainer.train(tiny_config(steps=9), trained, progress=False)
     assert result.resumed_from == 6
     warnings = [r.getMessage() for r in caplog.records if "library versions" in r.getMessage()]
     assert len(warnings) == 1 and "not be bitwise identical" in warnings[0]
@@ -304,7 +268,7 @@ def test_checkpoints_record_the_library_versions(trained):
 
     checkpointer = Checkpointer(trained / "checkpoints")
     try:
-        gan = trainer.make_gan(TrainConfig.tiny(), num_classes=10)
+        gan = trainer.make_gan(tiny_config(), num_classes=10)
         _, _, meta = checkpointer.restore_latest(gan.init(jax.random.key(0)))
     finally:
         checkpointer.close()
@@ -320,7 +284,7 @@ def test_the_loop_reads_the_device_only_at_logs_and_grids(tmp_path, monkeypatch)
     calls = []
     real = trainer._to_host
     monkeypatch.setattr(trainer, "_to_host", lambda tree: calls.append(1) or real(tree))
-    config = TrainConfig.tiny(steps=24, log_every=4, sample_every=6, checkpoint_every=8)
+    config = tiny_config(steps=24, log_every=4, sample_every=6, checkpoint_every=8)
     trainer.train(config, tmp_path, progress=False)
     steps = range(1, 25)
     logs = [s for s in steps if s % 4 == 0 or s % 8 == 0 or s == 24]
@@ -342,4 +306,4 @@ def test_the_training_step_takes_no_host_to_device_copy(tmp_path, monkeypatch):
 
     monkeypatch.setattr(data_lib, "prefetch_to_device", host_batches)
     with pytest.raises(Exception, match="[Dd]isallowed host-to-device transfer"):
-        trainer.train(TrainConfig.tiny(steps=2), tmp_path, progress=False)
+        trainer.train(tiny_config(steps=2), tmp_path, progress=False)

@@ -14,7 +14,7 @@ import pytest
 import jaxgan
 from jaxgan import losses
 from jaxgan.layers import spectral_norm, spectrally_normalized
-from tiny import tiny_gan
+from tests.support import tiny_gan
 
 REAL = jnp.array([2.0, 0.5, -1.0])
 FAKE = jnp.array([-3.0, 0.25, 1.5])

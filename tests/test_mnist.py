@@ -21,13 +21,13 @@ from jaxgan import trainer
 from jaxgan.checkpoint import CheckpointError
 from jaxgan.config import ConfigError, TrainConfig
 from jaxgan.summary import read_metrics
+from tests.support import ROOT, tiny_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_flags(**overrides):
     """Command-line flags for TrainConfig.tiny (plus overrides)."""
-    config = TrainConfig.tiny(**overrides)
+    config = tiny_config(**overrides)
     flags = []
     for name, value in config.to_json().items():
         flag = "--" + name.replace("_", "-")
@@ -50,12 +50,12 @@ def leaves_equal(a, b):
 
 
 def test_run_writes_everything_a_user_expects(tmp_path):
-    result = trainer.train(TrainConfig.tiny(), tmp_path, progress=False)
+    result = trainer.train(tiny_config(), tmp_path, progress=False)
     assert result.step == 6 and result.resumed_from is None
     assert int(result.state.step) == 6
     # config.json is the run's config with the auto fields resolved (labelled digits), and
     # says why.
-    assert TrainConfig.load(tmp_path / "config.json") == TrainConfig.tiny(
+    assert TrainConfig.load(tmp_path / "config.json") == tiny_config(
         conditional=True, clusters=0, r1_gamma=0.0)
     assert json.loads((tmp_path / "config.json").read_text())["model"] == (
         "conditioned on the data's labels (auto: the data has labels)")
@@ -76,7 +76,7 @@ def test_run_writes_everything_a_user_expects(tmp_path):
 
 def test_sample_grids_use_one_fixed_noise_batch(tmp_path):
     """The grid at a step depends only on the parameters: same noise at every save."""
-    result = trainer.train(TrainConfig.tiny(steps=3, conditional=False, clusters=0), tmp_path,
+    result = trainer.train(tiny_config(steps=3, conditional=False, clusters=0), tmp_path,
                            progress=False)
     gan = result.gan
     expected_noise = trainer._sample_noise(gan, 0, trainer.SAMPLE_GRID_SIZE)
@@ -95,13 +95,13 @@ KILL_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
     from jaxgan import trainer
-    from jaxgan.config import TrainConfig
+    from tests.support import tiny_config  # python -c: the checkout (the cwd) is on the path
 
     def maybe_die(step):
         if step == int(sys.argv[2]):
             os.kill(os.getpid(), signal.SIGKILL)
 
-    config = TrainConfig.tiny(steps=12, checkpoint_every=4, keep_checkpoints=5)
+    config = tiny_config(steps=12, checkpoint_every=4, keep_checkpoints=5)
     trainer.train(config, sys.argv[1], progress=False, on_step=maybe_die)
     """
 )
@@ -110,17 +110,15 @@ KILL_SCRIPT = textwrap.dedent(
 def test_sigkill_and_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     """Killed with SIGKILL at step 10 (after checkpoint 8), resumed: same parameters, same
     data order, same metrics as a run that never stopped."""
-    script = tmp_path / "kill.py"
-    script.write_text(KILL_SCRIPT)
     killed = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "killed"), "10"],
+        [sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "killed"), "10"],
         cwd=ROOT, capture_output=True, text=True, timeout=180,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     saved = sorted(int(s) for s in os.listdir(tmp_path / "killed" / "checkpoints") if s.isdigit())
     assert saved and max(saved) <= 8
 
-    config = TrainConfig.tiny(steps=12, checkpoint_every=4, keep_checkpoints=5)
+    config = tiny_config(steps=12, checkpoint_every=4, keep_checkpoints=5)
     resumed = trainer.train(config, tmp_path / "killed", progress=False)
     assert resumed.resumed_from == max(saved)
     straight = trainer.train(config, tmp_path / "straight", progress=False)
@@ -137,10 +135,10 @@ def test_sigkill_and_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
 
 
 def test_resume_continues_to_more_steps(tmp_path):
-    trainer.train(TrainConfig.tiny(steps=3), tmp_path, progress=False)
-    result = trainer.train(TrainConfig.tiny(steps=6), tmp_path, progress=False)
+    trainer.train(tiny_config(steps=3), tmp_path, progress=False)
+    result = trainer.train(tiny_config(steps=6), tmp_path, progress=False)
     assert result.resumed_from == 3 and result.step == 6
-    straight = trainer.train(TrainConfig.tiny(steps=6), tmp_path / "b", progress=False)
+    straight = trainer.train(tiny_config(steps=6), tmp_path / "b", progress=False)
     assert leaves_equal(result.state.g_params, straight.state.g_params)
 
 
@@ -156,7 +154,7 @@ def snapshot(directory):
     (dict(g_widths=(8,)), "g_widths"),
     (dict(d_widths=()), "d_widths"),
     (dict(kernel_size=0), "kernel_size"),
-    (dict(g_dense=0), "g_dense"),
+    (dict(d_dense=0), "d_dense"),
     (dict(d_minibatch_std=-1), "d_minibatch_std"),
     (dict(d_minibatch_std=3), "d_minibatch_std"),  # 3 does not divide the batch of 8
     (dict(d_minibatch_std=4, pack=4), "d_minibatch_std"),  # D judges 2 packs per batch
@@ -166,7 +164,7 @@ def test_bad_model_settings_name_their_field_and_the_command_line_their_flag(ove
     from experiments.cli import flag_words
 
     with pytest.raises(ConfigError) as error:
-        TrainConfig.tiny(**overrides).validate()
+        tiny_config(**overrides).validate()
     assert error.value.field == field and str(error.value).startswith(field + ": ")
     assert "--" not in str(error.value)
     assert flag_words(error.value, [field]).startswith("--" + field.replace("_", "-") + ": ")
@@ -183,28 +181,29 @@ def test_dcgan_settings_are_refused_for_the_mlp_pair(field, value):
     assert error.value.field == field
 
 
-def test_model_settings_of_earlier_workdirs_resume():
-    """Widths left None by earlier versions meant the modules' defaults: the dcgan preset's."""
+def test_model_settings_are_what_fixes_the_parameters_shapes():
+    """DCGAN widths of None are the modules' defaults (the dcgan preset's); the paper's pair
+    has no DCGAN fields."""
     from jaxgan.config import preset
 
-    earlier = TrainConfig.from_json({"arch": "dcgan", "g_widths": None, "d_widths": None})
-    assert earlier.model() == preset("dcgan").model()
-    assert earlier.model() != TrainConfig().model()
+    assert TrainConfig(g_widths=None, d_widths=None).model() == TrainConfig(
+        g_widths=(256, 128, 64), d_widths=(64, 128)).model()
+    assert TrainConfig(g_widths=None, d_widths=None).model()["g_widths"] == preset(
+        "dcgan").g_widths
     assert TrainConfig(arch="mlp").model() == {"arch": "mlp", "latent_dim": 100, "ema_decay": True,
                                                "lr_schedule": "constant", "optimizer": "adam",
                                                "pack": 1, "conditional": None, "clusters": None}
-    # before the optimizer was a setting, every run used Adam; before conditional GANs, no
-    # run was conditional; before self-conditioning, none had clusters
-    assert TrainConfig.from_json({"arch": "mlp"}).model() == TrainConfig(
-        arch="mlp", conditional=False, clusters=0).model()
+    # What does not shape the state is not in it: the seed, the data, the loss, the rates.
+    assert TrainConfig(seed=3, g_loss="minimax", g_lr=1.0, ema_decay=0.5).model() == \
+        TrainConfig().model()
 
 
 def test_resume_with_a_different_model_is_refused_and_touches_nothing(tmp_path):
-    trainer.train(TrainConfig.tiny(), tmp_path, progress=False)
+    trainer.train(tiny_config(), tmp_path, progress=False)
     before = snapshot(tmp_path / "checkpoints")
     config_before = (tmp_path / "config.json").read_text()
     with pytest.raises(ConfigError, match="g_widths") as error:
-        trainer.train(TrainConfig.tiny(g_widths=(8, 8, 4), steps=9), tmp_path, progress=False)
+        trainer.train(tiny_config(g_widths=(8, 8, 4), steps=9), tmp_path, progress=False)
     assert "g_widths" in str(error.value) and "new workdir" in str(error.value)
     assert snapshot(tmp_path / "checkpoints") == before
     assert (tmp_path / "config.json").read_text() == config_before
@@ -212,11 +211,11 @@ def test_resume_with_a_different_model_is_refused_and_touches_nothing(tmp_path):
 
 def test_checkpoint_that_does_not_fit_is_refused_even_without_config(tmp_path):
     """Shapes are checked against the checkpoint itself, not only against config.json."""
-    trainer.train(TrainConfig.tiny(), tmp_path, progress=False)
+    trainer.train(tiny_config(), tmp_path, progress=False)
     os.remove(tmp_path / "config.json")
     before = snapshot(tmp_path / "checkpoints")
     with pytest.raises(CheckpointError, match="does not fit"):
-        trainer.train(TrainConfig.tiny(d_widths=(4, 4), steps=9), tmp_path, progress=False)
+        trainer.train(tiny_config(d_widths=(4, 4), steps=9), tmp_path, progress=False)
     assert snapshot(tmp_path / "checkpoints") == before
 
 
@@ -230,7 +229,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
 
     monkeypatch.setattr(trainer, "train_step", poisoned)
     with pytest.raises(trainer.NonFiniteLossError, match="step 5") as error:
-        trainer.train(TrainConfig.tiny(steps=9), tmp_path, progress=False)
+        trainer.train(tiny_config(steps=9), tmp_path, progress=False)
     assert error.value.step == 5
     assert "checkpoint (step 3) is kept" in str(error.value)
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3"]
@@ -347,7 +346,7 @@ def test_table1_presets_are_their_rows_commands():
 def test_training_on_a_row_range_of_the_train_split(tmp_path):
     from jaxgan.checkpoint import Checkpointer
 
-    result = trainer.train(TrainConfig.tiny(steps=1, train_split="train[:100]"), tmp_path,
+    result = trainer.train(tiny_config(steps=1, train_split="train[:100]"), tmp_path,
                            progress=False)
     checkpointer = Checkpointer(tmp_path / "checkpoints")
     try:
@@ -356,4 +355,4 @@ def test_training_on_a_row_range_of_the_train_split(tmp_path):
         checkpointer.close()
     assert meta["data"]["num_examples"] == 100  # the batches came from those 100 rows
     with pytest.raises(ConfigError, match="train_split"):
-        TrainConfig.tiny(train_split="test").validate()
+        tiny_config(train_split="test").validate()

@@ -13,7 +13,7 @@ import pytest
 
 import jaxgan
 from jaxgan.multistep import train_steps
-from tiny import tiny_gan
+from tests.support import tiny_config, tiny_gan
 
 BATCH, STEPS = 4, 3
 
@@ -101,11 +101,10 @@ def test_train_steps_compiles_once(key):
 
 def test_trainer_with_steps_per_call_matches_one_step_per_call(tmp_path):
     from jaxgan import trainer
-    from jaxgan.config import TrainConfig
     from jaxgan.summary import read_metrics
 
     # 7 steps, 3 per call: two calls of 3, then one single step (the remainder)
-    base = TrainConfig.tiny(steps=7, log_every=3, sample_every=3, checkpoint_every=3)
+    base = tiny_config(steps=7, log_every=3, sample_every=3, checkpoint_every=3)
     calls = []
     one = trainer.train(base, tmp_path / "one", progress=False)
     three = trainer.train(dataclasses.replace(base, steps_per_call=3), tmp_path / "three",
@@ -132,7 +131,7 @@ def test_trainer_with_steps_per_call_matches_one_step_per_call(tmp_path):
 
 
 def test_steps_per_call_must_divide_the_periodic_actions():
-    from jaxgan.config import ConfigError, TrainConfig
+    from jaxgan.config import ConfigError
 
     with pytest.raises(ConfigError, match="log_every 2 is not a multiple of steps_per_call 4"):
-        TrainConfig.tiny(steps_per_call=4, log_every=2).validate()
+        tiny_config(steps_per_call=4, log_every=2).validate()

@@ -51,7 +51,7 @@ def test_paper_sgd_in_the_trainer_counts_epochs_per_player_by_hand():
 
 @pytest.mark.parametrize("changes, field", [
     (dict(update="simultaneous", d_steps=2), "d_steps"),
-    (dict(optimizer="paper_sgd", lr_schedule="cosine"), "lr_schedule"),
+    (dict(optimizer="paper_sgd", lr_schedule="linear"), "lr_schedule"),
     (dict(parzen_samples=10), "parzen_samples"),
     (dict(parzen_samples=10, train_split="train[100:]"), "parzen_samples"),
     (dict(parzen_samples=-1, train_split="train[:100]"), "parzen_samples"),

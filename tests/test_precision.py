@@ -22,9 +22,8 @@ import pytest
 
 import jaxgan
 from jaxgan import trainer
-from jaxgan.config import TrainConfig
 from jaxgan.summary import read_metrics
-from tiny import tiny_gan
+from tests.support import tiny_config, tiny_gan
 
 STEPS = 5
 
@@ -88,8 +87,8 @@ def test_bfloat16_adam_steps_point_where_float32_steps_do():
 def test_bfloat16_training_run_end_to_end(tmp_path):
     """``--dtype bfloat16`` through the trainer: finite losses close to float32's, a sample
     grid, and float32 parameters in the checkpoint (which restores)."""
-    trainer.train(TrainConfig.tiny(dtype="bfloat16"), tmp_path / "bf16", progress=False)
-    trainer.train(TrainConfig.tiny(), tmp_path / "f32", progress=False)
+    trainer.train(tiny_config(dtype="bfloat16"), tmp_path / "bf16", progress=False)
+    trainer.train(tiny_config(), tmp_path / "f32", progress=False)
     records = read_metrics(tmp_path / "bf16" / "metrics.jsonl")
     reference = read_metrics(tmp_path / "f32" / "metrics.jsonl")
     assert [r["step"] for r in records] == [2, 3, 4, 6]

@@ -7,7 +7,6 @@ re-clustering is exact.
 
 import dataclasses
 import json
-import os
 import threading
 
 import jax
@@ -20,7 +19,7 @@ import jaxgan
 from jaxgan import checkpoint as checkpoint_lib
 from jaxgan import cluster, trainer
 from jaxgan.config import SELF_CONDITION_CLUSTERS, SELF_CONDITION_R1, ConfigError, TrainConfig
-from tiny import tiny_gan
+from tests.support import tiny_config, tiny_gan
 
 STATE_FIELDS = ("g_params", "d_params", "g_opt_state", "d_opt_state", "g_ema_params",
                 "g_batch_stats", "step")
@@ -54,7 +53,7 @@ def digits(tmp_path_factory):
 def config(data, **overrides):
     values = dict(data=data, steps=8, checkpoint_every=4, recluster_every=4)
     values.update(overrides)
-    return TrainConfig.tiny(**values)
+    return tiny_config(**values)
 
 
 def test_no_label_reaches_a_label_free_run(digits, tmp_path):

@@ -3,10 +3,10 @@
 The pytest process has already initialized its one CPU device, so the multi-device checks run
 in fresh processes started from this file:
 
-* ``python tests/test_sharding.py eight WORKDIR`` asks for 8 host CPU devices
+* ``python -m tests.test_sharding eight WORKDIR`` asks for 8 host CPU devices
   (``jax_num_cpu_devices``), measures sharded against single-device training once (a module
   fixture) and prints the numbers as JSON; the tests below assert on them.
-* ``python tests/test_sharding.py process ID PORT WORKDIR`` is one of two processes of a real
+* ``python -m tests.test_sharding process ID PORT WORKDIR`` is one of two processes of a real
   multi-host run on this machine (``jax.distributed`` on localhost, gloo collectives, 2 CPU
   devices each).
 
@@ -25,8 +25,11 @@ import sys
 
 import numpy as np
 import pytest
+from tests.support import ROOT, tiny_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# One worker runs this module: its tests share a costly module fixture.
+pytestmark = pytest.mark.xdist_group("sharding")
+
 DEVICES = 8
 # Max |difference| over every leaf of the state after 3 steps. Measured: ~6e-8 (dcgan) and
 # ~1e-7 (mlp), for parameters that moved by ~3e-3 (Adam, lr 1e-3).
@@ -46,7 +49,7 @@ TRAINER_STATE_TOLERANCE = 1e-4
 def _tiny_gan(arch: str):
     """The tiny DCGAN (generator batch normalization, EMA, k = 2) or a tiny maxout pair
     (dropout in D): the code paths of the real models at a few hundred parameters."""
-    from tiny import tiny_gan
+    from tests.support import tiny_gan
 
     if arch == "dcgan":
         return tiny_gan("dcgan", latent_dim=16, ema_decay=0.9, d_steps=2)
@@ -160,24 +163,24 @@ def _trainer_runs(workdir: str) -> dict:
 
     from jaxgan import sharding, trainer
     from jaxgan.checkpoint import Checkpointer
-    from jaxgan.config import ConfigError, TrainConfig
+    from jaxgan.config import ConfigError
     from jaxgan.summary import read_metrics
 
-    config = TrainConfig.tiny(batch_size=16, steps=6)
+    config = tiny_config(batch_size=16, steps=6)
     eight = trainer.train(config, os.path.join(workdir, "eight"), progress=False)
     one = trainer.train(
-        TrainConfig.tiny(batch_size=16, steps=6, num_devices=1),
+        tiny_config(batch_size=16, steps=6, num_devices=1),
         os.path.join(workdir, "one"), progress=False,
     )
-    trainer.train(TrainConfig.tiny(batch_size=16, steps=3), os.path.join(workdir, "resumed"),
+    trainer.train(tiny_config(batch_size=16, steps=3), os.path.join(workdir, "resumed"),
                   progress=False)
     resumed = trainer.train(config, os.path.join(workdir, "resumed"), progress=False)
     # self-conditioned (re-clustered at step 3) on 8 devices and on 1: the same clusters
     self_conditioned = dict(batch_size=16, steps=6, conditional=False, clusters=4,
                             recluster_every=3)
-    sc_eight = trainer.train(TrainConfig.tiny(**self_conditioned),
+    sc_eight = trainer.train(tiny_config(**self_conditioned),
                              os.path.join(workdir, "sc_eight"), progress=False)
-    sc_one = trainer.train(TrainConfig.tiny(**self_conditioned, num_devices=1),
+    sc_one = trainer.train(tiny_config(**self_conditioned, num_devices=1),
                            os.path.join(workdir, "sc_one"), progress=False)
     sc_clusters = []
     for name, result in (("sc_eight", sc_eight), ("sc_one", sc_one)):
@@ -188,7 +191,7 @@ def _trainer_runs(workdir: str) -> dict:
             checkpointer.close()
     # three iterations per compiled call on the same 8 devices: the same run to float rounding
     fused = trainer.train(
-        TrainConfig.tiny(batch_size=16, steps=6, steps_per_call=3, log_every=3),
+        tiny_config(batch_size=16, steps=6, steps_per_call=3, log_every=3),
         os.path.join(workdir, "fused"), progress=False,
     )
 
@@ -207,7 +210,7 @@ def _trainer_runs(workdir: str) -> dict:
     errors = {}
     for name, bad in (("batch_12", dict(batch_size=12)), ("devices_9", dict(num_devices=9))):
         try:
-            trainer.train(TrainConfig.tiny(**bad), os.path.join(workdir, name), progress=False)
+            trainer.train(tiny_config(**bad), os.path.join(workdir, name), progress=False)
         except ConfigError as error:
             errors[name] = str(error)
     return {
@@ -262,16 +265,16 @@ def _run_one_of_two_processes(process_id: int, port: int, workdir: str) -> dict:
     jax.config.update("jax_num_cpu_devices", 2)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     from jaxgan import sharding, trainer
-    from jaxgan.config import ConfigError, TrainConfig
+    from jaxgan.config import ConfigError
 
     try:  # the library does not start the runtime behind the caller's back
-        trainer.train(TrainConfig.tiny(steps=3, multihost=True), workdir, progress=False)
+        trainer.train(tiny_config(steps=3, multihost=True), workdir, progress=False)
         refused = False
     except ConfigError as error:
         refused = error.field == "multihost" and not jax.distributed.is_initialized()
     sharding.initialize_multihost()
-    first = trainer.train(TrainConfig.tiny(steps=3, multihost=True), workdir, progress=False)
-    second = trainer.train(TrainConfig.tiny(steps=6, multihost=True), workdir, progress=False)
+    first = trainer.train(tiny_config(steps=3, multihost=True), workdir, progress=False)
+    second = trainer.train(tiny_config(steps=6, multihost=True), workdir, progress=False)
     kernel = second.state.g_params["Dense_0"]["kernel"]
     return {
         "refused_before_initialize": refused,
@@ -292,7 +295,7 @@ def _run_one_of_two_processes(process_id: int, port: int, workdir: str) -> dict:
 def eight(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("eight")
     result = subprocess.run(
-        [sys.executable, __file__, "eight", str(workdir)],
+        [sys.executable, "-m", "tests.test_sharding", "eight", str(workdir)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-4000:]
@@ -387,13 +390,12 @@ def test_two_processes_train_resume_and_match_one_device(tmp_path):
     its half of every batch, both write the checkpoint, both resume from it, and the result
     matches one device; the checkpoint restores on one device too."""
     from jaxgan import trainer
-    from jaxgan.config import TrainConfig
     from jaxgan.summary import read_metrics
 
     workdir, port = tmp_path / "two", _free_port()
     processes = [
         subprocess.Popen(
-            [sys.executable, __file__, "process", str(i), str(port), str(workdir)],
+            [sys.executable, "-m", "tests.test_sharding", "process", str(i), str(port), str(workdir)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         for i in range(2)
@@ -415,7 +417,7 @@ def test_two_processes_train_resume_and_match_one_device(tmp_path):
         assert out["resumed_from"] == [None, 3]
     assert outputs[0]["kernel_sum"] == outputs[1]["kernel_sum"]
 
-    single = trainer.train(TrainConfig.tiny(steps=6), tmp_path / "one", progress=False)
+    single = trainer.train(tiny_config(steps=6), tmp_path / "one", progress=False)
     _, _, restored, step = trainer.load_trained(workdir)
     assert step == 6
     assert _max_abs_diff(_arrays(restored), _arrays(single.state)) < STATE_TOLERANCE
@@ -496,10 +498,10 @@ def test_one_device_keeps_the_plain_jit_path(tmp_path):
     from jax.sharding import PartitionSpec
 
     from jaxgan import sharding, trainer
-    from jaxgan.config import ConfigError, TrainConfig
+    from jaxgan.config import ConfigError
 
     assert jax.device_count() == 1
-    assert trainer._make_mesh(TrainConfig.tiny()) is None  # no mesh, no shardings
+    assert trainer._make_mesh(tiny_config()) is None  # no mesh, no shardings
     mesh = sharding.make_mesh()
     assert dict(mesh.shape) == {"data": 1}
     assert sharding.batch_sharding(mesh).spec == PartitionSpec(None, "data")
@@ -509,9 +511,9 @@ def test_one_device_keeps_the_plain_jit_path(tmp_path):
     with pytest.raises(ValueError, match=r"num_devices must be an integer in \[1, 1\]"):
         sharding.make_mesh(2)
     with pytest.raises(ConfigError, match="num_devices: 2 requested but this process has 1"):
-        trainer.train(TrainConfig.tiny(num_devices=2), tmp_path, progress=False)
+        trainer.train(tiny_config(num_devices=2), tmp_path, progress=False)
     with pytest.raises(ConfigError, match="num_devices: must be a positive integer"):
-        TrainConfig.tiny(num_devices=0).validate()
+        tiny_config(num_devices=0).validate()
 
 
 def test_command_line_documents_and_parses_the_multi_device_options():

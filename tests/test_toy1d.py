@@ -13,6 +13,9 @@ from PIL import Image
 
 from experiments import toy1d
 
+# One worker runs this module: its tests share a costly module fixture.
+pytestmark = pytest.mark.xdist_group("toy1d")
+
 PANEL_KEYS = {
     "step",
     "jsd_nats",

@@ -15,17 +15,16 @@ import sys
 import textwrap
 import types
 
-import numpy as np
 import pytest
 
 from jaxgan import trainer
 from jaxgan.checkpoint import Checkpointer
-from jaxgan.config import TrainConfig
 from jaxgan.files import StorageFullError, WorkdirBusyError, WorkdirLock
 from jaxgan.summary import MetricsWriter
-from test_faults import CONFIG_FLAGS, ROOT, assert_same_state, listing, saved_steps
+from tests.support import ROOT, TINY_FLAGS, assert_same_state, listing, saved_steps
+from tests.support import tiny_config
 
-CONFIG = TrainConfig.tiny(steps=12, checkpoint_every=4)
+CONFIG = tiny_config(steps=12, checkpoint_every=4)
 
 # Holds a workdir's lock from another process until killed.
 HOLDER = textwrap.dedent(
@@ -88,7 +87,7 @@ def test_a_second_trainer_is_refused_touches_nothing_and_the_first_goes_on(tmp_p
 def test_the_command_line_refuses_a_locked_workdir_in_one_line(tmp_path, holder):
     workdir = tmp_path / "run"
     process = holder(workdir)
-    run = subprocess.run([sys.executable, "-m", "experiments.mnist", *CONFIG_FLAGS,
+    run = subprocess.run([sys.executable, "-m", "experiments.mnist", *TINY_FLAGS,
                           "--workdir", str(workdir)], cwd=ROOT, capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 75, run.stderr[-2000:]
@@ -102,7 +101,7 @@ def test_the_command_line_refuses_a_locked_workdir_in_one_line(tmp_path, holder)
 
 def test_a_killed_holder_leaves_the_workdir_usable_at_once(tmp_path, holder, straight):
     workdir = tmp_path / "run"
-    trainer.train(TrainConfig.tiny(steps=4, checkpoint_every=4), workdir, progress=False)
+    trainer.train(tiny_config(steps=4, checkpoint_every=4), workdir, progress=False)
     process = holder(workdir)
     with pytest.raises(WorkdirBusyError):
         trainer.train(CONFIG, workdir, progress=False)
@@ -177,7 +176,7 @@ def test_a_full_disk_stops_in_one_line_and_the_run_resumes_exactly(tmp_path, mon
 def test_too_little_space_for_a_checkpoint_is_found_before_writing(tmp_path, monkeypatch):
     """The free space is checked against the checkpoint's size before Orbax writes: nothing
     of the step is written."""
-    run = trainer.train(TrainConfig.tiny(steps=3), tmp_path / "run", progress=False)
+    run = trainer.train(tiny_config(steps=3), tmp_path / "run", progress=False)
     checkpointer = Checkpointer(tmp_path / "other")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: types.SimpleNamespace(free=500))
     with pytest.raises(StorageFullError, match=r"no space for checkpoint 3 in .*other: it needs "
@@ -211,7 +210,7 @@ def test_the_command_line_on_a_filesystem_that_fills_up(tmp_path, straight, left
         with open(filler, "wb") as f:
             f.write(b"\0" * (shutil.disk_usage(mount).free - left))
         workdir = mount / "run"
-        flags = [*CONFIG_FLAGS, "--workdir", str(workdir)]
+        flags = [*TINY_FLAGS, "--workdir", str(workdir)]
         run = subprocess.run([sys.executable, "-m", "experiments.mnist", *flags], cwd=ROOT,
                              capture_output=True, text=True, timeout=300)
         assert run.returncode == 74, run.stderr[-3000:]
@@ -256,7 +255,7 @@ def test_sample_outputs_on_a_full_disk_are_one_line(tmp_path):
         pytest.skip("cannot mount a tmpfs here (needs root and a kernel that allows it)")
     try:
         workdir = tmp_path / "run"
-        trainer.train(TrainConfig.tiny(steps=3), workdir, progress=False)
+        trainer.train(tiny_config(steps=3), workdir, progress=False)
         with open(mount / "filler", "wb") as f:
             f.write(b"\0" * (shutil.disk_usage(mount).free - 8_000))
         run = subprocess.run([sys.executable, "-m", "experiments.mnist", "sample", "--workdir",

@@ -1,0 +1,1 @@
+"""jaxgan's tests: ``python -m pytest`` from the checkout."""
