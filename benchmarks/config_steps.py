@@ -21,7 +21,8 @@ import numpy as np
 
 import jaxgan
 import jaxgan.compile
-from benchmarks.train_step import (_alternate, _machine, _Runner, _stepping,
+from benchmarks.machine import describe_machine
+from benchmarks.train_step import (_alternate, _Runner, _stepping,
                                     check_without, options_without)
 from experiments.cli import Parser, add_config_flags, fail, given_fields
 from jaxgan import config as config_lib
@@ -88,7 +89,7 @@ def main(argv=None) -> dict:
     check_without(args.without)
     if args.repeats < 1 or not args.block_s > 0:
         fail("--repeats must be >= 1 and --block-s > 0")
-    machine = _machine(None)
+    machine = describe_machine(None)
     print(f"{machine['cpu']} (family {machine['cpu_family']}, model {machine['cpu_model']}; "
           f"ISA: {', '.join(machine['isa'])}), {machine['cores']} cores; jax {machine['jax']}")
     configs = [("default", config_lib.TrainConfig())]

@@ -24,9 +24,12 @@ import numpy as np
 
 import jaxgan
 import jaxgan.compile
-from benchmarks.train_step import _alternate, _machine, _Runner, reaching_taps, torch
+from benchmarks.machine import describe_machine, load_torch
+from benchmarks.train_step import _alternate, _Runner, reaching_taps
 from experiments.cli import Parser, add_config_flags, fail, given_fields
 from jaxgan import layers, models
+
+torch = None  # set by main: the PyTorch reference is optional
 
 __all__ = ["dcgan_convolutions", "time_layer", "main"]
 
@@ -190,10 +193,12 @@ def main(argv=None) -> list[dict]:
         fail(f"--batch: every size must be >= 1, got {','.join(map(str, args.batch))!r}")
     if args.repeats < 1 or not args.block_s > 0:
         fail("--repeats must be >= 1 and --block-s > 0")
-    use_torch = torch is not None and not args.no_torch
+    global torch
+    torch = None if args.no_torch else load_torch()
+    use_torch = torch is not None
     if use_torch:
         torch.set_num_threads(os.cpu_count())
-    m = _machine(os.cpu_count() if use_torch else None)
+    m = describe_machine(os.cpu_count() if use_torch else None)
     print(f"{m['cpu']} (family {m['cpu_family']}, model {m['cpu_model']}; ISA: "
           f"{', '.join(m['isa']) or 'not recorded'}), {m['cores']} cores; jax {m['jax']}, "
           f"torch {m['torch'] or 'not installed'} (threads {m['torch_threads']}); load average "

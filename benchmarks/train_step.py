@@ -13,7 +13,7 @@ started from the same parameters, checked to compute the same function before ti
 the DCGAN pair in both of PyTorch's memory layouts (NCHW and ``channels_last``): the
 reference is the faster of them in each run.
 
-Method (shared/PERF-NOTES.md): compile and warm up first; then repeat, alternating within
+Method (docs/performance.md): compile and warm up first; then repeat, alternating within
 one process, a block of JAX steps (``jax.block_until_ready`` at its end), a block of PyTorch
 steps (a host read of the loss at its end), and a 2048x2048 float32 matmul through XLA that
 measures the compute roof on the spot, so that load from other processes hits all of them
@@ -48,19 +48,11 @@ import functools
 import glob
 import json
 import os
-import platform
 import re
 import tempfile
 import time
 
-# PyTorch's OpenMP threads spin-wait by default. Where other processes share the cores, a
-# spinning thread that waits for a descheduled one stalls every parallel region: the
-# reference's MLP step measured 40x slower at load average 7 (1,000 ms instead of 25 ms).
-# Sleeping waits keep the reference fair under load; set OMP_WAIT_POLICY to override. It must
-# be set before torch loads its OpenMP runtime.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import jax  # noqa: E402 - after the OpenMP setting above
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -71,16 +63,14 @@ from experiments.cli import Parser, add_config_flags, fail, given_fields, writab
 from jaxgan import losses
 from jaxgan.multistep import train_steps
 from jaxgan.files import atomic_path
+from benchmarks.machine import accelerated, describe_machine, load_torch, machine_kind
+from benchmarks.report import DEFAULT_OPTIONS_IMPL, markdown
 
-try:  # optional benchmark dependency
-    import torch
+# torch and benchmarks.torch_reference, set by load_torch_reference (main calls it first):
+# the PyTorch reference is optional.
+torch = torch_reference = None
 
-    from benchmarks import torch_reference
-except ImportError:  # pragma: no cover - depends on the environment
-    torch = None
-    torch_reference = None
-
-__all__ = ["step_flops", "measure_roof", "check_reference", "benchmark", "main"]
+__all__ = ["step_flops", "measure_roof", "check_reference", "benchmark", "machine_kind", "main"]
 
 ROOF_SIZE = 2048  # the roof's matmul side on the CPU; on an accelerator ACCELERATOR_ROOF_SIZE
 ACCELERATOR_ROOF_SIZE = 8192
@@ -89,14 +79,9 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 PRECISIONS = ("default", "highest")
 
 
-def _accelerated() -> bool:
-    """Whether JAX's default backend is an accelerator (GPU or TPU), not the CPU."""
-    return jax.default_backend() != "cpu"
-
-
 def roof_size() -> int:
     """The side of the roof's square matmul: large enough to saturate the backend."""
-    return ACCELERATOR_ROOF_SIZE if _accelerated() else ROOF_SIZE
+    return ACCELERATOR_ROOF_SIZE if accelerated() else ROOF_SIZE
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,7 +379,6 @@ def make_gan(arch: str, dtype=jnp.float32) -> jaxgan.GAN:
     )
 
 
-DEFAULT_OPTIONS_IMPL = "jaxgan, jaxlib's default XLA options"
 
 
 def _stepping(compiled, state, *batch):
@@ -646,7 +630,7 @@ def profile_step(arch: str, batch: int, *, iters: int = 5, top: int = 15,
     jax.profiler.stop_trace()
     path = glob.glob(os.path.join(directory, "**", "*.xplane.pb"), recursive=True)[0]
     data = jax.profiler.ProfileData.from_file(path)
-    per_op = _op_times(data, _accelerated(), iters)
+    per_op = _op_times(data, accelerated(), iters)
     total = sum(per_op.values())
     by_kind: dict[str, float] = collections.defaultdict(float)
     for name, ms in per_op.items():
@@ -661,202 +645,6 @@ def profile_step(arch: str, batch: int, *, iters: int = 5, top: int = 15,
         "wall_ms": wall_ms,
         "by_kind_ms": dict(by_kind),
         "top_ops": [{"op": name, "ms": ms, "what": described.get(name, "")} for name, ms in ops],
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# Report
-
-
-def _fmt(value, spec):
-    return "-" if value is None else format(value, spec)
-
-
-def _roof_bound(record: dict, roof_gflops: float) -> str:
-    """One record's "what the roof allows" clause (``markdown``)."""
-    torch_ms = record["pytorch_ms_per_step"]
-    every_tap = record["gflop_per_step"]
-    parts = []
-    for gflop in dict.fromkeys((every_tap, record.get("gflop_per_step_reaching") or every_tap)):
-        ms = 1e3 * gflop / roof_gflops
-        parts.append(f"{gflop:.2f} GFLOP in {ms:.1f} ms, at most {torch_ms / ms:.2f}x")
-    return f"{record['arch']}/{record['batch']}: " + " or ".join(parts)
-
-
-def markdown(results: dict) -> str:
-    """The results as a markdown document (table first)."""
-    lines = [
-        "| arch | batch | implementation | steps/s | images/s | ms/step | vs PyTorch | "
-        "GFLOP/step | GFLOP/s | % of roof | compile s |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for r in results["records"]:
-        lines.append(
-            f"| {r['arch']} | {r['batch']} | {r['impl']} | {r['steps_per_s']:.2f} | "
-            f"{r['images_per_s']:.0f} | {r['ms_per_step']:.1f} | "
-            f"{_fmt(r['vs_pytorch'], '.2f')}{'x' if r['vs_pytorch'] else ''} | "
-            f"{r['gflop_per_step']:.2f} | {r['gflops']:.0f} | {100 * r['roof_fraction']:.0f}% | "
-            f"{_fmt(r['compile_s'], '.1f')} |"
-        )
-    m = results["machine"]
-    settings = results["settings"]
-    dtype = settings.get("dtype", "float32")
-    device = ""
-    if m.get("device"):
-        device = (f"JAX on {m.get('backend')} ({m['device']}, {m.get('device_count')} "
-                  f"device(s)), PyTorch on {m.get('torch_device') or 'no device (not timed)'}; "
-                  "host CPU ")
-    precision = m.get("precision", {})
-    notes = [
-        "",
-        f"Machine kind `{m.get('kind', '?')}`: {device}{m['cpu']} (family {m.get('cpu_family')}, "
-        f"model {m.get('cpu_model')}; ISA: {', '.join(m.get('isa', [])) or 'not recorded'}), "
-        f"{m['cores']} cores; jax {m['jax']}, jaxlib {m.get('jaxlib')}, flax {m['flax']}, "
-        f"optax {m['optax']}, torch {m['torch'] or 'not installed'} "
-        f"(torch threads: {m['torch_threads']}, OMP_WAIT_POLICY={m['omp_wait_policy']}; "
-        f"XLA uses all cores; XLA_FLAGS={m['xla_flags']!r}; jaxgan's steps compiled with "
-        f"compiler_options={m.get('compiler_options', {})!r}). "
-        f"Run {results['date']}; load average {m['load_before']} before, "
-        f"{m['load_after']} after (other processes share these cores). Computation dtype "
-        f"{dtype}; float32 precision {precision.get('option', 'default')!r} "
-        f"({', '.join(f'{k}={v}' for k, v in precision.items() if k != 'option')}).",
-        "",
-        f"Roof: {results['roof_gflops']:.0f} GFLOP/s, a {results.get('roof_size', ROOF_SIZE)}"
-        f"x{results.get('roof_size', ROOF_SIZE)} {dtype} matmul "
-        "through XLA timed between the steps (median); PyTorch's matmul: "
-        f"{_fmt(results.get('torch_roof_gflops'), '.0f')} GFLOP/s.",
-        "",
-        "One step = one `jaxgan.train_step` (one D update on real+fake, one G update), "
-        "compiled as the trainer compiles it (`jaxgan.compile.compiler_options()`; the row "
-        f"\"{DEFAULT_OPTIONS_IMPL}\" is the same step compiled without them; a row "
-        "\"jaxgan without NAME\", `--without NAME`, with them less that one), "
-        "non-saturating loss, Adam(2e-4, b1=0.5). images/s = real images consumed per "
-        "second (batch x steps/s). Medians of "
-        f"{results['settings']['repeats']} alternating repeats after warm-up; "
-        "vs PyTorch = the time per step of PyTorch's fastest layout in this run (for the "
-        "DCGAN pair both NCHW and channels_last are timed) / ours.",
-        "",
-        "GFLOP/step is analytic (`benchmarks.train_step.step_flops`): 2 FLOPs per "
-        "multiply-add of the dense and convolution layers that the step must compute (SAME "
-        "padding taps included; transposed convolutions without inserted zeros; kernel and "
-        "input gradients each one forward pass; elementwise work, normalization and Adam not "
-        "counted). XLA's `cost_analysis()` of the compiled step: "
-        + ", ".join(f"{r['arch']}/{r['batch']}: {r['xla_gflop_per_step']:.2f} GFLOP"
-                    for r in results["records"] if r["xla_gflop_per_step"] is not None)
-        + " (it counts what XLA runs, elementwise work included).",
-    ]
-    bounds = [_roof_bound(r, results["roof_gflops"]) for r in results["records"]
-              if r["impl"] == "jaxgan" and r.get("pytorch_ms_per_step")]
-    if bounds:
-        notes += ["", "What this run's roof allows: the time of the step's GFLOP at the roof, "
-                  "and PyTorch's time over it, the most \"vs PyTorch\" that a step computing "
-                  "those FLOPs could reach; the second figure counts only the convolution taps "
-                  "that land inside the image (`step_flops(..., padding_taps=False)`: what "
-                  "PyTorch's CPU convolutions multiply), the bound for a formulation that "
-                  "skips the padding taps: " + "; ".join(bounds) + "."]
-    if results.get("reference_check"):
-        notes += ["", "PyTorch reference check (largest relative difference, same parameters): "
-                  + "; ".join(f"{arch}: " + ", ".join(f"{k} {v:.1e}" for k, v in check.items())
-                              for arch, check in results["reference_check"].items()) + "."]
-    if not results["machine"]["torch"]:
-        notes += ["", "torch is not installed (`pip install torch==2.13.0`): no PyTorch "
-                  "comparison in this run."]
-    for number, prof in enumerate(results.get("profiles", []), start=2):
-        if prof.get("backend", "cpu") == "cpu":
-            where = (f"summed over threads; the step took {_fmt(prof.get('wall_ms'), '.1f')} "
-                     f"ms of wall time on {os.cpu_count()} cores, the rest is work the trace "
-                     "leaves unnamed, such as Eigen's convolution tasks")
-        else:
-            where = (f"the device's kernel time; the step took "
-                     f"{_fmt(prof.get('wall_ms'), '.1f')} ms of wall time, the rest is time "
-                     "the device waited: dispatch, host work, synchronization")
-        notes += [
-            "",
-            f"Table {number}: where the time of one jaxgan step goes, {prof['arch']} at batch "
-            f"{prof['batch']} (`--profile`): the {len(prof['top_ops'])} costliest XLA ops of "
-            f"{prof['total_ms']:.1f} ms of named op time per step ({where}); by kind: "
-            + ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(prof["by_kind_ms"].items(),
-                                                              key=lambda kv: -kv[1])) + ".",
-            "",
-            "| ms | share | op | computes |",
-            "| ---: | ---: | --- | --- |",
-        ] + [f"| {op['ms']:.2f} | {100 * op['ms'] / prof['total_ms']:.1f}% | {op['op']} | "
-             f"{op['what']} |" for op in prof["top_ops"]]
-    return "\n".join(lines + notes) + "\n"
-
-
-# The vector extensions that decide XLA:CPU's and PyTorch's kernels, widest first.
-ISA_FLAGS = ("avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "avx2", "fma", "avx")
-
-
-def _cpuinfo() -> dict[str, str]:
-    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
-    fields: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if not line.strip():
-                    break
-                key, _, value = line.partition(":")
-                fields[key.strip()] = value.strip()
-    except OSError:
-        pass
-    return fields
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-def machine_kind(cpu: str, flags: set[str], accelerator: str | None = None,
-                 family: str | None = None, model: str | None = None) -> str:
-    """A file-name-safe name of the machine kind: the CPU model, its widest vector ISA and,
-    where ``/proc/cpuinfo`` gives them, the CPU family and model numbers (``AMD EPYC`` with
-    avx512f, family 25, model 17 -> ``amd-epyc-avx512-f25m17``; without avx512f, with avx2
-    -> ``amd-epyc-avx2-f25m1``), or, where the benchmark ran on an accelerator, its device
-    kind (``NVIDIA H200`` -> ``nvidia-h200``). The numbers matter: virtual machines name
-    every AMD EPYC alike, and two generations with AVX-512 (family 25 model 17 and family 26
-    model 2) are different machines to compare against."""
-    if accelerator:
-        return _slug(accelerator) or "accelerator"
-    isa = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "no-avx2"
-    name = re.sub(r"\(.*?\)|\b(processor|cpu)\b|@.*", " ", cpu, flags=re.I)
-    kind = f"{_slug(name) or platform.machine()}-{isa}"
-    if all(str(n).strip().isdigit() for n in (family, model)):
-        kind += f"-f{int(family)}m{int(model)}"
-    return kind
-
-
-def _machine(torch_threads) -> dict:
-    info = _cpuinfo()
-    cpu = info.get("model name") or platform.processor() or platform.machine()
-    flags = set(info.get("flags", "").split())
-    import flax
-    import jaxlib
-
-    accelerator = jax.devices()[0].device_kind if _accelerated() else None
-    return {
-        "kind": machine_kind(cpu, flags, accelerator, info.get("cpu family"), info.get("model")),
-        "backend": jax.default_backend(),
-        "device": accelerator,
-        "device_count": jax.device_count(),
-        "cpu": cpu,
-        "cpu_family": info.get("cpu family"),
-        "cpu_model": info.get("model"),
-        "isa": [name for name in ISA_FLAGS if name in flags],
-        "cores": os.cpu_count(),
-        "numpy": np.__version__,
-        "jaxlib": jaxlib.__version__,
-        "jax": jax.__version__,
-        "flax": flax.__version__,
-        "optax": optax.__version__,
-        "torch": torch.__version__ if torch is not None else None,
-        "torch_threads": torch_threads,
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "compiler_options": jaxgan.compile.compiler_options(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
-        "load_before": None,
-        "load_after": None,
     }
 
 
@@ -905,8 +693,20 @@ class BenchmarkOptions:
     output_dir: str | None = None
 
 
+def load_torch_reference() -> None:
+    """Imports torch (``benchmarks.machine.load_torch``) and the PyTorch reference into this
+    module, where torch is installed."""
+    global torch, torch_reference
+    torch = load_torch()
+    if torch is not None:
+        from benchmarks import torch_reference as reference
+
+        torch_reference = reference
+
+
 def main(argv=None) -> dict:
     """Parses the command line, runs the benchmark, prints and writes the results."""
+    load_torch_reference()
     parser = Parser(prog="python -m benchmarks.train_step", description=__doc__.split("\n\n")[0])
     add_config_flags(parser, BenchmarkOptions, defaults=BenchmarkOptions(),
                      choices={"dtype": tuple(DTYPES), "precision": PRECISIONS})
@@ -935,7 +735,7 @@ def main(argv=None) -> dict:
         print("torch is not installed (pip install torch==2.13.0): "
               "reporting jaxgan's figures only.")
     torch_device = None
-    if use_torch and _accelerated():
+    if use_torch and accelerated():
         if jax.default_backend() == "gpu" and torch.cuda.is_available():
             torch_device = torch.device("cuda", 0)
         else:
@@ -951,7 +751,7 @@ def main(argv=None) -> dict:
             fast = args.precision == "default"  # TF32 as JAX's default on these GPUs
             torch.backends.cuda.matmul.allow_tf32 = fast
             torch.backends.cudnn.allow_tf32 = fast
-    machine = _machine(args.torch_threads if use_torch else None)
+    machine = describe_machine(args.torch_threads if use_torch else None)
     machine["load_before"] = [round(x, 2) for x in os.getloadavg()]
     machine["precision"] = {
         "option": args.precision,

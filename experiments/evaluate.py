@@ -54,6 +54,12 @@ from experiments.cli import (
 # Parzen sigma on rows 50,000-50,999.
 _FULL_TRAIN_ROWS, _PAPER_TRAIN_ROWS, _PAPER_VALIDATION = 60_000, 50_000, 1_000
 _CLASSIFIER_MIN_ACCURACY = 0.98
+# --classifier-preset: jaxgan.eval.classifier.ClassifierConfig fields over its defaults;
+# tiny trains in seconds to no useful accuracy (the same code path, for smoke checks).
+CLASSIFIER_PRESETS = {
+    "default": {},
+    "tiny": dict(widths=(2, 4, 4), kernel_sizes=(3, 3, 3), feature_dim=8, steps=3, batch_size=8),
+}
 
 log = logging.getLogger("experiments.evaluate")
 
@@ -85,7 +91,8 @@ class EvaluateOptions:
       reference_split: the split (and row range) of reference_data.
       cache_dir: the classifier cache (none: ~/.cache/jaxgan/classifier).
       retrain_classifier: train the classifier even if it is cached.
-      classifier_preset: default, or tiny: a seconds-long untrained-quality network, for tests.
+      classifier_preset: default, or tiny: a seconds-long untrained-quality network, for smoke
+        checks.
       classifier_seed: seeds the classifier's parameters, batches and augmentation.
       classifier_steps: its optimizer steps (none: the preset's).
       seed: seeds the Parzen validation split and the noise row.
@@ -124,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Evaluate generated images (MNIST digits by default) against a test split.",
     )
     add_config_flags(parser, EvaluateOptions, defaults=EvaluateOptions(),
-                     choices={"classifier_preset": ("default", "tiny")})
+                     choices={"classifier_preset": tuple(CLASSIFIER_PRESETS)})
     return parser
 
 
@@ -333,8 +340,9 @@ def main(argv: list[str] | None = None) -> None:
     seconds["load_data"] = time.perf_counter() - started
 
     start = time.perf_counter()
-    config = (jeval.ClassifierConfig.tiny() if args.classifier_preset == "tiny"
-              else jeval.ClassifierConfig())
+    from jaxgan.eval.classifier import ClassifierConfig
+
+    config = ClassifierConfig(**CLASSIFIER_PRESETS[args.classifier_preset])
     config = dataclasses.replace(
         config, seed=args.classifier_seed, steps=args.classifier_steps or config.steps
     )

@@ -143,7 +143,7 @@ class Checkpointer:
             restored, error = None, None
             for attempt in range(1, self._attempts + 1):
                 try:
-                    restored, error = self._restore_step(step, template), None
+                    restored, error = self.restore(step, template), None
                 except CheckpointError:
                     raise
                 except Exception as caught:  # noqa: BLE001 - judged below: retry, then older
@@ -181,8 +181,16 @@ class Checkpointer:
             f"(nothing was moved); the newest, step {newest}, fails with: {_first_line(error)}"
         )
 
-    def _restore_step(self, step: int, template: GANState) -> tuple[GANState, dict[str, Any]]:
-        """Restores checkpoint ``step`` into ``template``'s structure; raises on any fault."""
+    def restore(self, step: int, template: GANState) -> tuple[GANState, dict[str, Any]]:
+        """Checkpoint ``step`` restored into ``template``'s structure, and its metadata;
+        raises on any fault (``restore_latest`` judges them: retry, then older).
+
+        Raises:
+          CheckpointError: the checkpoint does not fit ``template``'s model.
+          ValueError: its arrays do not match the digest saved with them, or their metadata
+            is unreadable.
+          OSError: a read error.
+        """
         saveable = _to_saveable(template)
         expected = _shapes_by_name(saveable)
         stored = self._manager.item_metadata(step)["state"]

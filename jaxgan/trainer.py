@@ -289,7 +289,7 @@ class _HeldoutParzen:
             labels = jnp.asarray(cluster_lib.stratified_labels(self.clusters.counts, self.CHUNK))
             if self.mesh is not None:
                 labels = jax.device_put(labels, sharding_lib.replicated_sharding(self.mesh))
-        chunks = _to_host([self.render(params, stats, z, labels) for z in self.noise])
+        chunks = jax.device_get([self.render(params, stats, z, labels) for z in self.noise])
         samples = np.concatenate([np.asarray(c, np.float64) for c in chunks])[: self.num]
         sigma, means = select_parzen_sigma(self.heldout, samples)
         return {"parzen_heldout": float(means.max()), "parzen_sigma": sigma}
@@ -339,7 +339,7 @@ class _Clusters:
         self.assignments, self.step = self._cluster(pixels, 0), 0
 
     def recluster(self, state: GANState, step: int) -> None:
-        params = _to_host(state.d_params)  # replicated: every process has all of it
+        params = jax.device_get(state.d_params)  # replicated: every process has all of it
         unit = self._images.astype(np.float32) / 255.0
         chunks = []
         for start in range(0, len(unit), self.CHUNK):  # padded: one compiled shape
@@ -421,11 +421,6 @@ def _check_versions(meta: dict, step: int, strict: bool) -> None:
         "resuming checkpoint %d under other library versions (%s): the run will not be "
         "bitwise identical to an uninterrupted one", step, changed,
     )
-
-
-def _to_host(tree):
-    """Every device-to-host read of the training loop goes through here (tests count them)."""
-    return jax.device_get(tree)
 
 
 class _StopCheck:
@@ -963,7 +958,7 @@ class _MetricLog:
     def flush(self, step: int, state: GANState, *, at_checkpoint: bool,
               last_checkpoint: int | None) -> None:
         values = []  # one record per step
-        for record in _to_host(self._pending):
+        for record in jax.device_get(self._pending):
             stacked = {name: np.atleast_1d(value) for name, value in record.items()}
             count = len(next(iter(stacked.values())))
             values.extend({name: value[i] for name, value in stacked.items()} for i in range(count))
@@ -1025,7 +1020,7 @@ class _SampleGrids:
             if self._mesh is not None:
                 labels = jax.device_put(labels, sharding_lib.replicated_sharding(self._mesh))
         grid = self._render(*self._sampling_variables(state), self._noise, labels)
-        grid = np.asarray(_to_host(grid), np.float32)
+        grid = np.asarray(jax.device_get(grid), np.float32)
         if self._primary:
             for name in (f"step_{step:06d}.png", "latest.png"):
                 with _writing(os.path.join(self._dir, name)):

@@ -2,7 +2,6 @@
 options of jaxgan's compiled steps (``jaxgan.compile.compiler_options``)."""
 
 import functools
-import re
 from unittest import mock
 
 import jax
@@ -91,16 +90,10 @@ def test_compiler_options_per_backend():
     assert "x" not in compiler_options()
 
 
-def _state_copies(hlo: str) -> int:
-    """float32 copies in the entry computation of a compiled step."""
-    entry = hlo[hlo.index("ENTRY"):]
-    return len(re.findall(r"= f32\[[^\n]* copy\(", entry))
-
-
-def test_region_analysis_drops_the_donated_state_s_copies_with_the_same_results():
-    """With the state donated, XLA's default copy insertion copies parameters and Adam
-    moments that an in-place update still reads; the compiled step with jaxgan's options
-    makes none of those copies and computes the same states bit for bit."""
+def test_region_analysis_leaves_the_donated_steps_states_bit_identical():
+    """jaxgan's copy insertion option (what it saves: ``python -m benchmarks.config_steps``)
+    changes where the donated state is copied, not what the step computes: three steps
+    with and without it give the same states bit for bit."""
     mlp = jaxgan.GAN(*jaxgan.make_models("mlp"), optax.adam(2e-4, b1=0.5),
                      optax.adam(2e-4, b1=0.5))
     dcgan = jaxgan.GAN(*_pair(True), optax.adam(2e-4, b1=0.5), optax.adam(2e-4, b1=0.5),
@@ -116,16 +109,14 @@ def _check_region_analysis(gan):
     options = compiler_options("cpu")
     assert options[option] is True
     without = {k: v for k, v in options.items() if k != option}
-    states, copies = [], []
+    states = []
     for opts in (options, without):
         step = jax.jit(functools.partial(jaxgan.train_step, gan), donate_argnums=0,
                        compiler_options=opts)
         state = gan.init(jax.random.key(0))
-        copies.append(_state_copies(step.lower(state, real).compile().as_text()))
         for _ in range(3):
             state, _ = step(state, real)
         states.append(state)
-    assert copies[0] == 0 < copies[1]  # the premise: without it, XLA copies the state
 
     def raw(x):  # a typed PRNG key compares by its data
         return jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
@@ -147,32 +138,16 @@ def test_compiler_options_fall_back_when_jaxlib_refuses_them():
     assert compiler_options("cpu") != {}
 
 
-def _ynn_convolutions(hlo: str) -> int:
-    """Convolutions inside computations that a YNNPACK fusion calls."""
-    called = set(re.findall(r"calls=%([\w.\-]+)[^\n]*\"__ynn", hlo))
-    count, computation = 0, None
-    for line in hlo.splitlines():
-        header = re.match(r"^\s*%?([\w.\-]+)\s*\(.*\{\s*$", line)
-        if header and "=" not in line.split("(")[0]:
-            computation = header.group(1)
-        elif computation in called and " convolution(" in line:
-            count += 1
-    return count
-
-
-def test_compiled_step_keeps_convolutions_off_the_library_and_the_same_losses():
+def test_compiler_options_keep_the_dcgan_steps_losses():
+    """jaxgan's CPU options (convolutions kept off YNNPACK's library fusions) compute the
+    step jaxlib's defaults compute, to float rounding."""
     g, d = jaxgan.make_models("dcgan")  # widths at which jaxlib hands convolutions to YNNPACK
     gan = jaxgan.GAN(g, d, optax.adam(1e-3), optax.adam(1e-3))
     state = gan.init(jax.random.key(0))
     real = jax.random.uniform(jax.random.key(1), (1, 4, 28, 28, 1), minval=-1, maxval=1)
     step = functools.partial(jaxgan.train_step, gan)
     plain = jax.jit(step).lower(state, real).compile()
-    options = compiler_options()
-    ours = jax.jit(step, compiler_options=options).lower(state, real).compile()
-    # jaxlib's default: YNNPACK library fusions for the convolutions too; ours: for single
-    # dots only, so no convolution among them.
-    plain_text, ours_text = plain.as_text(), ours.as_text()
-    assert _ynn_convolutions(plain_text) > 0 and _ynn_convolutions(ours_text) == 0
+    ours = jax.jit(step, compiler_options=compiler_options()).lower(state, real).compile()
     (_, m1), (_, m2) = plain(state, real), ours(state, real)
     for key in ("d_loss", "g_loss"):
         np.testing.assert_allclose(m1[key], m2[key], rtol=1e-5)

@@ -1,5 +1,8 @@
 """The benchmark's report: results kept per machine kind, tables that say what they are."""
 
+import glob
+import os
+
 from benchmarks import train_step as benchmark
 from tests.support import tiny_config
 
@@ -90,6 +93,8 @@ def test_pytorch_reference_computes_jaxgan_s_dcgan_in_both_layouts():
     import pytest
 
     pytest.importorskip("torch")
+
+    benchmark.load_torch_reference()  # torch and the reference, as main loads them
     gan = benchmark.make_gan("dcgan")
     state = gan.init(jax.random.key(0))
     checks = [benchmark.check_reference("dcgan", gan, state, batch=2, channels_last=layout)
@@ -100,6 +105,7 @@ def test_pytorch_reference_computes_jaxgan_s_dcgan_in_both_layouts():
                               "g_grad_norm"}
         assert max(check.values()) < 1e-4, check
     torch = pytest.importorskip("torch")
+    benchmark.load_torch_reference()  # torch and the reference, as main loads them
     conv = benchmark.torch_reference.TorchGAN("dcgan", channels_last=True).discriminator.conv2
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert not conv.weight.is_contiguous()  # the premise: NCHW and NHWC strides differ
@@ -237,6 +243,8 @@ def test_pytorch_reference_in_bfloat16_is_the_same_step_at_lower_precision():
     import pytest
 
     torch = pytest.importorskip("torch")
+
+    benchmark.load_torch_reference()  # torch and the reference, as main loads them
     gan = benchmark.make_gan("dcgan")
     state = gan.init(jax.random.key(0))
     rng = np.random.default_rng(0)
@@ -304,3 +312,27 @@ def test_profile_times_the_donated_step_by_hlo_op():
     assert len(prof["top_ops"]) == 3 and prof["wall_ms"] > 0
     assert all(op["ms"] > 0 and op["what"] for op in prof["top_ops"])
     assert prof["total_ms"] <= prof["wall_ms"] * os.cpu_count() * 1.5
+
+
+def test_performance_page_tables_are_rendered_from_the_results_files(tmp_path):
+    """docs/performance.md's tables are what ``python -m benchmarks.report`` renders from
+    benchmarks/results/*.json (no figure typed by hand), and a results file's figure reaches
+    the page."""
+    import json
+    import shutil
+
+    from benchmarks import report
+
+    with open(report.PAGE) as f:
+        page = f.read()
+    assert report.render_page(page) == page, "stale: run python -m benchmarks.report"
+    source = sorted(glob.glob(os.path.join(report.RESULTS, "*.json")))[0]
+    with open(source) as f:
+        results = json.load(f)
+    results["records"][0]["steps_per_s"] = 12345.678
+    with open(tmp_path / "some-kind.json", "w") as f:
+        json.dump(results, f)
+    shutil.copy(source, tmp_path / "other-kind.json")
+    tables = report.rendered_tables(str(tmp_path))
+    assert tables.index("### `other-kind`") < tables.index("### `some-kind`")
+    assert tables.count("| 12345.68 |") == 1

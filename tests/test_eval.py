@@ -18,10 +18,13 @@ import scipy.linalg
 import scipy.special
 
 from experiments import report
+from experiments.evaluate import CLASSIFIER_PRESETS
 from jaxgan import eval as jeval
 from jaxgan.eval import classifier as classifier_lib
 from jaxgan.eval import metrics
 from tests.support import ROOT
+
+TINY_CLASSIFIER = classifier_lib.ClassifierConfig(**CLASSIFIER_PRESETS["tiny"])
 
 SHARED_MNIST = os.path.normpath(os.path.join(ROOT, "..", "shared", "mnist"))
 
@@ -267,28 +270,28 @@ def test_parzen_geometry_on_hand_data():
 
 
 @pytest.fixture(scope="module")
-def tiny_digits():
+def noise_digits():
     rng = np.random.default_rng(8)
     images = rng.uniform(size=(24, 28, 28)).astype(np.float32)
     return images, np.arange(24) % 10
 
 
 @pytest.fixture(scope="module")
-def tiny_classifier(tiny_digits):
-    return classifier_lib.train_classifier(*tiny_digits, classifier_lib.ClassifierConfig.tiny())
+def tiny_classifier(noise_digits):
+    return classifier_lib.train_classifier(*noise_digits, TINY_CLASSIFIER)
 
 
-def test_train_classifier_is_deterministic_from_its_seed(tiny_digits, tiny_classifier):
-    config = classifier_lib.ClassifierConfig.tiny()
-    again = classifier_lib.train_classifier(*tiny_digits, config)
-    other = classifier_lib.train_classifier(*tiny_digits, dataclasses.replace(config, seed=1))
+def test_train_classifier_is_deterministic_from_its_seed(noise_digits, tiny_classifier):
+    config = TINY_CLASSIFIER
+    again = classifier_lib.train_classifier(*noise_digits, config)
+    other = classifier_lib.train_classifier(*noise_digits, dataclasses.replace(config, seed=1))
     leaves = jax.tree.leaves(tiny_classifier.params)
     assert all(np.array_equal(a, b) for a, b in zip(leaves, jax.tree.leaves(again.params)))
     assert not all(np.array_equal(a, b) for a, b in zip(leaves, jax.tree.leaves(other.params)))
 
 
-def test_classifier_outputs_shapes_and_batching(tiny_digits, tiny_classifier):
-    images = tiny_digits[0][:7]
+def test_classifier_outputs_shapes_and_batching(noise_digits, tiny_classifier):
+    images = noise_digits[0][:7]
     logits, features = classifier_lib.classifier_outputs(tiny_classifier, images, batch_size=3)
     assert logits.shape == (7, 10) and features.shape == (7, 8)
     whole_logits, whole_features = classifier_lib.classifier_outputs(
@@ -320,22 +323,22 @@ def test_random_affine_identity_and_range(key):
     assert not np.allclose(warped[0], warped[1], atol=1e-3)
 
 
-def test_load_or_train_classifier_caches(tiny_digits, tmp_path):
-    config = dataclasses.replace(classifier_lib.ClassifierConfig.tiny(), steps=2)
-    first = classifier_lib.load_or_train_classifier(*tiny_digits, config, cache_dir=tmp_path)
-    second = classifier_lib.load_or_train_classifier(*tiny_digits, config, cache_dir=tmp_path)
+def test_load_or_train_classifier_caches(noise_digits, tmp_path):
+    config = dataclasses.replace(TINY_CLASSIFIER, steps=2)
+    first = classifier_lib.load_or_train_classifier(*noise_digits, config, cache_dir=tmp_path)
+    second = classifier_lib.load_or_train_classifier(*noise_digits, config, cache_dir=tmp_path)
     assert not first.from_cache and second.from_cache
     assert first.cache_path == second.cache_path
     assert second.train_seconds == pytest.approx(first.train_seconds)
     for a, b in zip(jax.tree.leaves(first.params), jax.tree.leaves(second.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     other = classifier_lib.load_or_train_classifier(
-        *tiny_digits, dataclasses.replace(config, seed=3), cache_dir=tmp_path
+        *noise_digits, dataclasses.replace(config, seed=3), cache_dir=tmp_path
     )
     assert not other.from_cache and other.cache_path != first.cache_path
 
 
-def test_suite_rows_on_tiny_data(tiny_digits, tiny_classifier):
+def test_suite_rows_on_tiny_data(noise_digits, tiny_classifier):
     rng = np.random.default_rng(10)
     train = (rng.uniform(size=(30, 28, 28)) * 255).astype(np.uint8)
     test = rng.uniform(size=(20, 28, 28)).astype(np.float32)
@@ -574,10 +577,10 @@ def test_classifier_for_3_channel_data_with_its_own_classes():
     rng = np.random.default_rng(4)
     images = rng.uniform(size=(16, 8, 8, 3)).astype(np.float32)
     labels = np.arange(16) % 4
-    trained = jeval.train_classifier(images, labels, jeval.ClassifierConfig.tiny())
+    trained = jeval.train_classifier(images, labels, TINY_CLASSIFIER)
     assert trained.image_shape == (8, 8, 3) and trained.num_classes == 4
     logits, features = jeval.classifier_outputs(trained, images[:5])
-    assert logits.shape == (5, 4) and features.shape == (5, jeval.ClassifierConfig.tiny().feature_dim)
+    assert logits.shape == (5, 4) and features.shape == (5, TINY_CLASSIFIER.feature_dim)
     np.testing.assert_array_equal(jeval.classifier_features(trained)(images[:5]), features)
     with pytest.raises(ValueError, match="the classifier's shape"):
         jeval.classifier_outputs(trained, images[:, :4])

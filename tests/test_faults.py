@@ -5,6 +5,7 @@ Every run uses ``TrainConfig.tiny`` on the embedded digits (seconds each).
 """
 
 import glob
+import inspect
 import os
 import re
 import signal
@@ -163,7 +164,7 @@ def truncate(step_dir):
 @pytest.fixture
 def failing_reads(monkeypatch):
     """``fail(n)``: the next n attempts to restore any checkpoint raise an I/O error."""
-    real = Checkpointer._restore_step
+    real = Checkpointer.restore
     remaining = {"n": 0}
 
     def restore(self, step, template):
@@ -172,7 +173,7 @@ def failing_reads(monkeypatch):
             raise OSError(5, "Input/output error (injected)")
         return real(self, step, template)
 
-    monkeypatch.setattr(Checkpointer, "_restore_step", restore)
+    monkeypatch.setattr(Checkpointer, "restore", restore)
     monkeypatch.setattr(checkpoint_lib.time, "sleep", lambda seconds: None)
     return lambda n: remaining.__setitem__("n", n)
 
@@ -225,8 +226,8 @@ def test_the_digest_catches_what_orbax_does_not(trained):
     try:
         template = gan.init(jax.random.key(0))
         with pytest.raises(ValueError, match="do not match the digest"):
-            checkpointer._restore_step(6, template)
-        state, meta = checkpointer._restore_step(3, template)
+            checkpointer.restore(6, template)
+        state, meta = checkpointer.restore(3, template)
     finally:
         checkpointer.close()
     saveable = state.replace(key=jax.random.key_data(state.key))
@@ -281,9 +282,17 @@ def test_checkpoints_record_the_library_versions(trained):
 
 
 def test_the_loop_reads_the_device_only_at_logs_and_grids(tmp_path, monkeypatch):
+    """The trainer reads the device with ``jax.device_get``: once per log and once per grid
+    (the calls of other modules, Orbax's at checkpoints, not counted)."""
     calls = []
-    real = trainer._to_host
-    monkeypatch.setattr(trainer, "_to_host", lambda tree: calls.append(1) or real(tree))
+    real = jax.device_get
+
+    def device_get(tree):
+        if inspect.currentframe().f_back.f_globals.get("__name__") == "jaxgan.trainer":
+            calls.append(1)
+        return real(tree)
+
+    monkeypatch.setattr(jax, "device_get", device_get)
     config = tiny_config(steps=24, log_every=4, sample_every=6, checkpoint_every=8)
     trainer.train(config, tmp_path, progress=False)
     steps = range(1, 25)

@@ -356,28 +356,6 @@ def test_batch_norm_configurations_not_rewritten_fall_back_to_flax(options, kwar
         np.testing.assert_array_equal(g, w)
 
 
-def test_batch_norm_statistics_are_not_reduce_windows():
-    """Compiled with jaxgan's CPU options, Flax's batch statistics and their gradients lower
-    to reduce-window trees (at a batch of 64; not at every shape); these lower to dots, with
-    no reduce-window at all."""
-    from jaxgan.compile import compiler_options
-
-    x = jax.random.normal(jax.random.key(0), (64, 8, 8, 4))
-
-    def reduce_windows(layer):
-        variables = nn.BatchNorm(use_running_average=False).init(jax.random.key(1), x)
-
-        def loss(params, x):
-            y, _ = layer.apply({**variables, "params": params}, x, mutable=["batch_stats"])
-            return y[0, 0, 0, 0] + y[-1, -1, -1, -1]  # no reduction of its own
-
-        grad = jax.jit(jax.grad(loss, argnums=(0, 1)), compiler_options=compiler_options())
-        return grad.lower(variables["params"], x).compile().as_text().count("reduce-window(")
-
-    assert reduce_windows(nn.BatchNorm(use_running_average=False)) > 0  # the premise
-    assert reduce_windows(layers.BatchNorm(use_running_average=False)) == 0
-
-
 def test_batch_norm_second_order_matches_flax():
     """A gradient of a gradient (a penalty on G's input gradient) through the custom rule."""
     x = jax.random.normal(jax.random.key(0), (6, 3))
@@ -393,20 +371,3 @@ def test_batch_norm_second_order_matches_flax():
     for g, w in zip(jax.tree.leaves(penalty(layers.BatchNorm(use_running_average=False))),
                     jax.tree.leaves(penalty(nn.BatchNorm(use_running_average=False)))):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(w))))
-
-
-def test_bias_gradient_is_not_a_reduce_window():
-    """The strided layers' bias gradient (a sum over batch and space) lowers to a dot."""
-    from jaxgan.compile import compiler_options
-
-    x = jax.random.normal(jax.random.key(0), (64, 16, 16, 2))
-
-    def reduce_windows(layer):
-        params = nn.Conv(4, (3, 3), strides=(2, 2)).init(jax.random.key(1), x)
-        cotangent = jnp.ones((64, 8, 8, 4))
-        grad = jax.jit(jax.grad(lambda p, c: jnp.vdot(layer.apply(p, x), c)),
-                       compiler_options=compiler_options())
-        return grad.lower(params, cotangent).compile().as_text().count("reduce-window(")
-
-    assert reduce_windows(nn.Conv(4, (3, 3), strides=(2, 2))) > 0  # the premise
-    assert reduce_windows(layers.Conv(4, (3, 3), strides=(2, 2))) == 0

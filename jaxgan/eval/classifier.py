@@ -97,11 +97,6 @@ class ClassifierConfig:
     max_scale: float = 0.12
     max_shear: float = 0.15
 
-    @classmethod
-    def tiny(cls) -> "ClassifierConfig":
-        """A seconds-long preset for tests: same code path, tiny network, few steps."""
-        return cls(widths=(2, 4, 4), kernel_sizes=(3, 3, 3), feature_dim=8, steps=3, batch_size=8)
-
 
 class ImageClassifier(nn.Module):
     """Stride-2 convolutions with ReLU (28 -> 14 -> 7 -> 4 for MNIST) -> dense ``feature_dim``
