@@ -216,7 +216,8 @@ def parse_source(source: str) -> tuple[str, str | None]:
 
 
 def load_data(
-    source: str = "auto", split: str = "train", *, probe: Callable[[], bool] | None = None
+    source: str = "auto", split: str = "train", *, probe: Callable[[], bool] | None = None,
+    tfds_data_dir: str | os.PathLike | None = None,
 ) -> ImageData:
     """Loads one split of a data set, or a range of its rows, into memory.
 
@@ -230,6 +231,8 @@ def load_data(
       probe: returns whether the MNIST download host can be reached; used by ``"auto"``
         and ``"tfds:mnist"`` when MNIST is not prepared locally. Default: an HTTP HEAD
         request with a 2 s limit. Tests pass a stub.
+      tfds_data_dir: where tfds keeps its data sets (``"auto"``, ``"tfds:NAME"``); ``None``:
+        tfds' default, ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``.
 
     Returns:
       ``ImageData``: uint8 images ``[N, H, W, C]``, int32 labels ``[N]`` or ``None``.
@@ -241,15 +244,17 @@ def load_data(
     kind, argument = parse_source(source)
     name, rows = parse_split(split)
     probe = probe or _probe_download_host
+    data_dir = None if tfds_data_dir is None else os.fspath(tfds_data_dir)
     if kind == "auto":
-        kind, argument = _choose_auto(name, probe), "mnist"
+        kind, argument = _choose_auto(name, probe, data_dir), "mnist"
     loaders = {
-        "tfds": lambda: _load_tfds(argument, name, probe),
+        "tfds": lambda: _load_tfds(argument, name, probe, data_dir),
         "idx": lambda: _load_idx(argument, name),
         "npz": lambda: _load_npz(argument, name),
         "folder": lambda: _load_folder(argument, name),
         "embedded": lambda: _load_embedded(name),
-        "stacked": lambda: stack_digits(load_data(argument, name, probe=probe)),
+        "stacked": lambda: stack_digits(load_data(argument, name, probe=probe,
+                                                  tfds_data_dir=data_dir)),
     }
     data = loaders[kind]()
     if rows is None:
@@ -304,10 +309,10 @@ def heldout_split(split: str, count: int) -> str:
     return f"{name}[{rows[1]}:{rows[1] + count}]"
 
 
-def _choose_auto(split: str, probe: Callable[[], bool]) -> str:
+def _choose_auto(split: str, probe: Callable[[], bool], data_dir: str | None) -> str:
     """``"tfds"`` or ``"embedded"``, logged in one line with the reason."""
     try:
-        status, path = _tfds_status()
+        status, path = _tfds_status("mnist", data_dir)
     except Exception as error:  # a missing or broken tensorflow_datasets install
         choice, reason = "embedded", f"tensorflow_datasets is unusable ({_one_line(error)})"
     else:
@@ -360,16 +365,16 @@ def _probe_download_host(timeout: float = _PROBE_TIMEOUT_S) -> bool:
     return bool(answered and answered[0])
 
 
-def _tfds_status(name: str = "mnist") -> tuple[str, str]:
-    """``(status, data_path)`` of data set ``name`` in the local tfds data directory; no
-    network access.
+def _tfds_status(name: str, data_dir: str | None) -> tuple[str, str]:
+    """``(status, data_path)`` of data set ``name`` in the tfds data directory ``data_dir``
+    (``None``: tfds' default); no network access.
 
     ``status`` is ``"prepared"`` (array_record files present), ``"other-format"`` (prepared,
     but e.g. as TFRecord by ``tfds.load``) or ``"absent"``.
     """
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder(name, file_format="array_record")
+    builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
     path = builder.data_path
     # Checked first so that an absent data set does not make tfds log a warning.
     if not (path / "dataset_info.json").exists() or not builder.is_prepared():
@@ -379,11 +384,12 @@ def _tfds_status(name: str = "mnist") -> tuple[str, str]:
     return "prepared", os.fspath(path)
 
 
-def _load_tfds(name: str, split: str, probe: Callable[[], bool]) -> ImageData:
+def _load_tfds(name: str, split: str, probe: Callable[[], bool],
+               data_dir: str | None) -> ImageData:
     import tensorflow_datasets as tfds
 
     try:
-        status, path = _tfds_status(name)
+        status, path = _tfds_status(name, data_dir)
     except Exception as error:  # an unknown name, a broken install
         raise DataError(f"tfds:{name}: {_one_line(error)}") from error
     if status == "other-format":
@@ -408,6 +414,7 @@ def _load_tfds(name: str, split: str, probe: Callable[[], bool]) -> ImageData:
             name,
             split=split,
             download=status == "absent",
+            data_dir=data_dir,
             builder_kwargs={"file_format": "array_record"},
         )
         images, labels = _read_records(records, f"tfds:{name}")
@@ -563,14 +570,16 @@ def _load_npz(path: str, split: str) -> ImageData:
         ) from error
     images = _as_uint8_images(images, f"{where} images")
     if labels is not None:
-        labels = np.asarray(labels)
-        if labels.shape != images.shape[:1] or not np.issubdtype(labels.dtype, np.integer):
-            raise DataError(
-                f"{where}: labels must be integers [{len(images)}], got {labels.dtype} "
-                f"{list(labels.shape)}"
-            )
-        labels = labels.astype(np.int32)
+        labels = _int32_labels(labels, len(images), f"{where}: labels must be integers")
     return ImageData(images, labels, where)
+
+
+def _int32_labels(labels, count: int, what: str) -> np.ndarray:
+    """``labels`` as int32 ``[count]``, or a ``DataError`` ``"{what} [count], got ..."``."""
+    labels = np.asarray(labels)
+    if labels.shape != (count,) or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{what} [{count}], got {labels.dtype} {list(labels.shape)}")
+    return labels.astype(np.int32)
 
 
 def _as_uint8_images(images: np.ndarray, what: str) -> np.ndarray:
@@ -805,13 +814,8 @@ class BatchIterator:
     ):
         images = np.asarray(images)
         if labels is not None:
-            labels = np.asarray(labels)
-            if labels.shape != images.shape[:1] or not np.issubdtype(labels.dtype, np.integer):
-                raise ValueError(
-                    f"BatchIterator needs integer labels [{len(images)}], one per image, got "
-                    f"{labels.dtype} {list(labels.shape)}"
-                )
-            labels = labels.astype(np.int32)
+            labels = _int32_labels(labels, len(images),
+                                   "BatchIterator needs integer labels, one per image")
         self._labels = labels
         if images.dtype != np.uint8 or images.ndim not in (3, 4):
             raise ValueError(
@@ -892,15 +896,9 @@ class BatchIterator:
             holds it (close that first, so no batch drawn ahead keeps the old labels).
         """
         self._check_detached("relabel()")
-        labels = np.asarray(labels)
-        if self._labels is None or labels.shape != self._labels.shape or not np.issubdtype(
-            labels.dtype, np.integer
-        ):
-            raise ValueError(
-                f"relabel needs integer labels [{len(self._images)}] for an iterator that has "
-                f"labels, got {labels.dtype} {list(labels.shape)}"
-            )
-        self._labels = labels.astype(np.int32)
+        if self._labels is None:
+            raise ValueError("relabel is for an iterator that has labels")
+        self._labels = _int32_labels(labels, len(self._images), "relabel needs integer labels")
 
     def get_state(self) -> dict[str, int]:
         """The position after the batches consumed so far, as JSON-ready plain ints."""

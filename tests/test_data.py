@@ -96,9 +96,26 @@ def test_unknown_split_is_an_error():
 # tfds (mocked: no download here)
 
 
+def prepare_tfds(data_dir, name, num_examples):
+    """Lays out ``name`` in the tfds data directory ``data_dir`` as ``tfds build
+    --file_format=array_record`` would (its info with train and test splits and an
+    array_record shard), for reads under ``tfds.testing.mock_data(data_dir=data_dir)``."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name, data_dir=str(data_dir), file_format="array_record")
+    os.makedirs(builder.data_path, exist_ok=True)
+    builder.info.set_splits(tfds.core.SplitDict([
+        tfds.core.SplitInfo(name=split, shard_lengths=[num_examples], num_bytes=0,
+                            filename_template=None) for split in ("train", "test")]))
+    builder.info.write_to_directory(builder.data_path)
+    (builder.data_path / f"{name}-train.array_record-00000-of-00001").touch()
+    return os.fspath(builder.data_path)
+
+
 @pytest.fixture
-def tfds_mock(monkeypatch):
-    """``tfds.testing.mock_data`` with a spy on ``tfds.data_source``; yields the spy's calls."""
+def tfds_mock(monkeypatch, tmp_path):
+    """``tfds.testing.mock_data`` on an empty tfds data directory (``tmp_path``, where MNIST
+    is not prepared) with a spy on ``tfds.data_source``; yields the spy's calls."""
     import tensorflow_datasets as tfds
 
     calls = []
@@ -109,15 +126,14 @@ def tfds_mock(monkeypatch):
         return real_data_source(name, **kwargs)
 
     monkeypatch.setattr(tfds, "data_source", spy)
-    monkeypatch.setattr(data, "_tfds_status", lambda name="mnist": ("absent", "/nonexistent/tfds/mnist"))
-    with tfds.testing.mock_data(num_examples=37):
+    with tfds.testing.mock_data(num_examples=37, data_dir=str(tmp_path)):
         yield calls
 
 
-def test_tfds_reads_the_data_source_into_arrays(tfds_mock):
+def test_tfds_reads_the_data_source_into_arrays(tfds_mock, tmp_path):
     import tensorflow_datasets as tfds
 
-    mnist = data.load_data("tfds", split="test", probe=online)
+    mnist = data.load_data("tfds", split="test", probe=online, tfds_data_dir=tmp_path)
     assert [(name, kw["split"]) for name, kw in tfds_mock] == [("mnist", "test")]
     assert mnist.images.shape == (37, 28, 28, 1) and mnist.images.dtype == np.uint8
     assert mnist.labels.shape == (37,) and mnist.labels.dtype == np.int32
@@ -125,18 +141,17 @@ def test_tfds_reads_the_data_source_into_arrays(tfds_mock):
     assert mnist.images.max() > 0  # random mock pixels, not an empty buffer
     assert mnist.source.startswith("tfds:mnist/test")
     # Exactly the examples the data source holds, in order.
-    records = tfds.data_source("mnist", split="test")
+    records = tfds.data_source("mnist", split="test", data_dir=str(tmp_path))
     for i in (0, 17, 36):
         np.testing.assert_array_equal(mnist.images[i], records[i]["image"])
         assert mnist.labels[i] == records[i]["label"]
     assert not mnist.images.flags.writeable
 
 
-def test_tfds_offline_and_not_prepared_fails_fast_naming_the_data_dir(monkeypatch):
-    monkeypatch.setattr(data, "_tfds_status", lambda name="mnist": ("absent", "/somewhere/tfds/mnist"))
+def test_tfds_offline_and_not_prepared_fails_fast_naming_the_data_dir(tmp_path):
     start = time.perf_counter()
-    with pytest.raises(DataError, match="/somewhere/tfds/mnist") as error:
-        data.load_data("tfds", probe=offline)
+    with pytest.raises(DataError, match=str(tmp_path / "mnist")) as error:
+        data.load_data("tfds", probe=offline, tfds_data_dir=tmp_path)
     assert time.perf_counter() - start < 5
     assert "embedded" in str(error.value) and "idx:DIR" in str(error.value)
 
@@ -145,36 +160,35 @@ def test_tfds_offline_and_not_prepared_fails_fast_naming_the_data_dir(monkeypatc
 # auto
 
 
-def test_auto_offline_picks_embedded_quickly_with_one_log_line(monkeypatch, caplog):
-    monkeypatch.setattr(data, "_tfds_status", lambda name="mnist": ("absent", "/x/tfds/mnist"))
+def test_auto_offline_picks_embedded_quickly_with_one_log_line(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="jaxgan.data")
     start = time.perf_counter()
-    mnist = data.load_data("auto", probe=offline)
+    mnist = data.load_data("auto", probe=offline, tfds_data_dir=tmp_path)
     assert time.perf_counter() - start < 5
     assert mnist.source.startswith("embedded") and len(mnist.images) == 5000
     lines = [r.getMessage() for r in caplog.records if r.name == "jaxgan.data"]
     assert len(lines) == 1, lines
-    assert "embedded" in lines[0] and "/x/tfds/mnist" in lines[0] and "did not answer" in lines[0]
+    assert "embedded" in lines[0] and str(tmp_path / "mnist") in lines[0]
+    assert "did not answer" in lines[0]
 
 
-def test_auto_offline_has_no_test_split(monkeypatch):
-    monkeypatch.setattr(data, "_tfds_status", lambda name="mnist": ("absent", "/x"))
+def test_auto_offline_has_no_test_split(tmp_path):
     with pytest.raises(DataError, match="idx:DIR"):
-        data.load_data("auto", split="test", probe=offline)
+        data.load_data("auto", split="test", probe=offline, tfds_data_dir=tmp_path)
 
 
-def test_auto_online_picks_tfds(tfds_mock, caplog):
+def test_auto_online_picks_tfds(tfds_mock, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="jaxgan.data")
-    mnist = data.load_data("auto", probe=online)
+    mnist = data.load_data("auto", probe=online, tfds_data_dir=tmp_path)
     assert mnist.source.startswith("tfds:mnist/train") and len(mnist.images) == 37
     assert len(tfds_mock) == 1 and tfds_mock[0][1]["download"] is True
     lines = [r.getMessage() for r in caplog.records if r.name == "jaxgan.data"]
     assert len(lines) == 1 and "tfds" in lines[0] and "answers" in lines[0]
 
 
-def test_auto_prepared_picks_tfds_without_probing(tfds_mock, monkeypatch):
-    monkeypatch.setattr(data, "_tfds_status", lambda name="mnist": ("prepared", "/x/tfds/mnist"))
-    mnist = data.load_data("auto", probe=must_not_probe)
+def test_auto_prepared_picks_tfds_without_probing(tfds_mock, tmp_path):
+    prepare_tfds(tmp_path, "mnist", 37)
+    mnist = data.load_data("auto", probe=must_not_probe, tfds_data_dir=tmp_path)
     assert mnist.source.startswith("tfds:mnist/train")
     assert tfds_mock[0][1]["download"] is False
 
@@ -434,19 +448,20 @@ def test_folder_errors_are_one_line_naming_the_file(tmp_path):
         data.load_data(f"folder:{empty}", "test")
 
 
-def test_tfds_by_name_must_be_prepared_and_never_downloads(monkeypatch):
-    monkeypatch.setattr(data, "_tfds_status", lambda name="mnist": ("absent", f"/x/{name}"))
-    with pytest.raises(DataError, match="tfds:cifar10 is not prepared in /x/cifar10; prepare it"):
-        data.load_data("tfds:cifar10", probe=must_not_probe)
+def test_tfds_by_name_must_be_prepared_and_never_downloads(tmp_path):
+    with pytest.raises(DataError, match=f"tfds:cifar10 is not prepared in {tmp_path}/cifar10/"
+                       r"[\d.]+; prepare it"):
+        data.load_data("tfds:cifar10", probe=must_not_probe, tfds_data_dir=tmp_path)
 
 
-def test_tfds_reads_any_prepared_image_data_set(monkeypatch):
+def test_tfds_reads_any_prepared_image_data_set(tmp_path):
     import tensorflow_datasets as tfds
 
-    monkeypatch.setattr(data, "_tfds_status", lambda name="mnist": ("prepared", f"/x/{name}"))
-    with tfds.testing.mock_data(num_examples=9):  # examples with cifar10's features
-        loaded = data.load_data("tfds:cifar10", split="test[2:]", probe=must_not_probe)
-        records = tfds.data_source("cifar10", split="test")
+    prepare_tfds(tmp_path, "cifar10", 9)
+    with tfds.testing.mock_data(num_examples=9, data_dir=str(tmp_path)):  # cifar10's features
+        loaded = data.load_data("tfds:cifar10", split="test[2:]", probe=must_not_probe,
+                                tfds_data_dir=tmp_path)
+        records = tfds.data_source("cifar10", split="test", data_dir=str(tmp_path))
     assert loaded.images.shape == (7, 32, 32, 3) and loaded.labels.shape == (7,)
     np.testing.assert_array_equal(loaded.images[0], records[2]["image"])
     assert loaded.labels[0] == records[2]["label"]

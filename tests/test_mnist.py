@@ -319,26 +319,69 @@ def test_presets_apply_and_explicit_flags_override_them(tmp_path):
     assert saved.kernel_size == PRESETS["dcgan"]["kernel_size"]
 
 
-def test_table1_presets_are_their_rows_commands():
-    # --preset table1_conditional is docs/results.md row [12]'s command (the flags of rows
-    # [10] and [11] with 20,000 steps); --preset table1 is the same recipe without labels
-    # (self-conditioned) and with the non-saturating G loss. Each must equal its flags.
+# Placeholders of the documented commands, as a reader fills them in.
+_PLACEHOLDERS = {"$M": "/data/mnist", "$D": "/data/digits", "$F": "/data/fashion",
+                 "$G": "/data/fashion_flat", "--seed S": "--seed 1"}
+
+
+def _documented_commands():
+    """Every complete ``python -m experiments.mnist`` training command of README.md and
+    docs/*.md but the notes (continued lines joined, comments and what follows ``&&`` dropped; fragments
+    that end at a flag left out), with its file and the section it stands in."""
+    import glob
+    import re
+    import shlex
+
+    commands = []
+    pages = [p for p in sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
+             if os.path.basename(p) != "notes.md"]  # history: the commands of their day
+    for path in [os.path.join(ROOT, "README.md")] + pages:
+        section = None
+        with open(path) as f:
+            text = f.read().replace("\\\n", " ")
+        for line in text.splitlines():
+            if line.startswith("#"):
+                section = line.strip("# `")
+            for match in re.finditer(r"python -m experiments\.mnist(?![\w.])([^`|#&]*)", line):
+                words = match.group(1)
+                for placeholder, value in _PLACEHOLDERS.items():
+                    words = words.replace(placeholder, value)
+                # (a command quoted inside another, gcloud's --command "...", ends at its quote)
+                words = shlex.split(words.split(" # ")[0].strip().removesuffix('"'))
+                if words[:1] in (["sample"], ["figures"]) or {"N", "FLAGS"} & set(words) or (
+                        words and words[-1].startswith("--")
+                        and words[-1] not in ("--multihost", "--no-progress")):
+                    continue  # another subcommand's, or a fragment ("--data" in prose)
+                commands.append((os.path.relpath(path, ROOT), section, words))
+    return commands
+
+
+def test_every_documented_command_parses_and_validates():
+    """Each training command in the README and the docs is one a user can run as written:
+    its flags exist, their values parse and the config validates."""
+    from experiments.mnist import _train_parser, config_from_args
+
+    commands = _documented_commands()
+    assert len(commands) > 40  # the README's and every page's
+    for path, section, words in commands:
+        try:
+            config_from_args(_train_parser().parse_args(words)).validate()
+        except (SystemExit, ConfigError) as error:
+            raise AssertionError(f"{path} ({section}): {' '.join(words)}: {error}") from None
+
+
+def test_the_presets_spelled_out_in_the_docs_are_the_presets():
+    """docs/training.md spells out each Table 1 preset as flags: the two name one config."""
     from experiments.mnist import _train_parser, config_from_args
     from jaxgan.config import preset
 
-    recipe = ("--train-split train[:50000] --steps 20000 --g-widths 128,64,64 --d-widths 64,128 "
-              "--r1-gamma 0.1 --lr-schedule linear --batch-size 64 --parzen-samples 10000 "
-              "--checkpoint-every 2000 ").split()
-    for name, flags in (
-        ("table1_conditional", "--g-loss forward_kl --conditional true"),
-        ("table1", "--conditional false --clusters 50 --recluster-every 2000"),
-    ):
-        spelled_out = config_from_args(_train_parser().parse_args(recipe + flags.split()
-                                                                  + ["--seed", "2"]))
-        assert preset(name, seed=2) == spelled_out, name
-        assert spelled_out != TrainConfig(seed=2)
-        # It validates: its held-out Parzen curve needs the rows its train_split range leaves.
-        assert preset(name).validate().train_split == "train[:50000]"
+    spelled = {section: words for path, section, words in _documented_commands()
+               if path == os.path.join("docs", "training.md") and "--preset" not in words
+               and section in ("table1", "table1_conditional")}
+    assert set(spelled) == {"table1", "table1_conditional"}
+    for name, words in spelled.items():
+        config = config_from_args(_train_parser().parse_args(words))
+        assert config == preset(name, data="idx:/data/mnist", seed=1), name
     resolved = preset("table1").resolved(has_labels=True, num_examples=50_000)
     assert (resolved.conditional, resolved.clusters, resolved.g_loss) == (False, 50, "nonsaturating")
 
