@@ -27,8 +27,8 @@ import numpy as np
 import pytest
 from tests.support import ROOT, tiny_config
 
-# One worker runs this module: its tests share a costly module fixture.
-pytestmark = pytest.mark.xdist_group("sharding")
+# The tests of the eight-device fixture run on one worker (it is costly and module-scoped).
+on_the_eight_worker = pytest.mark.xdist_group("eight")
 
 DEVICES = 8
 # Max |difference| over every leaf of the state after 3 steps. Measured: ~6e-8 (dcgan) and
@@ -302,10 +302,12 @@ def eight(tmp_path_factory):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@on_the_eight_worker
 def test_the_worker_really_has_eight_devices(eight):
     assert eight["device_count"] == DEVICES and eight["mesh_shape"] == {"data": DEVICES}
 
 
+@on_the_eight_worker
 @pytest.mark.parametrize("arch", ["dcgan", "mlp"])
 def test_sharded_steps_match_one_device(eight, arch):
     """3 iterations (k = 2 D steps with batch norm and EMA; or dropout) on 8 devices give the
@@ -318,6 +320,7 @@ def test_sharded_steps_match_one_device(eight, arch):
     assert measured["same_key_and_step"]
 
 
+@on_the_eight_worker
 @pytest.mark.parametrize("arch", ["dcgan", "mlp"])
 def test_batch_is_split_over_eight_devices_and_state_replicated(eight, arch):
     measured = eight[arch]
@@ -330,6 +333,7 @@ def test_batch_is_split_over_eight_devices_and_state_replicated(eight, arch):
     assert measured["donated"] and measured["recompilations"] == 0
 
 
+@on_the_eight_worker
 def test_generator_batch_norm_uses_global_batch_statistics(eight):
     """Under jit the batch-norm mean and variance over a sharded batch are cross-device
     reductions: 8 devices normalize like one; per-device statistics would differ a lot."""
@@ -340,6 +344,7 @@ def test_generator_batch_norm_uses_global_batch_statistics(eight):
     assert measured["per_device_statistics_diff"] > 0.05
 
 
+@on_the_eight_worker
 def test_trainer_on_eight_devices_matches_one_device(eight):
     measured = eight["trainer"]
     assert measured["devices"] == [1, DEVICES]  # num_devices=1, and the default: all
@@ -350,6 +355,7 @@ def test_trainer_on_eight_devices_matches_one_device(eight):
     assert measured["fused_state_max_abs_diff"] < TRAINER_STATE_TOLERANCE, measured
 
 
+@on_the_eight_worker
 def test_self_conditioned_trainer_on_eight_devices_matches_one_device(eight):
     """The clustering (k-means on the pixels, then on D's features at step 3) is the same on
     8 devices and on 1, and so is the run, to the data-parallel rounding."""
@@ -360,6 +366,7 @@ def test_self_conditioned_trainer_on_eight_devices_matches_one_device(eight):
     assert measured["self_conditioned_state_max_abs_diff"] < TRAINER_STATE_TOLERANCE, measured
 
 
+@on_the_eight_worker
 def test_trainer_resumes_sharded_checkpoints_exactly(eight):
     """Checkpoints of a replicated state restore replicated (the template's shardings) and a
     resumed 8-device run is bit-identical to an uninterrupted one."""
@@ -369,6 +376,7 @@ def test_trainer_resumes_sharded_checkpoints_exactly(eight):
     assert measured["restored_replicated_on"] == [DEVICES]
 
 
+@on_the_eight_worker
 def test_trainer_rejects_batches_and_device_counts_that_do_not_fit(eight):
     errors = eight["trainer"]["errors"]
     assert errors["batch_12"].startswith("batch_size: 12 is not divisible by the 8 devices")
