@@ -367,11 +367,14 @@ _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 def _must(what: str, value: Any) -> str:
     return f"must be {what}, got {value!r}"
 
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _integer(minimum: int, none: bool = False):
     def check(value):
-        if (value is None and none) or (
-            isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-        ):
+        if (value is None and none) or (_is_int(value) and value >= minimum):
             return None
         what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         return _must(what + (" or None" if none else ""), value)
@@ -403,7 +406,7 @@ def _widths(count: int):
     def check(value):
         if value is None or (
             isinstance(value, (tuple, list)) and len(value) >= count
-            and all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in value)
+            and all(_is_int(w) and w >= 1 for w in value)
         ):
             return None
         return _must(f"at least {count} positive integers or None", value)
@@ -411,8 +414,7 @@ def _widths(count: int):
 
 
 def _clusters(value):
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)
-                         and (value == 0 or value >= 2)):
+    if value is None or (_is_int(value) and (value == 0 or value >= 2)):
         return None
     return _must("0 (off), an integer >= 2 or auto (None)", value)
 
@@ -473,7 +475,7 @@ def _has_heldout_rows(config) -> bool:
 
 # The rules between fields, in order: (field to blame, broken(config), message(config)).
 RULES = (
-    *((field, lambda c, f=field: getattr(c, f) % c.steps_per_call,
+    *(("steps_per_call", lambda c, f=field: getattr(c, f) % c.steps_per_call,
        lambda c, f=field: f"{f} {getattr(c, f)} is not a multiple of steps_per_call "
                           f"{c.steps_per_call}")
       for field in ("log_every", "sample_every", "checkpoint_every")),
@@ -504,8 +506,7 @@ RULES = (
     # else is a mistake.
     *((field, lambda c, f=field: c.arch == "mlp" and getattr(c, f) != _FIELD_DEFAULTS[f],
        lambda c: "arch mlp has the paper's fixed widths and layers; drop this flag")
-      for field in ("g_widths", "d_widths", "kernel_size", "d_dense", "d_minibatch_std",
-                    "d_spectral_norm")),
+      for field in DCGAN_FIELDS + ("d_spectral_norm",)),
 )
 
 PAPER_EPOCHS = 200  # the paper's code ran until stopped: see docs/training.md, the paper preset

@@ -34,11 +34,12 @@ def test_paper_preset_trains_the_released_codes_game():
                          update="simultaneous", d_loss_scale=0.5, g_loss="nonsaturating",
                          noise="uniform_unit_variance", latent_dim=100, ema_decay=None)
     real = jax.random.uniform(jax.random.key(1), (2, 100, 28, 28, 1), minval=-1, maxval=1)
+    step = jax.jit(jaxgan.train_step, static_argnums=0)
     states = []
     for gan in (by_preset, by_hand):
         state = gan.init(jax.random.key(0))
         for batch in real:
-            state, _ = jax.jit(jaxgan.train_step, static_argnums=0)(gan, state, batch)
+            state, _ = step(gan, state, batch)
         states.append(state)
     moved = optax.tree.norm(jax.tree.map(lambda a, b: a - b, states[0].g_params,
                                            by_hand.init(jax.random.key(0)).g_params))
