@@ -47,7 +47,6 @@ __all__ = [
     "DCGANDiscriminator",
     "MLPGenerator",
     "MaxoutDiscriminator",
-    "make_models",
 ]
 
 

@@ -69,7 +69,6 @@ __all__ = [
     "sample",
     "load_sampler",
     "load_trained",
-    "TrainResult",
     "NonFiniteLossError",
 ]
 

@@ -66,7 +66,5 @@ __all__ = [
     "prepare_reference",
     "evaluate_samples",
     "feature_metrics",
-    "frechet_distance",
-    "precision_recall",
     "parzen_log_likelihood",
 ]
