@@ -68,7 +68,8 @@ def _train_parser() -> argparse.ArgumentParser:
     add_config_flags(
         parser, TrainConfig, defaults=TrainConfig(), choices=FIELD_CHOICES,
         none_words={"num_devices": ("all", "none"), "conditional": ("auto", "none"),
-                    "clusters": ("auto", "none"), "r1_gamma": ("auto", "none")},
+                    "clusters": ("auto", "none"), "r1_gamma": ("auto", "none"),
+                    "d_minibatch_std": ("auto", "none")},
         extra_help=lambda name: _CLI_HELP.get(name, ""),
     )
     return parser

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from typing import Any
 
@@ -54,10 +55,14 @@ MODEL_FIELDS = (
     "clusters",  # the cluster embeddings
 )
 
-# Self-conditioning's number of clusters for a run without labels (TrainConfig.clusters auto).
+# Self-conditioning's number of clusters for a run of n images without labels
+# (TrainConfig.clusters auto): round(sqrt(n / CLUSTER_SCALE)), at most SELF_CONDITION_CLUSTERS,
+# none below 2. 30 for 5,000 images (about 165 a cluster), 50 from 13,750 images on.
 SELF_CONDITION_CLUSTERS = 50
-MIN_CLUSTER_SIZE = 20  # auto clusters: at least this many images a cluster on average
+CLUSTER_SCALE = 5.5
 SELF_CONDITION_R1 = 0.1  # a self-conditioned run's R1 weight (TrainConfig.r1_gamma auto)
+# A self-conditioned run's minibatch-standard-deviation group (TrainConfig.d_minibatch_std auto).
+SELF_CONDITION_MINIBATCH_STD = 4
 
 
 class ConfigError(ValueError):
@@ -95,8 +100,10 @@ class TrainConfig:
         steps, of D's own last hidden features, the new ids matched to the old), generated
         batches drawing c with the clusters' frequencies, so samples need no label. 0: a
         plain unconditional GAN (the paper's game as it is). ``None`` (auto, the default):
-        ``SELF_CONDITION_CLUSTERS`` when the run is unconditional with the DCGAN pair and
-        ``pack`` 1, else 0.
+        when the run is unconditional with the DCGAN pair and ``pack`` 1, round(sqrt(n / 5.5))
+        clusters of n images, at most ``SELF_CONDITION_CLUSTERS`` (30 for 5,000 images, 50
+        from 13,750 on; fewer, larger clusters trade a little precision for recall on small
+        data), else 0.
       recluster_every: a self-conditioned run's steps between re-clusterings on D's
         features (0: keep the first clustering). Every checkpoint holds the clustering of its
         step, so a resume is exact wherever the re-clusterings fall.
@@ -115,6 +122,9 @@ class TrainConfig:
         discriminator (Karras et al. 2018; ``jaxgan.models.minibatch_stddev``): D sees how
         much each group of this many real or generated images varies (0: off); it must
         divide the images D judges per batch (``batch_size``, over ``pack`` when packing).
+        ``None`` (auto, the default): 4 (``SELF_CONDITION_MINIBATCH_STD``) for a
+        self-conditioned run whose batch it divides (it lifts recall on small clusters), 0
+        otherwise.
       gp_weight: WGAN-GP's lambda (Gulrajani et al. 2017 use 10): D's loss gains lambda times
         the mean of (||grad D|| - 1)^2 at random real/generated interpolates (0: off).
       d_steps: k of Algorithm 1.
@@ -191,7 +201,7 @@ class TrainConfig:
     r1_gamma: float | None = None
     gp_weight: float = 0.0
     d_spectral_norm: bool = False
-    d_minibatch_std: int = 0
+    d_minibatch_std: int | None = None
     d_steps: int = 1
     steps: int = 4000
     batch_size: int = 32
@@ -277,9 +287,10 @@ class TrainConfig:
     def resolved(self, has_labels: bool, num_examples: int | None = None) -> "TrainConfig":
         """This config with ``conditional`` and ``clusters`` decided for data that has (or
         lacks) labels: auto ``conditional`` (``None``) is conditional iff ``has_labels`` and
-        ``pack == 1``; auto ``clusters`` is ``SELF_CONDITION_CLUSTERS`` for an unconditional
-        DCGAN with ``pack`` 1 (fewer for fewer than ``MIN_CLUSTER_SIZE`` images a cluster of
-        ``num_examples``, none below 2 clusters), else 0.
+        ``pack == 1``; auto ``clusters``, for an unconditional DCGAN with ``pack`` 1, is
+        round(sqrt(``num_examples`` / ``CLUSTER_SCALE``)) up to ``SELF_CONDITION_CLUSTERS``
+        (``SELF_CONDITION_CLUSTERS`` when ``num_examples`` is unknown; none below 2), else 0;
+        auto ``r1_gamma`` and ``d_minibatch_std`` follow the clusters.
 
         Raises:
           ConfigError: ``conditional`` is true but the data has no labels, or ``clusters``
@@ -310,7 +321,7 @@ class TrainConfig:
         if clusters is None and not conditional and self.arch == "dcgan" and self.pack == 1:
             clusters = SELF_CONDITION_CLUSTERS
             if num_examples is not None:
-                clusters = min(clusters, num_examples // MIN_CLUSTER_SIZE)
+                clusters = min(clusters, round(math.sqrt(num_examples / CLUSTER_SCALE)))
                 clusters = clusters if clusters >= 2 else 0
         elif clusters is None:
             clusters = 0
@@ -327,7 +338,12 @@ class TrainConfig:
         r1_gamma = self.r1_gamma
         if r1_gamma is None:
             r1_gamma = SELF_CONDITION_R1 if clusters else 0.0
-        return dict(conditional=conditional, clusters=clusters, r1_gamma=r1_gamma), reason
+        group = self.d_minibatch_std
+        if group is None and self.arch == "dcgan":  # arch mlp has no such feature
+            divides = (self.batch_size // self.pack) % SELF_CONDITION_MINIBATCH_STD == 0
+            group = SELF_CONDITION_MINIBATCH_STD if clusters and divides else 0
+        return dict(conditional=conditional, clusters=clusters, r1_gamma=r1_gamma,
+                    d_minibatch_std=group), reason
 
     def save(self, path: str | os.PathLike, *, reason: str | None = None) -> None:
         """Writes the config as JSON, atomically (temporary file, then rename); ``reason``
@@ -449,7 +465,8 @@ FIELD_CHECKS = {
         "d_steps", "steps", "batch_size", "latent_dim", "kernel_size", "log_every",
         "sample_every", "checkpoint_every", "keep_checkpoints", "pack", "steps_per_call")},
     **{field: _integer(0) for field in (
-        "d_minibatch_std", "parzen_samples", "augment_shift", "recluster_every")},
+        "parzen_samples", "augment_shift", "recluster_every")},
+    "d_minibatch_std": _integer(0, none=True),
     "num_devices": _integer(1, none=True),
     "d_dense": _integer(1, none=True),
     "clusters": _clusters,
@@ -537,12 +554,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     # Table 1 without labels: the recipe of table1_conditional with self-conditioning in place
     # of the labels (50 k-means clusters of the 50,000 training digits, re-clustered on D's
-    # features every 2,000 steps, R1 0.1) and the non-saturating G loss (the forward-KL one
-    # lost its samples' quality without labels at the default run's size; docs/results.md).
+    # features every 2,000 steps, R1 0.1, no minibatch-standard-deviation feature) and the
+    # non-saturating G loss (the forward-KL one lost its samples' quality without labels at
+    # the default run's size; docs/results.md).
     "table1": dict(
-        conditional=False, clusters=50, recluster_every=2000, g_widths=(128, 64, 64),
-        d_widths=(64, 128), r1_gamma=0.1, lr_schedule="linear", batch_size=64, steps=20_000,
-        train_split="train[:50000]", parzen_samples=10_000, checkpoint_every=2000,
+        conditional=False, clusters=50, recluster_every=2000, d_minibatch_std=0,
+        g_widths=(128, 64, 64), d_widths=(64, 128), r1_gamma=0.1, lr_schedule="linear",
+        batch_size=64, steps=20_000, train_split="train[:50000]", parzen_samples=10_000,
+        checkpoint_every=2000,
     ),
     # The best class-conditional Table 1 model on the paper's protocol (docs/results.md,
     # row [12]): the class-conditional DCGAN, G widths (128, 64, 64), D (64, 128), R1 with

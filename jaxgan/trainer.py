@@ -459,8 +459,9 @@ def _check_resume_config(workdir: str, config: TrainConfig) -> None:
     if not os.path.exists(path):
         return
     old = TrainConfig.load(path)
-    for field in ("conditional", "clusters", "r1_gamma"):  # auto resolves as it did for the
-        if getattr(config, field) is None:  # same data (_setup checks)
+    # auto resolves as it did for the same data (_setup checks)
+    for field in ("conditional", "clusters", "r1_gamma", "d_minibatch_std"):
+        if getattr(config, field) is None:
             config = dataclasses.replace(config, **{field: getattr(old, field)})
     old_model, new_model = old.model(), config.model()
     for field in new_model:

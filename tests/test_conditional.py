@@ -430,7 +430,9 @@ def test_auto_conditional_follows_the_data_and_is_recorded(tmp_path):
     np.savez(tmp_path / "unlabelled.npz", images=np.zeros((16, 28, 28), np.uint8))
     plain = trainer.train(tiny_config(data=f"npz:{tmp_path}/unlabelled.npz", steps=2,
                                            checkpoint_every=2), tmp_path / "b", progress=False)
-    assert plain.gan.num_classes == 0
+    # not conditional: self-conditioned on round(sqrt(16 / 5.5)) = 2 clusters, no labels read
+    assert plain.gan.num_classes == 2 and plain.gan.generated_labels == "data"
+    assert TrainConfig.load(tmp_path / "b" / "config.json").conditional is False
     packed = trainer.train(tiny_config(pack=2, steps=2, checkpoint_every=2),
                            tmp_path / "c", progress=False)
     assert packed.gan.num_classes == 0

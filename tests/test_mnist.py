@@ -56,7 +56,7 @@ def test_run_writes_everything_a_user_expects(tmp_path):
     # config.json is the run's config with the auto fields resolved (labelled digits), and
     # says why.
     assert TrainConfig.load(tmp_path / "config.json") == tiny_config(
-        conditional=True, clusters=0, r1_gamma=0.0)
+        conditional=True, clusters=0, r1_gamma=0.0, d_minibatch_std=0)
     assert json.loads((tmp_path / "config.json").read_text())["model"] == (
         "conditioned on the data's labels (auto: the data has labels)")
     records = read_metrics(tmp_path / "metrics.jsonl")

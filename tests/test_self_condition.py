@@ -60,7 +60,7 @@ def test_no_label_reaches_a_label_free_run(digits, tmp_path):
     """Labelled data trained with conditional false, the same images with other labels, and
     the images alone (auto: self-conditioned) are one run: labels cannot have been read."""
     runs = {
-        "labelled": trainer.train(config(digits["labelled"], conditional=False, clusters=20),
+        "labelled": trainer.train(config(digits["labelled"], conditional=False, clusters=9),
                                   tmp_path / "labelled", progress=False),
         "shuffled": trainer.train(config(digits["shuffled"], conditional=False),
                                   tmp_path / "shuffled", progress=False),
@@ -68,15 +68,15 @@ def test_no_label_reaches_a_label_free_run(digits, tmp_path):
                                     progress=False),
     }
     for result in runs.values():
-        assert result.gan.num_classes == 20 and result.gan.generated_labels == "data"
+        assert result.gan.num_classes == 9 and result.gan.generated_labels == "data"
     assert_same_state(runs["labelled"].state, runs["shuffled"].state)
     assert_same_state(runs["labelled"].state, runs["unlabelled"].state)
     metas = [checkpoint_lib.Checkpointer(tmp_path / name / "checkpoints").restore_latest(
         result.state)[2]["clusters"] for name, result in runs.items()]
     assert metas[0] == metas[1] == metas[2] and metas[0]["step"] == 4
     saved = json.loads((tmp_path / "unlabelled" / "config.json").read_text())
-    assert saved["clusters"] == 20 and saved["conditional"] is False
-    assert saved["model"] == ("self-conditioned on 20 clusters of the images, no label used "
+    assert saved["clusters"] == 9 and saved["conditional"] is False  # sqrt(400 / 5.5) = 8.5
+    assert saved["model"] == ("self-conditioned on 9 clusters of the images, no label used "
                               "(auto: the data has no labels)")
     # The labelled data, left on auto, keeps its labels: a different model.
     labelled = trainer.train(config(digits["labelled"], steps=4), tmp_path / "auto",
@@ -168,13 +168,19 @@ def test_discriminator_features_are_the_logit_layers_input(key):
 
 
 @pytest.mark.parametrize("overrides, has_labels, num_examples, expected, reason", [
-    ({}, False, 5000, (False, SELF_CONDITION_CLUSTERS), "auto: the data has no labels"),
+    # auto clusters: round(sqrt(n / 5.5)) up to 50: sqrt(909.1) = 30.15 for 5,000 images
+    ({}, False, 5000, (False, 30), "auto: the data has no labels"),
     ({}, True, 5000, (True, 0), "auto: the data has labels"),
-    ({"conditional": False}, True, 5000, (False, SELF_CONDITION_CLUSTERS), "conditional set"),
+    ({"conditional": False}, True, 5000, (False, 30), "conditional set"),
     ({"clusters": 7}, True, 5000, (False, 7), "clusters set"),
     ({"conditional": False, "clusters": 0}, True, 5000, (False, 0), "conditional set"),
-    ({}, False, 100, (False, 5), "auto: the data has no labels"),  # 20 images a cluster
-    ({}, False, 39, (False, 0), "auto: the data has no labels"),  # too few for 2
+    ({}, False, 13_750, (False, SELF_CONDITION_CLUSTERS), "auto: the data has no labels"),  # 50.0
+    ({}, False, 13_200, (False, 49), "auto: the data has no labels"),  # sqrt(2400) = 48.99
+    ({}, False, 60_000, (False, SELF_CONDITION_CLUSTERS), "auto: the data has no labels"),
+    ({}, False, None, (False, SELF_CONDITION_CLUSTERS), "auto: the data has no labels"),
+    ({}, False, 100, (False, 4), "auto: the data has no labels"),  # sqrt(18.2) = 4.26
+    ({}, False, 13, (False, 2), "auto: the data has no labels"),  # sqrt(2.36) = 1.54
+    ({}, False, 12, (False, 0), "auto: the data has no labels"),  # sqrt(2.18) = 1.48: too few
     ({"arch": "mlp"}, False, 5000, (False, 0), "auto: the data has no labels"),
     ({"pack": 2}, True, 5000, (False, 0), "auto: pack > 1"),
 ])
@@ -183,10 +189,21 @@ def test_auto_resolution_of_labels_and_clusters(overrides, has_labels, num_examp
     config = TrainConfig(**overrides)
     resolved = config.resolved(has_labels, num_examples)
     assert (resolved.conditional, resolved.clusters) == expected
-    # R1 (auto) goes with self-conditioning; a value given stays.
+    # R1 and the minibatch standard deviation (auto) go with self-conditioning; a value given
+    # stays; arch mlp has no minibatch feature.
     assert resolved.r1_gamma == (SELF_CONDITION_R1 if expected[1] else 0.0)
     assert TrainConfig(**overrides, r1_gamma=0.0).resolved(has_labels, num_examples).r1_gamma == 0
+    assert resolved.d_minibatch_std == (None if config.arch == "mlp" else 4 if expected[1] else 0)
+    assert TrainConfig(**overrides, d_minibatch_std=2).resolved(
+        has_labels, num_examples).d_minibatch_std == 2
     assert config.resolution_reason(has_labels, num_examples).endswith(f"({reason})")
+
+
+def test_auto_minibatch_std_only_where_its_groups_divide_the_batch():
+    for batch_size, group in ((32, 4), (36, 4), (30, 0), (2, 0)):
+        resolved = TrainConfig(batch_size=batch_size).resolved(False, 5000)
+        assert (resolved.clusters, resolved.d_minibatch_std) == (30, group), batch_size
+        resolved.validate()
 
 
 def test_self_conditioning_settings_are_checked():
