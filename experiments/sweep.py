@@ -164,10 +164,11 @@ CANDIDATES: dict[str, tuple[str, list[str]]] = {
 }
 
 # The candidates of the first three rounds ran before conditional GANs existed and while the
-# default ran 5,500 steps: they stay unconditional at that length, whatever the default is now.
+# default ran 5,500 steps: they stay plain unconditional GANs (no self-conditioning) at that
+# length, whatever the default is now.
 FOURTH_ROUND = ("conditional_5500", "conditional")
 UNCONDITIONAL_ROUNDS = tuple(name for name in CANDIDATES if name not in FOURTH_ROUND)
-_ROUNDS_1_3 = ["--conditional", "false", "--steps", "5500"]
+_ROUNDS_1_3 = ["--conditional", "false", "--clusters", "0", "--steps", "5500"]
 
 # The settings every candidate of the first round starts from (the defaults when the sweep
 # began); a candidate's own flags come after these and override them. The candidates named

@@ -57,7 +57,7 @@ MODEL_FIELDS = (
 
 # Self-conditioning's number of clusters for a run of n images without labels
 # (TrainConfig.clusters auto): round(sqrt(n / CLUSTER_SCALE)), at most SELF_CONDITION_CLUSTERS,
-# none below 2. 30 for 5,000 images (about 165 a cluster), 50 from 13,750 images on.
+# none below 2. 30 for 5,000 images (about 167 a cluster), 50 from 13,477 images on.
 SELF_CONDITION_CLUSTERS = 50
 CLUSTER_SCALE = 5.5
 SELF_CONDITION_R1 = 0.1  # a self-conditioned run's R1 weight (TrainConfig.r1_gamma auto)
@@ -102,7 +102,7 @@ class TrainConfig:
         plain unconditional GAN (the paper's game as it is). ``None`` (auto, the default):
         when the run is unconditional with the DCGAN pair and ``pack`` 1, round(sqrt(n / 5.5))
         clusters of n images, at most ``SELF_CONDITION_CLUSTERS`` (30 for 5,000 images, 50
-        from 13,750 on; fewer, larger clusters trade a little precision for recall on small
+        from 13,477 on; fewer, larger clusters trade a little precision for recall on small
         data), else 0.
       recluster_every: a self-conditioned run's steps between re-clusterings on D's
         features (0: keep the first clustering). Every checkpoint holds the clustering of its
@@ -124,7 +124,7 @@ class TrainConfig:
         divide the images D judges per batch (``batch_size``, over ``pack`` when packing).
         ``None`` (auto, the default): 4 (``SELF_CONDITION_MINIBATCH_STD``) for a
         self-conditioned run whose batch it divides (it lifts recall on small clusters), 0
-        otherwise.
+        for other DCGAN runs; arch mlp has no such feature and keeps ``None``.
       gp_weight: WGAN-GP's lambda (Gulrajani et al. 2017 use 10): D's loss gains lambda times
         the mean of (||grad D|| - 1)^2 at random real/generated interpolates (0: off).
       d_steps: k of Algorithm 1.
@@ -290,7 +290,8 @@ class TrainConfig:
         ``pack == 1``; auto ``clusters``, for an unconditional DCGAN with ``pack`` 1, is
         round(sqrt(``num_examples`` / ``CLUSTER_SCALE``)) up to ``SELF_CONDITION_CLUSTERS``
         (``SELF_CONDITION_CLUSTERS`` when ``num_examples`` is unknown; none below 2), else 0;
-        auto ``r1_gamma`` and ``d_minibatch_std`` follow the clusters.
+        auto ``r1_gamma`` follows the clusters, auto ``d_minibatch_std`` too where
+        ``SELF_CONDITION_MINIBATCH_STD`` divides the batch over ``pack`` (arch mlp: ``None``).
 
         Raises:
           ConfigError: ``conditional`` is true but the data has no labels, or ``clusters``
@@ -519,9 +520,10 @@ RULES = (
     ("pack", lambda c: c.clusters and c.pack > 1,
      lambda c: "a self-conditioned GAN does not pack (packed samples would carry several "
                "clusters); use pack 1 or clusters 0"),
-    # The DCGAN fields do not apply to the paper's pair: their defaults are ignored, anything
-    # else is a mistake.
-    *((field, lambda c, f=field: c.arch == "mlp" and getattr(c, f) != _FIELD_DEFAULTS[f],
+    # The DCGAN fields do not apply to the paper's pair: their defaults (and a minibatch
+    # group of 0, off) are ignored, anything else is a mistake.
+    *((field, lambda c, f=field: c.arch == "mlp" and getattr(c, f) != _FIELD_DEFAULTS[f]
+       and not (f == "d_minibatch_std" and getattr(c, f) == 0),
        lambda c: "arch mlp has the paper's fixed widths and layers; drop this flag")
       for field in DCGAN_FIELDS + ("d_spectral_norm",)),
 )

@@ -288,9 +288,15 @@ class GAN:
     def discriminator_features(self, d_params, x: jax.Array) -> jax.Array:
         """D's last hidden features of ``x`` ``[batch, *data_shape]`` (in ``output_range``):
         float32 ``[batch, features]``, the input of D's logit layer (its ``"features"``
-        intermediate), which no label reaches (a conditional D gets labels 0 only to run)."""
+        intermediate), which no label reaches (a conditional D gets labels 0 only to run).
+        A D with the minibatch-standard-deviation feature judges each image alone here (its
+        channel is then one constant), so an image's features do not depend on the images
+        beside it in ``x``."""
         labels = jnp.zeros(x.shape[:1], jnp.int32) if self.num_classes else None
-        _, state = self.discriminator.apply(
+        discriminator = self.discriminator
+        if getattr(discriminator, "minibatch_std", 0):
+            discriminator = discriminator.clone(minibatch_std=1)
+        _, state = discriminator.apply(
             {"params": d_params}, *self._inputs(x, labels), train=False,
             mutable=["intermediates"],
         )

@@ -128,8 +128,9 @@ def make_gan(
     num_classes: int | None = None,
 ) -> GAN:
     """The ``GAN`` described by ``config``, for images ``image_shape`` (H, W, C) of data with
-    ``num_classes`` classes (``None``: unlabelled). ``config.conditional`` auto (``None``)
-    resolves as ``train`` resolves it (``TrainConfig.resolved``); a conditional GAN needs
+    ``num_classes`` classes (``None``: unlabelled). The auto fields (``None``) resolve as
+    ``TrainConfig.resolved`` does without the data's size (``train`` passes it: resolve a
+    config with ``num_examples`` first for the GAN ``train`` builds); a conditional GAN needs
     ``num_classes``; a self-conditioned one (``config.clusters``) takes its clusters as
     classes, whatever ``num_classes`` is.
 
@@ -454,13 +455,19 @@ class _StopCheck:
         return bool(np.any(flags))
 
 
-def _check_resume_config(workdir: str, config: TrainConfig) -> None:
+# The fields that resolve from the data when left None (TrainConfig.resolved).
+AUTO_FIELDS = ("conditional", "clusters", "r1_gamma", "d_minibatch_std")
+
+
+def _check_resume_config(workdir: str, config: TrainConfig) -> TrainConfig:
+    """Refuses a config whose model does not fit the workdir's checkpoints; returns
+    ``config`` with its auto fields taken from the workdir's config.json, so a resumed run
+    keeps the model it was trained with (whatever this version's auto rules would pick)."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
-        return
+        return config
     old = TrainConfig.load(path)
-    # auto resolves as it did for the same data (_setup checks)
-    for field in ("conditional", "clusters", "r1_gamma", "d_minibatch_std"):
+    for field in AUTO_FIELDS:
         if getattr(config, field) is None:
             config = dataclasses.replace(config, **{field: getattr(old, field)})
     old_model, new_model = old.model(), config.model()
@@ -479,6 +486,13 @@ def _check_resume_config(workdir: str, config: TrainConfig) -> None:
     ]
     if changed:
         log.warning("resuming %s with changed settings: %s", workdir, "; ".join(changed))
+    return config
+
+
+def _saved_model_reason(workdir: str) -> str | None:
+    """config.json's ``"model"`` sentence (``TrainConfig.save``'s ``reason``), if any."""
+    with open(os.path.join(workdir, "config.json")) as f:
+        return json.load(f).get("model")
 
 
 DATA_INFO = "data.json"
@@ -863,7 +877,10 @@ def _setup(config: TrainConfig, workdir: str | os.PathLike) -> _Run:
 
 def _prepare_run(config: TrainConfig, workdir: str, mesh, lock) -> _Run:
     """``_setup`` once the workdir is locked."""
-    _check_resume_config(workdir, config)  # again: another trainer may have written it
+    auto = config
+    config = _check_resume_config(workdir, config)  # again: another trainer may have written it
+    # A resume whose auto fields came from config.json keeps the reason it gave then.
+    saved_reason = _saved_model_reason(workdir) if config != auto else None
     data = data_lib.load_data(config.data, split=config.train_split)
     if config.batch_size > len(data.images):
         raise ConfigError(
@@ -876,7 +893,7 @@ def _prepare_run(config: TrainConfig, workdir: str, mesh, lock) -> _Run:
              "" if data.labels is None else f", {data.num_classes} classes")
     try:
         resolution = dict(has_labels=data.labels is not None, num_examples=len(data.images))
-        reason = config.resolution_reason(**resolution)
+        reason = saved_reason or config.resolution_reason(**resolution)
         config = config.resolved(**resolution)
     except ConfigError as error:
         raise ConfigError(error.field, f"{data.source}: {error.message}") from None

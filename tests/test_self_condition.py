@@ -111,6 +111,21 @@ def test_a_resume_across_a_reclustering_is_bit_identical(digits, tmp_path):
     assert trainer.sample(tmp_path / "a", 2, labels=4).shape == (2, 28, 28, 1)
 
 
+def test_a_resume_on_auto_keeps_the_workdirs_model(tmp_path):
+    """A workdir trained with explicit settings (as an older version's auto rules might have
+    picked them) resumes under all-auto fields with those settings and its config.json's
+    reason, not with what auto picks for this data (conditional on its labels)."""
+    trainer.train(tiny_config(steps=2, checkpoint_every=2, conditional=False, clusters=3,
+                              d_minibatch_std=0, r1_gamma=0.5), tmp_path, progress=False)
+    saved = json.loads((tmp_path / "config.json").read_text())["model"]
+    resumed = trainer.train(tiny_config(steps=4, checkpoint_every=2), tmp_path, progress=False)
+    assert resumed.resumed_from == 2 and resumed.gan.num_classes == 3
+    assert resumed.gan.r1_gamma == 0.5
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert (config["conditional"], config["clusters"], config["d_minibatch_std"],
+            config["r1_gamma"], config["model"]) == (False, 3, 0, 0.5, saved)
+
+
 def test_the_first_clustering_is_k_means_on_the_pixels_principal_components(digits, tmp_path):
     """The checkpoint's clusters before any re-clustering are jaxgan.cluster's k-means on
     the images' leading principal components, with the run's keys."""
@@ -167,6 +182,28 @@ def test_discriminator_features_are_the_logit_layers_input(key):
                                rtol=1e-5, atol=1e-6)
 
 
+def test_discriminator_features_judge_each_image_alone_under_the_minibatch_feature(key):
+    """With D's minibatch standard deviation (group 2) the logit depends on the image beside
+    each one; the clustering features do not: each row is that image's features alone, the
+    conv features plus a channel of the constant sqrt(1e-8) (a group of one)."""
+    g, d = jaxgan.make_models("dcgan", g_widths=(8, 4, 4), d_widths=(4, 8), d_minibatch_std=2)
+    gan = jaxgan.GAN(g, d, g_optimizer=optax.adam(1e-3), d_optimizer=optax.adam(1e-3))
+    state = gan.init(key)
+    x = jax.random.uniform(jax.random.key(1), (4, 28, 28, 1), jnp.float32, -1.0, 1.0)
+    swapped = x[jnp.array([0, 2, 1, 3])]  # image 0's group partner changes from 1 to 2
+    logits = gan.discriminate(state.d_params, x, train=False)
+    assert abs(float(logits[0] - gan.discriminate(state.d_params, swapped, train=False)[0])) > 1e-6
+    features = gan.discriminator_features(state.d_params, x)
+    assert features.shape == (4, 7 * 7 * 9)  # 8 channels and the minibatch one
+    for i in range(4):
+        np.testing.assert_array_equal(features[i], gan.discriminator_features(
+            state.d_params, x[i:i + 1])[0])
+    np.testing.assert_array_equal(features[0], gan.discriminator_features(
+        state.d_params, swapped)[0])
+    channel = features.reshape(4, 7, 7, 9)[..., 8]
+    np.testing.assert_allclose(channel, np.sqrt(1e-8), rtol=1e-5)  # in float32
+
+
 @pytest.mark.parametrize("overrides, has_labels, num_examples, expected, reason", [
     # auto clusters: round(sqrt(n / 5.5)) up to 50: sqrt(909.1) = 30.15 for 5,000 images
     ({}, False, 5000, (False, 30), "auto: the data has no labels"),
@@ -174,8 +211,8 @@ def test_discriminator_features_are_the_logit_layers_input(key):
     ({"conditional": False}, True, 5000, (False, 30), "conditional set"),
     ({"clusters": 7}, True, 5000, (False, 7), "clusters set"),
     ({"conditional": False, "clusters": 0}, True, 5000, (False, 0), "conditional set"),
-    ({}, False, 13_750, (False, SELF_CONDITION_CLUSTERS), "auto: the data has no labels"),  # 50.0
-    ({}, False, 13_200, (False, 49), "auto: the data has no labels"),  # sqrt(2400) = 48.99
+    ({}, False, 13_477, (False, SELF_CONDITION_CLUSTERS), "auto: the data has no labels"),  # 49.502
+    ({}, False, 13_476, (False, 49), "auto: the data has no labels"),  # sqrt(2450.18) = 49.4998
     ({}, False, 60_000, (False, SELF_CONDITION_CLUSTERS), "auto: the data has no labels"),
     ({}, False, None, (False, SELF_CONDITION_CLUSTERS), "auto: the data has no labels"),
     ({}, False, 100, (False, 4), "auto: the data has no labels"),  # sqrt(18.2) = 4.26
@@ -204,6 +241,15 @@ def test_auto_minibatch_std_only_where_its_groups_divide_the_batch():
         resolved = TrainConfig(batch_size=batch_size).resolved(False, 5000)
         assert (resolved.clusters, resolved.d_minibatch_std) == (30, group), batch_size
         resolved.validate()
+    # The paper's pair has no such feature: auto and 0 are accepted, a group is refused.
+    TrainConfig(arch="mlp", d_minibatch_std=0).validate()
+    with pytest.raises(ConfigError, match="d_minibatch_std: arch mlp"):
+        TrainConfig(arch="mlp", d_minibatch_std=4).validate()
+    # On the command line "auto" (or "none", as for every auto field) is auto, 0 is off.
+    from experiments.mnist import _train_parser
+
+    for word, value in (("auto", None), ("none", None), ("0", 0)):
+        assert _train_parser().parse_args(["--d-minibatch-std", word]).d_minibatch_std == value
 
 
 def test_self_conditioning_settings_are_checked():

@@ -14,8 +14,8 @@ def config_of(command):
 
 
 def test_candidates_start_from_the_base_flags_and_default_from_the_defaults():
-    # The first three rounds ran before conditional GANs: they stay unconditional.
-    unconditional = TrainConfig(conditional=False, steps=5500)
+    # The first three rounds ran before conditional GANs: they stay plain unconditional.
+    unconditional = TrainConfig(conditional=False, clusters=0, steps=5500)
     assert config_of(sweep.train_command("default", 2, "W")) == dataclasses.replace(
         unconditional, seed=2)
     tiny = config_of(sweep.train_command("tiny_k5_lr2e-3", 0, "W"))

@@ -9,8 +9,8 @@ The public surface, in the order a run uses it:
 * ``evaluate_samples``: one row of every metric for a set of samples (classifier FID,
   precision, recall, coverage, class shares and confidence, Parzen log-likelihood,
   memorization).
-* For any data and any feature function: ``feature_metrics``; the metrics on their own:
-  ``frechet_distance``, ``precision_recall``, ``parzen_log_likelihood``.
+* For any data and any feature function: ``feature_metrics`` (Frechet distance, precision,
+  recall, coverage); ``parzen_log_likelihood``, the paper's estimate, on its own.
 
 Everything else here (the submodules ``classifier``, ``metrics`` and ``suite``) is internal.
 """
