@@ -63,6 +63,8 @@ CLUSTER_SCALE = 5.5
 SELF_CONDITION_R1 = 0.1  # a self-conditioned run's R1 weight (TrainConfig.r1_gamma auto)
 # A self-conditioned run's minibatch-standard-deviation group (TrainConfig.d_minibatch_std auto).
 SELF_CONDITION_MINIBATCH_STD = 4
+# The fields that resolve from the data when left None (TrainConfig.resolved).
+AUTO_FIELDS = ("conditional", "clusters", "r1_gamma", "d_minibatch_std")
 
 
 class ConfigError(ValueError):

@@ -50,7 +50,7 @@ from jaxgan import multistep
 from jaxgan import sharding as sharding_lib
 from jaxgan.checkpoint import Checkpointer, CheckpointError
 from jaxgan.compile import compiler_options
-from jaxgan.config import ConfigError, TrainConfig, WorkdirError
+from jaxgan.config import AUTO_FIELDS, ConfigError, TrainConfig, WorkdirError
 from jaxgan.eval.metrics import select_parzen_sigma
 from jaxgan.files import (
     StorageFullError, WorkdirLock, atomic_path, describe_bytes, free_bytes,
@@ -455,18 +455,16 @@ class _StopCheck:
         return bool(np.any(flags))
 
 
-# The fields that resolve from the data when left None (TrainConfig.resolved).
-AUTO_FIELDS = ("conditional", "clusters", "r1_gamma", "d_minibatch_std")
-
-
 def _check_resume_config(workdir: str, config: TrainConfig) -> TrainConfig:
-    """Refuses a config whose model does not fit the workdir's checkpoints; returns
-    ``config`` with its auto fields taken from the workdir's config.json, so a resumed run
-    keeps the model it was trained with (whatever this version's auto rules would pick)."""
+    """Refuses a config whose model does not fit the workdir's; returns ``config`` with its
+    auto fields taken from the workdir's config.json when the workdir has checkpoints, so a
+    resumed run keeps the model it was trained with (whatever this version's auto rules
+    would pick), and ``config`` itself otherwise (nothing trained yet: auto decides anew)."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         return config
     old = TrainConfig.load(path)
+    given = config
     for field in AUTO_FIELDS:
         if getattr(config, field) is None:
             config = dataclasses.replace(config, **{field: getattr(old, field)})
@@ -486,13 +484,23 @@ def _check_resume_config(workdir: str, config: TrainConfig) -> TrainConfig:
     ]
     if changed:
         log.warning("resuming %s with changed settings: %s", workdir, "; ".join(changed))
-    return config
+    return config if _has_checkpoints(workdir) else given
+
+
+def _has_checkpoints(workdir: str) -> bool:
+    """Whether ``workdir/checkpoints`` holds any step directory (complete or not)."""
+    directory = os.path.join(workdir, "checkpoints")
+    return os.path.isdir(directory) and any(name.split(".")[0].isdigit()
+                                            for name in os.listdir(directory))
 
 
 def _saved_model_reason(workdir: str) -> str | None:
-    """config.json's ``"model"`` sentence (``TrainConfig.save``'s ``reason``), if any."""
-    with open(os.path.join(workdir, "config.json")) as f:
-        return json.load(f).get("model")
+    """config.json's ``"model"`` sentence (``TrainConfig.save``'s ``reason``), if readable."""
+    try:
+        with open(os.path.join(workdir, "config.json")) as f:
+            return json.load(f).get("model")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 DATA_INFO = "data.json"
@@ -879,8 +887,12 @@ def _prepare_run(config: TrainConfig, workdir: str, mesh, lock) -> _Run:
     """``_setup`` once the workdir is locked."""
     auto = config
     config = _check_resume_config(workdir, config)  # again: another trainer may have written it
-    # A resume whose auto fields came from config.json keeps the reason it gave then.
-    saved_reason = _saved_model_reason(workdir) if config != auto else None
+    config.validate()  # the workdir's auto values beside this run's other settings
+    # A resume whose model (conditional, clusters) came from config.json keeps the reason
+    # it gave then.
+    kept = any(getattr(auto, f) is None and getattr(config, f) is not None
+               for f in ("conditional", "clusters"))
+    saved_reason = _saved_model_reason(workdir) if kept else None
     data = data_lib.load_data(config.data, split=config.train_split)
     if config.batch_size > len(data.images):
         raise ConfigError(
@@ -891,6 +903,9 @@ def _prepare_run(config: TrainConfig, workdir: str, mesh, lock) -> _Run:
     log.info("data: %s, %d images of %s%s", data.source, len(data.images),
              "x".join(map(str, data.image_shape)),
              "" if data.labels is None else f", {data.num_classes} classes")
+    if auto.conditional is None and config.conditional and data.labels is None:
+        # A conditional workdir on auto, resumed on data without labels: the workdir's fault.
+        _check_resume_conditional(workdir, dataclasses.replace(config, conditional=False))
     try:
         resolution = dict(has_labels=data.labels is not None, num_examples=len(data.images))
         reason = saved_reason or config.resolution_reason(**resolution)
