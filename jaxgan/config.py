@@ -522,10 +522,10 @@ RULES = (
     ("pack", lambda c: c.clusters and c.pack > 1,
      lambda c: "a self-conditioned GAN does not pack (packed samples would carry several "
                "clusters); use pack 1 or clusters 0"),
-    # The DCGAN fields do not apply to the paper's pair: their defaults (and a minibatch
-    # group of 0, off) are ignored, anything else is a mistake.
-    *((field, lambda c, f=field: c.arch == "mlp" and getattr(c, f) != _FIELD_DEFAULTS[f]
-       and not (f == "d_minibatch_std" and getattr(c, f) == 0),
+    # The DCGAN fields do not apply to the paper's pair: their defaults, or 0 (off; the field
+    # checks above refuse 0 where it is no valid value), are ignored, anything else is a
+    # mistake.
+    *((field, lambda c, f=field: c.arch == "mlp" and getattr(c, f) not in (_FIELD_DEFAULTS[f], 0),
        lambda c: "arch mlp has the paper's fixed widths and layers; drop this flag")
       for field in DCGAN_FIELDS + ("d_spectral_norm",)),
 )

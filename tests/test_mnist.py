@@ -26,7 +26,7 @@ from tests.support import ROOT, tiny_config
 
 
 def tiny_flags(**overrides):
-    """Command-line flags for TrainConfig.tiny (plus overrides)."""
+    """Command-line flags for tiny_config (plus overrides)."""
     config = tiny_config(**overrides)
     flags = []
     for name, value in config.to_json().items():
@@ -326,8 +326,9 @@ _PLACEHOLDERS = {"$M": "/data/mnist", "$D": "/data/digits", "$F": "/data/fashion
 
 def _documented_commands():
     """Every complete ``python -m experiments.mnist`` training command of README.md and
-    docs/*.md but the notes (continued lines joined, comments and what follows ``&&`` dropped; fragments
-    that end at a flag left out), with its file and the section it stands in."""
+    docs/*.md but the notes (continued lines joined, comments and what follows ``&&``
+    dropped; fragments that end at a flag left out), with its file and the section it
+    stands in."""
     import glob
     import re
     import shlex
