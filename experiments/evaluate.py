@@ -150,7 +150,8 @@ def _load_generator_samples(workdir: str, num: int, seed: int):
 def _load(source: str, split: str, *, labelled: bool, flag: str):
     """``jaxgan.data.load_data`` of one split, as ``(images uint8 [N, H, W] or [N, H, W, 3],
     labels, source)``; unlabelled data where labels are needed fails in one line."""
-    from jaxgan.data import DataError, load_data
+    from jaxgan.data import load_data
+    from jaxgan.errors import DataError
 
     data = load_data(source, split)
     if labelled and data.labels is None:
@@ -200,7 +201,7 @@ def _check_sample_shape(args, samples: np.ndarray | None, data_shape: tuple) -> 
     if samples is not None:
         shape, what = samples.shape[1:], "--samples"
     elif args.workdir:
-        from jaxgan.config import WorkdirError
+        from jaxgan.errors import WorkdirError
         from jaxgan.trainer import load_data_info
 
         try:
@@ -218,7 +219,8 @@ def _check_sample_shape(args, samples: np.ndarray | None, data_shape: tuple) -> 
 
 def _check_workdir(workdir: str):
     """The ``TrainConfig`` of a training workdir; fails in one line if it is not one."""
-    from jaxgan.config import TrainConfig, WorkdirError
+    from jaxgan.config import TrainConfig
+    from jaxgan.errors import WorkdirError
 
     config_path = os.path.join(workdir, "config.json")
     if not os.path.isfile(config_path):
@@ -243,7 +245,7 @@ def _train_source(args, config) -> tuple[str, str]:
 
 
 def _load_test(source: str, split: str):
-    from jaxgan.data import DataError
+    from jaxgan.errors import DataError
 
     try:
         return _load(source, split, labelled=True, flag="--test-data")
@@ -317,7 +319,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from experiments import report as report_tables
     from jaxgan import eval as jeval
-    from jaxgan.data import DataError
+    from jaxgan.errors import DataError
+    from jaxgan.eval import suite
 
     started = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -360,14 +363,15 @@ def main(argv: list[str] | None = None) -> None:
                           started, output)
         return
 
-    data = jeval.make_eval_data(
-        train.images, test.images, test.labels, seed=args.seed, num_real=args.num_samples,
+    start = time.perf_counter()
+    reference = jeval.prepare_reference(
+        trained, train.images, test.images, test.labels, seed=args.seed,
+        num_real=args.num_samples,
         validation_images=None if validation is None else validation.images,
         real_images=None if real is None else real.images,
     )
-    start = time.perf_counter()
-    reference = jeval.prepare_reference(trained, data)
     seconds["prepare_reference"] = time.perf_counter() - start
+    data = reference.data
     classifier = _classifier_summary(trained, reference.test_accuracy, classifier_data.source)
     print(
         f"classifier: test accuracy {reference.test_accuracy:.4f} on {len(data.test)} digits; "
@@ -402,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
         rows["generator"] = jeval.evaluate_samples(samples, reference)
         if labels is not None:
             try:
-                rows["generator"]["conditional"] = jeval.conditional_metrics(
+                rows["generator"]["conditional"] = suite.conditional_metrics(
                     reference, samples, labels)
             except ValueError as error:  # the run's classes are not the classifier's
                 fail(f"--workdir {args.workdir}: {error}; evaluate with the run's labelled data "
@@ -410,18 +414,18 @@ def main(argv: list[str] | None = None) -> None:
         seconds["generator_row"] = time.perf_counter() - start
     if args.reference:
         start = time.perf_counter()
-        rows.update(jeval.reference_rows(reference, seed=args.seed, num_noise=args.num_samples))
+        rows.update(suite.reference_rows(reference, seed=args.seed, num_noise=args.num_samples))
         if labels is not None:  # the floor of the per-class numbers: labelled real images
             real_images, real_labels = _labelled_real(classifier_data, real, args.num_samples,
                                                       args.seed)
-            rows["real"]["conditional"] = jeval.conditional_metrics(
+            rows["real"]["conditional"] = suite.conditional_metrics(
                 reference, real_images, real_labels)
         seconds["reference_rows"] = time.perf_counter() - start
     report["rows"] = rows
     print(report_tables.format_table(rows))
     if args.parzen_probes:
         start = time.perf_counter()
-        report["parzen_probes"] = jeval.parzen_probes(reference, samples, seed=args.seed)
+        report["parzen_probes"] = suite.parzen_probes(reference, samples, seed=args.seed)
         seconds["parzen_probes"] = time.perf_counter() - start
         print(report_tables.format_parzen_probes(report["parzen_probes"]))
     conditional = {name: row["conditional"] for name, row in rows.items() if "conditional" in row}
@@ -433,8 +437,7 @@ def main(argv: list[str] | None = None) -> None:
 def _generator_samples(args, samples, report: dict, seconds: dict):
     """``(samples, labels)``: drawn from ``--workdir`` (labels for a conditional run), or the
     ``--samples`` file's (no labels), noting their origin in ``report``."""
-    from jaxgan.checkpoint import CheckpointError
-    from jaxgan.config import WorkdirError
+    from jaxgan.errors import CheckpointError, WorkdirError
 
     labels = None
     if args.workdir:
@@ -470,10 +473,11 @@ def _evaluate_stacked(args, trained, test, classifier_data, train, samples, seco
                       started, output) -> None:
     """The Stacked MNIST report: the modes of the samples (and, with ``--reference``, of as
     many real stacked images) by the one-channel digit classifier."""
-    from jaxgan import eval as jeval
+    from jaxgan.eval import classifier as classifier_lib
+    from jaxgan.eval import suite
 
-    accuracy = jeval.classifier_accuracy(trained, test.images.astype(np.float32) / 255.0,
-                                         test.labels)
+    accuracy = classifier_lib.classifier_accuracy(
+        trained, test.images.astype(np.float32) / 255.0, test.labels)
     print(f"classifier: test accuracy {accuracy:.4f} on {len(test.images)} digits (each "
           "channel of a stacked image is classified alone)")
     report = {"classifier": _classifier_summary(trained, accuracy, classifier_data.source),
@@ -481,13 +485,13 @@ def _evaluate_stacked(args, trained, test, classifier_data, train, samples, seco
     rows = report["stacked_mnist"]
     samples, _ = _generator_samples(args, samples, report, seconds)
     if samples is not None:
-        rows["generator"] = jeval.stacked_mnist_modes(trained, samples)
+        rows["generator"] = suite.stacked_mnist_modes(trained, samples)
         if args.workdir and _is_conditional(args.workdir):
             log.warning("a conditional model draws every mode by its label: its mode count "
                         "measures conditioning, not mode collapse (train with --conditional "
                         "false for the mode-collapse test)")
     if args.reference:
-        rows["real"] = jeval.stacked_mnist_modes(trained, train.images[: args.num_samples])
+        rows["real"] = suite.stacked_mnist_modes(trained, train.images[: args.num_samples])
     for name, row in rows.items():
         print(f"{name:<10} modes {row['modes']:>4} / {row['num_modes']}  "
               f"KL {row['kl_to_uniform']:.3f}  ({row['num_samples']} samples)")

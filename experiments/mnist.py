@@ -28,7 +28,8 @@ from experiments.cli import (
     BUSY_STATUS, STORAGE_FULL_STATUS, Parser, add_config_flags, fail, flag, flag_words,
     given_fields, output_file, writable_directory, writing_or_fail,
 )
-from jaxgan.config import FIELD_CHOICES, PRESETS, ConfigError, TrainConfig, preset
+from jaxgan.config import FIELD_CHOICES, PRESETS, TrainConfig, preset
+from jaxgan.errors import ConfigError
 
 DEFAULT_WORKDIR = os.path.join("runs", "mnist")
 _FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -157,10 +158,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def run_train(argv: list[str]) -> None:
     args = _train_parser().parse_args(argv)
     from jaxgan import trainer
-    from jaxgan.checkpoint import CheckpointError
-    from jaxgan.config import WorkdirError
-    from jaxgan.data import DataError
-    from jaxgan.files import StorageFullError, WorkdirBusyError
+    from jaxgan.errors import (
+        CheckpointError, DataError, NonFiniteLossError, StorageFullError, WorkdirBusyError,
+        WorkdirError,
+    )
 
     try:
         config = config_from_args(args).validate()
@@ -174,7 +175,7 @@ def run_train(argv: list[str]) -> None:
             )
     except (ConfigError, WorkdirError, DataError, CheckpointError) as error:
         fail(flag_words(error, _FIELDS))
-    except trainer.NonFiniteLossError as error:
+    except NonFiniteLossError as error:
         fail(flag_words(error, _FIELDS), status=1)
     except WorkdirBusyError as error:
         fail(str(error), status=BUSY_STATUS)
@@ -211,8 +212,7 @@ def run_sample(argv: list[str]) -> None:
     out = output_file(args.out, "--out", overwrite=args.overwrite)
     grid_path = output_file(out[: -len(".npy")] + ".png", "--out", overwrite=args.overwrite)
     from jaxgan import trainer
-    from jaxgan.checkpoint import CheckpointError
-    from jaxgan.config import WorkdirError
+    from jaxgan.errors import CheckpointError, WorkdirError
     from jaxgan.images import save_grid
     import numpy as np
 
@@ -247,14 +247,13 @@ def run_figures(argv: list[str]) -> None:
 
     from jaxgan import data as data_lib
     from jaxgan import figures, trainer
-    from jaxgan.checkpoint import CheckpointError
-    from jaxgan.config import WorkdirError
+    from jaxgan.errors import CheckpointError, DataError, WorkdirError
     from jaxgan.images import save_grid
 
     try:
         config, gan, draw = trainer.load_sampler(args.workdir)
         training = data_lib.load_data(args.data or config.data, split=config.train_split)
-    except (CheckpointError, WorkdirError, data_lib.DataError) as error:
+    except (CheckpointError, WorkdirError, DataError) as error:
         fail(str(error))
     import numpy as np
 

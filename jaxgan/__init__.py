@@ -10,9 +10,9 @@ The public surface:
 * ``losses``: V(D, G) and the D and G losses; ``models``: the networks.
 * ``optim``: the paper code's optimizer (pylearn2 momentum, per-update decay, momentum ramp).
 
-The other public modules (``jaxgan.data``, ``config``, ``trainer``, ``checkpoint``,
-``sharding``, ``images``, ``eval``, ``cluster``, ``files``) are listed with their names in the
-API table of docs/api.md, which a test keeps equal to their ``__all__``; the rest is internal.
+The other public modules (``jaxgan.data``, ``config``, ``trainer``, ``errors``, ``sharding``,
+``eval``) are listed with their names in the API table of docs/api.md, which a test keeps
+equal to their ``__all__``; the other modules are internal.
 """
 
 from jaxgan import losses, models, optim

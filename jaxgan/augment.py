@@ -10,8 +10,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["random_translate"]
-
 
 def random_translate(key: jax.Array, images: jax.Array, max_shift: int, fill: float) -> jax.Array:
     """Shifts every image by its own random offset of up to ``max_shift`` pixels per axis.

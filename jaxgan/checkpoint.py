@@ -23,21 +23,14 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxgan.files import StorageFullError, describe_bytes, free_bytes
+from jaxgan.errors import CheckpointError, StorageFullError
+from jaxgan.files import describe_bytes, free_bytes
 from jaxgan.state import GANState
 
 # Free space a checkpoint leaves beside its own bytes (Orbax's metadata files).
 _SPACE_MARGIN = 1 << 20
 
-__all__ = [
-    "CheckpointError",
-]
-
 log = logging.getLogger(__name__)
-
-
-class CheckpointError(RuntimeError):
-    """No usable checkpoint could be restored, or one does not fit the current model."""
 
 
 def _to_saveable(state: GANState) -> GANState:

@@ -20,10 +20,6 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 
-__all__ = [
-    "kmeans",
-]
-
 
 def _squared_distances(x: jax.Array, centers: jax.Array) -> jax.Array:
     """``||x_i - c_j||^2`` ``[n, k]``, clipped at 0 (the expansion can round below it)."""

@@ -27,8 +27,6 @@ import functools
 import jax
 import jax.numpy as jnp
 
-__all__ = ["compiler_options"]
-
 CPU_OPTIONS = {
     "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
     "xla_cpu_copy_insertion_use_region_analysis": True,

@@ -8,7 +8,8 @@ import math
 import os
 from typing import Any
 
-from jaxgan.data import DataError, heldout_split, parse_source
+from jaxgan.data import heldout_split, parse_source
+from jaxgan.errors import ConfigError, DataError, WorkdirError
 from jaxgan.files import atomic_path
 from jaxgan.gan import NOISE_DISTRIBUTIONS, UPDATES
 from jaxgan.losses import DISCRIMINATOR_LOSSES, GENERATOR_LOSSES
@@ -17,8 +18,6 @@ from jaxgan.models import ARCHITECTURES, DCGANDiscriminator, DCGANGenerator
 __all__ = [
     "TrainConfig",
     "preset",
-    "ConfigError",
-    "WorkdirError",
 ]
 
 DTYPES = ("float32", "bfloat16")
@@ -65,22 +64,6 @@ SELF_CONDITION_R1 = 0.1  # a self-conditioned run's R1 weight (TrainConfig.r1_ga
 SELF_CONDITION_MINIBATCH_STD = 4
 # The fields that resolve from the data when left None (TrainConfig.resolved).
 AUTO_FIELDS = ("conditional", "clusters", "r1_gamma", "d_minibatch_std")
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid: ``field`` names the ``TrainConfig`` field,
-    ``message`` says what is wrong with its value (other fields are named as in Python; the
-    command line turns names into flags, ``experiments.cli.flag_words``)."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-class WorkdirError(ValueError):
-    """A run directory cannot be used: not a directory, not writable, or its ``config.json``
-    is unreadable. The message is one line that names the path."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -65,11 +65,12 @@ from typing import Any, Callable, Iterator
 import jax
 import numpy as np
 
+from jaxgan.errors import DataError
+
 __all__ = [
     "load_data",
     "ImageData",
     "BatchIterator",
-    "DataError",
     "prefetch_to_device",
 ]
 
@@ -105,10 +106,6 @@ _IDX_DTYPES = {
 }
 _IDX_IMAGES_MAGIC = 0x00000803  # uint8, 3 dimensions
 _IDX_LABELS_MAGIC = 0x00000801  # uint8, 1 dimension
-
-
-class DataError(ValueError):
-    """The data cannot be loaded or does not fit; the message is one line naming what to fix."""
 
 
 @dataclasses.dataclass(frozen=True)

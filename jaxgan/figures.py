@@ -17,8 +17,6 @@ import numpy as np
 
 from jaxgan.eval.metrics import nearest_neighbors
 
-__all__ = ["nearest_neighbor_rows", "linear_interpolation"]
-
 
 def nearest_neighbor_rows(samples: np.ndarray, training: np.ndarray) -> np.ndarray:
     """Figure 2's layout: ``samples`` ``[rows, columns, *image]`` with one more column

@@ -13,10 +13,7 @@ import shutil
 import socket
 from typing import Iterator
 
-__all__ = [
-    "WorkdirBusyError",
-    "StorageFullError",
-]
+from jaxgan.errors import WorkdirBusyError
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +35,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-
-
-class WorkdirBusyError(RuntimeError):
-    """Another process holds a workdir's training lock; the message is one line naming it."""
-
-
-class StorageFullError(OSError):
-    """A write failed for want of space (ENOSPC, EDQUOT); the message is one line naming the
-    path, the free space there, and what was kept. ``path`` is the path being written."""
-
-    def __init__(self, message: str, path: str, *, final: bool = False):
-        super().__init__(errno.ENOSPC, message)
-        self.path = path
-        self.final = final  # the message says what was kept and how to resume
-
-    def __str__(self) -> str:
-        return self.strerror
 
 
 # errno values that mean the storage cannot take more data.

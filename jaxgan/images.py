@@ -10,10 +10,6 @@ from PIL import Image
 
 from jaxgan.files import atomic_path
 
-__all__ = [
-    "save_grid",
-]
-
 
 def make_grid(images: np.ndarray, *, columns: int | None = None, padding: int = 2) -> np.ndarray:
     """Tiles images ``[n, h, w]``, ``[n, h, w, 1]`` or ``[n, h, w, 3]`` in [0, 1] into one

@@ -44,8 +44,6 @@ from flax.linen import dtypes
 from flax.linen.linear import canonicalize_padding
 from jax import lax
 
-__all__ = ["BatchNorm", "Conv", "ConvTranspose", "spectrally_normalized", "spectral_norm"]
-
 
 def _dimension_numbers(num_spatial: int) -> tuple[str, str, str]:
     """Channels-last dimension numbers (NHWC, HWIO, NHWC for two spatial axes)."""

@@ -26,8 +26,6 @@ from jaxgan.gan import GAN
 from jaxgan.state import GANState
 from jaxgan.steps import train_step
 
-__all__ = ["train_steps"]
-
 
 def train_steps(gan: GAN, state: GANState, real_images: jax.Array,
                 real_labels: jax.Array | None = None, *, unroll: int | bool = 2):

@@ -11,8 +11,6 @@ from typing import Any
 import flax.struct
 import jax
 
-__all__ = ["GANState"]
-
 PyTree = Any
 
 

@@ -27,8 +27,6 @@ from jaxgan import losses
 from jaxgan.gan import GAN
 from jaxgan.state import GANState
 
-__all__ = ["step_keys", "d_step", "g_step", "simultaneous_step", "train_step"]
-
 Metrics = dict[str, jax.Array]
 # The augmentation's key is this fold of an update's key (noise and dropout split it in two).
 _AUGMENT_FOLD = 7

@@ -8,8 +8,6 @@ from typing import Any
 
 from jaxgan.files import atomic_path
 
-__all__ = ["MetricsWriter", "read_metrics", "plot_losses"]
-
 
 class MetricsWriter:
     """Appends one JSON line per record to ``workdir/metrics.jsonl`` and mirrors the scalars

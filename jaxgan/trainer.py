@@ -48,14 +48,14 @@ from jaxgan import cluster as cluster_lib
 from jaxgan import data as data_lib
 from jaxgan import multistep
 from jaxgan import sharding as sharding_lib
-from jaxgan.checkpoint import Checkpointer, CheckpointError
+from jaxgan.checkpoint import Checkpointer
 from jaxgan.compile import compiler_options
-from jaxgan.config import AUTO_FIELDS, ConfigError, TrainConfig, WorkdirError
-from jaxgan.eval.metrics import select_parzen_sigma
-from jaxgan.files import (
-    StorageFullError, WorkdirLock, atomic_path, describe_bytes, free_bytes,
-    is_no_space,
+from jaxgan.config import AUTO_FIELDS, TrainConfig
+from jaxgan.errors import (
+    CheckpointError, ConfigError, NonFiniteLossError, StorageFullError, WorkdirError,
 )
+from jaxgan.eval.metrics import select_parzen_sigma
+from jaxgan.files import WorkdirLock, atomic_path, describe_bytes, free_bytes, is_no_space
 from jaxgan.gan import GAN
 from jaxgan.images import save_grid
 from jaxgan.models import IMAGE_SHAPE, init_sigmoid_bias_from_marginals, make_models
@@ -69,7 +69,6 @@ __all__ = [
     "sample",
     "load_sampler",
     "load_trained",
-    "NonFiniteLossError",
 ]
 
 log = logging.getLogger(__name__)
@@ -86,20 +85,6 @@ _CLUSTER_FOLD = 6  # a self-conditioned run's clusterings (jaxgan.cluster)
 _SAMPLE_LABEL_FOLD = 7  # the clusters that ``sample`` draws for its images
 CLUSTER_DIMS = 50  # principal components of the images' (or D's) features that k-means sees
 PARZEN_HELDOUT_ROWS = 1000
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A loss became NaN or infinite; ``step`` is the first iteration where it did."""
-
-    def __init__(self, step: int, metrics: dict[str, float], last_checkpoint: int | None):
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
-        kept = (
-            f"the last good checkpoint (step {last_checkpoint}) is kept"
-            if last_checkpoint is not None
-            else "no checkpoint was written yet"
-        )
-        super().__init__(f"non-finite loss at step {step} ({shown}); stopped, {kept}")
-        self.step = step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -669,10 +654,12 @@ def train(
         as usual. On several processes all stop at the same step (callables are polled
         every ``log_every`` steps there).
 
-    Raises:
+    Raises (all from ``jaxgan.errors``):
       ConfigError: an invalid setting, or one that does not fit the workdir's checkpoints.
       WorkdirError: the workdir cannot be written, or its config.json cannot be read.
-      jaxgan.data.DataError: the data cannot be loaded.
+      WorkdirBusyError: another process is training in the workdir.
+      StorageFullError: the disk filled; what was kept and how to resume is in the message.
+      DataError: the data cannot be loaded.
       CheckpointError: checkpoints exist but none can be restored into this model (or, with
         ``strict_versions``, they were written under other library versions).
       NonFiniteLossError: a loss became NaN/inf; the last good checkpoint is kept.

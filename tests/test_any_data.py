@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from jaxgan import models, trainer
-from jaxgan.config import ConfigError
+from jaxgan.errors import ConfigError
 from tests.support import ROOT, tiny_config
 
 

@@ -14,7 +14,8 @@ import pytest
 import jaxgan
 from experiments import mnist, report
 from jaxgan import models, trainer
-from jaxgan.config import ConfigError, TrainConfig
+from jaxgan.config import TrainConfig
+from jaxgan.errors import ConfigError
 from jaxgan.eval import suite
 from jaxgan.multistep import train_steps
 from jaxgan.steps import _LABEL_FOLD
@@ -408,7 +409,7 @@ def test_conditional_metrics_by_hand(monkeypatch):
     assert row["num_per_class"] == [6] * 4 and row["num_test_per_class"] == [10] * 4
     assert row["classifier_test_accuracy_per_class"] == pytest.approx([0.9, 1.0, 1.0, 1.0])
     for c in range(4):
-        expected = jaxgan.eval.frechet_distance_from_activations(
+        expected = jaxgan.eval.metrics.frechet_distance_from_activations(
             test_features[test_labels == c], sample_features[requested == c])
         assert row["fid_per_class"][c] == pytest.approx(expected)
     assert row["mean_fid_per_class"] == pytest.approx(np.mean(row["fid_per_class"]))

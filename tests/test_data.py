@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from jaxgan import data
-from jaxgan.data import DataError
+from jaxgan.errors import DataError
 from tests.support import ROOT
 
 SHARED_MNIST = os.path.join(ROOT, "..", "shared", "mnist")
@@ -690,7 +690,7 @@ def test_epoch_permutations_are_uniform():
 def test_a_position_saved_in_another_order_is_refused():
     it = data.BatchIterator(numbered_images(20), batch_size=4, seed=1)
     state = {**it.get_state(), "order": "numpy-permutation"}
-    with pytest.raises(data.DataError, match="order 'numpy-permutation'"):
+    with pytest.raises(DataError, match="order 'numpy-permutation'"):
         it.set_state(state)
 
 

@@ -21,7 +21,7 @@ from experiments import report
 from experiments.evaluate import CLASSIFIER_PRESETS
 from jaxgan import eval as jeval
 from jaxgan.eval import classifier as classifier_lib
-from jaxgan.eval import metrics
+from jaxgan.eval import metrics, suite
 from tests.support import ROOT
 
 TINY_CLASSIFIER = classifier_lib.ClassifierConfig(**CLASSIFIER_PRESETS["tiny"])
@@ -131,7 +131,7 @@ def test_eval_data_with_given_validation_and_real_digits():
     test = rng.uniform(size=(5, 28, 28)).astype(np.float32)
     validation = rng.uniform(size=(4, 28, 28)).astype(np.float32)
     numbered = np.broadcast_to(np.arange(40, dtype=np.uint8)[:, None, None], (40, 28, 28))
-    data = jeval.make_eval_data(train, test, np.arange(5), validation_images=validation,
+    data = suite.make_eval_data(train, test, np.arange(5), validation_images=validation,
                                 real_images=numbered, num_real=25)
     np.testing.assert_array_equal(data.validation, validation)
     assert len(data.train) == 12  # the generator's digits stay whole: memorization's reference
@@ -342,7 +342,9 @@ def test_suite_rows_on_tiny_data(noise_digits, tiny_classifier):
     rng = np.random.default_rng(10)
     train = (rng.uniform(size=(30, 28, 28)) * 255).astype(np.uint8)
     test = rng.uniform(size=(20, 28, 28)).astype(np.float32)
-    data = jeval.make_eval_data(train, test, np.arange(20) % 10, num_validation=10)
+    reference = jeval.prepare_reference(tiny_classifier, train, test, np.arange(20) % 10,
+                                        num_validation=10)
+    data = reference.data
     assert len(data.validation) == 10 and len(data.real) == 20
     # Validation and the real reference partition the training digits.
     together = np.concatenate([data.validation, data.real]).reshape(30, -1)
@@ -350,9 +352,8 @@ def test_suite_rows_on_tiny_data(noise_digits, tiny_classifier):
     # The real reference keeps a shuffled order (data sorted by class would break the
     # classifier score's splits): constant images numbered 0..29 do not come out sorted.
     numbered = np.broadcast_to(np.arange(30, dtype=np.uint8)[:, None, None], (30, 28, 28))
-    real_order = jeval.make_eval_data(numbered, test, np.arange(20) % 10, num_validation=10).real
+    real_order = suite.make_eval_data(numbered, test, np.arange(20) % 10, num_validation=10).real
     assert np.any(np.diff(real_order[:, 0, 0]) < 0)
-    reference = jeval.prepare_reference(tiny_classifier, data)
     grid = (0.1, 1.0)
     # Samples that are the test digits themselves: zero Frechet distances, ratio 1.
     row = jeval.evaluate_samples(test, reference, sigmas=grid, num_score_splits=2)
@@ -366,7 +367,7 @@ def test_suite_rows_on_tiny_data(noise_digits, tiny_classifier):
     assert row["parzen"]["test_nearest_median"] == 0.0
     assert row["parzen"]["centre_nearest_median"] == pytest.approx(
         np.median(metrics.nearest_other_distances(test)))
-    rows = jeval.reference_rows(reference, num_noise=15, sigmas=grid, num_score_splits=2)
+    rows = suite.reference_rows(reference, num_noise=15, sigmas=grid, num_score_splits=2)
     # The real row's samples are training digits: nearest-training distance exactly 0.
     assert rows["real"]["memorization"]["generated_median"] == 0.0
     assert rows["noise"]["num_samples"] == 15
@@ -405,15 +406,16 @@ def test_parzen_probes_rows_are_the_protocol_on_changed_centres(tiny_classifier)
     rng = np.random.default_rng(11)
     train = (rng.uniform(size=(30, 28, 28)) ** 4 * 255).astype(np.uint8)
     test = rng.uniform(size=(12, 28, 28)).astype(np.float32) ** 4
-    data = jeval.make_eval_data(train, test, np.arange(12) % 10, num_validation=10)
-    reference = jeval.prepare_reference(tiny_classifier, data)
+    reference = jeval.prepare_reference(tiny_classifier, train, test, np.arange(12) % 10,
+                                        num_validation=10)
+    data = reference.data
     grid = (0.1, 0.3, 1.0)
     samples = rng.uniform(size=(16, 28, 28)).astype(np.float32)
-    probes = jeval.parzen_probes(reference, samples, sigmas=grid)
+    probes = suite.parzen_probes(reference, samples, sigmas=grid)
     assert list(probes) == ["real", "generator"]
     for what, centres in (("real", data.real), ("generator", samples)):
         rows = probes[what]
-        assert list(rows) == [name for name, _ in jeval.suite.PARZEN_PROBES]
+        assert list(rows) == [name for name, _ in suite.PARZEN_PROBES]
         same = metrics.parzen_window_evaluation(data.test, centres, data.validation, grid)
         assert rows["as they are"]["mean"] == pytest.approx(same.mean, rel=1e-12)
         assert rows["as they are"]["sigma"] == same.sigma
@@ -424,10 +426,10 @@ def test_parzen_probes_rows_are_the_protocol_on_changed_centres(tiny_classifier)
         binary = metrics.parzen_window_evaluation(
             data.test, (centres > 0.5).astype(np.float32), data.validation, grid)
         assert rows["binarized at 0.5"]["mean"] == pytest.approx(binary.mean, rel=1e-12)
-    assert "generator" not in jeval.parzen_probes(reference, sigmas=grid)
+    assert "generator" not in suite.parzen_probes(reference, sigmas=grid)
     table = report.format_parzen_probes(probes)
     assert table.splitlines()[0].split()[-2:] == ["real", "generator"]
-    assert len(table.splitlines()) == 2 + len(jeval.suite.PARZEN_PROBES)
+    assert len(table.splitlines()) == 2 + len(suite.PARZEN_PROBES)
 
 
 def test_evaluate_refuses_parzen_probes_for_stacked_mnist(tmp_path):
@@ -577,13 +579,13 @@ def test_classifier_for_3_channel_data_with_its_own_classes():
     rng = np.random.default_rng(4)
     images = rng.uniform(size=(16, 8, 8, 3)).astype(np.float32)
     labels = np.arange(16) % 4
-    trained = jeval.train_classifier(images, labels, TINY_CLASSIFIER)
+    trained = classifier_lib.train_classifier(images, labels, TINY_CLASSIFIER)
     assert trained.image_shape == (8, 8, 3) and trained.num_classes == 4
-    logits, features = jeval.classifier_outputs(trained, images[:5])
+    logits, features = classifier_lib.classifier_outputs(trained, images[:5])
     assert logits.shape == (5, 4) and features.shape == (5, TINY_CLASSIFIER.feature_dim)
-    np.testing.assert_array_equal(jeval.classifier_features(trained)(images[:5]), features)
+    np.testing.assert_array_equal(suite.classifier_features(trained)(images[:5]), features)
     with pytest.raises(ValueError, match="the classifier's shape"):
-        jeval.classifier_outputs(trained, images[:, :4])
+        classifier_lib.classifier_outputs(trained, images[:, :4])
     # the 3-channel augmentation moves every channel of an image by the same map
     moved = np.asarray(classifier_lib.random_affine(
         jax.random.key(0), np.repeat(images[:2, ..., :1], 3, axis=-1), max_shift=2.0,
@@ -611,8 +613,8 @@ def test_stacked_mnist_modes_classify_each_channel(tiny_classifier):
     rng = np.random.default_rng(5)
     digits = rng.uniform(size=(6, 28, 28)).astype(np.float32)
     samples = np.stack([digits, digits[::-1], np.roll(digits, 1, axis=0)], axis=-1)
-    classes = jeval.classifier_outputs(tiny_classifier, digits)[0].argmax(-1)
+    classes = classifier_lib.classifier_outputs(tiny_classifier, digits)[0].argmax(-1)
     expected = metrics.stacked_modes(np.stack([classes, classes[::-1], np.roll(classes, 1)], 1))
-    assert jeval.stacked_mnist_modes(tiny_classifier, samples) == expected
+    assert suite.stacked_mnist_modes(tiny_classifier, samples) == expected
     with pytest.raises(ValueError, match="Stacked MNIST images"):
-        jeval.stacked_mnist_modes(tiny_classifier, digits)
+        suite.stacked_mnist_modes(tiny_classifier, digits)

@@ -21,7 +21,8 @@ import pytest
 from jaxgan import checkpoint as checkpoint_lib
 from jaxgan import data as data_lib
 from jaxgan import trainer
-from jaxgan.checkpoint import Checkpointer, CheckpointError
+from jaxgan.checkpoint import Checkpointer
+from jaxgan.errors import CheckpointError
 from jaxgan.summary import read_metrics
 from tests.support import ROOT, TINY_FLAGS, assert_same_state, listing, saved_steps, tiny_config
 

@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 from jaxgan import trainer
-from jaxgan.checkpoint import CheckpointError
-from jaxgan.config import ConfigError, TrainConfig
+from jaxgan.config import TrainConfig
+from jaxgan.errors import CheckpointError, ConfigError, NonFiniteLossError
 from jaxgan.summary import read_metrics
 from tests.support import ROOT, tiny_config
 
@@ -228,7 +228,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
         return new_state, {**metrics, "g_loss": metrics["g_loss"] + bad}
 
     monkeypatch.setattr(trainer, "train_step", poisoned)
-    with pytest.raises(trainer.NonFiniteLossError, match="step 5") as error:
+    with pytest.raises(NonFiniteLossError, match="step 5") as error:
         trainer.train(tiny_config(steps=9), tmp_path, progress=False)
     assert error.value.step == 5
     assert "checkpoint (step 3) is kept" in str(error.value)

@@ -131,7 +131,7 @@ def test_trainer_with_steps_per_call_matches_one_step_per_call(tmp_path):
 
 
 def test_steps_per_call_must_divide_the_periodic_actions():
-    from jaxgan.config import ConfigError
+    from jaxgan.errors import ConfigError
 
     with pytest.raises(ConfigError, match="log_every 2 is not a multiple of steps_per_call 4"):
         tiny_config(steps_per_call=4, log_every=2).validate()

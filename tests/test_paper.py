@@ -10,8 +10,9 @@ import pytest
 import scipy.special
 
 from jaxgan import trainer
-from jaxgan.config import ConfigError, TrainConfig, preset
-from jaxgan.data import DataError, heldout_split
+from jaxgan.config import TrainConfig, preset
+from jaxgan.data import heldout_split
+from jaxgan.errors import ConfigError, DataError
 from jaxgan.eval.metrics import GOODFELLOW_SIGMAS
 from jaxgan.summary import read_metrics
 

@@ -163,7 +163,7 @@ def _trainer_runs(workdir: str) -> dict:
 
     from jaxgan import sharding, trainer
     from jaxgan.checkpoint import Checkpointer
-    from jaxgan.config import ConfigError
+    from jaxgan.errors import ConfigError
     from jaxgan.summary import read_metrics
 
     config = tiny_config(batch_size=16, steps=6)
@@ -265,7 +265,7 @@ def _run_one_of_two_processes(process_id: int, port: int, workdir: str) -> dict:
     jax.config.update("jax_num_cpu_devices", 2)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     from jaxgan import sharding, trainer
-    from jaxgan.config import ConfigError
+    from jaxgan.errors import ConfigError
 
     try:  # the library does not start the runtime behind the caller's back
         trainer.train(tiny_config(steps=3, multihost=True), workdir, progress=False)
@@ -483,7 +483,7 @@ def test_process_slices_of_global_batches_concatenate_to_them():
 )
 def test_batch_size_must_divide_over_processes_and_devices(batch_size, per_process, processes, message):
     from jaxgan import trainer
-    from jaxgan.config import ConfigError
+    from jaxgan.errors import ConfigError
 
     check = functools.partial(
         trainer._check_batch_size, batch_size,
@@ -506,7 +506,7 @@ def test_one_device_keeps_the_plain_jit_path(tmp_path):
     from jax.sharding import PartitionSpec
 
     from jaxgan import sharding, trainer
-    from jaxgan.config import ConfigError
+    from jaxgan.errors import ConfigError
 
     assert jax.device_count() == 1
     assert trainer._make_mesh(tiny_config()) is None  # no mesh, no shardings

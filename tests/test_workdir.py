@@ -19,7 +19,8 @@ import pytest
 
 from jaxgan import trainer
 from jaxgan.checkpoint import Checkpointer
-from jaxgan.files import StorageFullError, WorkdirBusyError, WorkdirLock
+from jaxgan.errors import StorageFullError, WorkdirBusyError
+from jaxgan.files import WorkdirLock
 from jaxgan.summary import MetricsWriter
 from tests.support import ROOT, TINY_FLAGS, assert_same_state, listing, saved_steps
 from tests.support import tiny_config

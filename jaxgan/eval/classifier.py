@@ -38,19 +38,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-__all__ = [
-    "ClassifierConfig",
-    "ImageClassifier",
-    "make_classifier",
-    "TrainedClassifier",
-    "train_classifier",
-    "load_or_train_classifier",
-    "classifier_outputs",
-    "classifier_accuracy",
-    "random_affine",
-    "DEFAULT_CACHE_DIR",
-]
-
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "jaxgan", "classifier")

@@ -33,32 +33,6 @@ from typing import Any, Iterator
 import numpy as np
 import scipy.special
 
-__all__ = [
-    "nearest_neighbors",
-    "frechet_distance",
-    "frechet_distance_from_activations",
-    "gaussian_statistics",
-    "classifier_score",
-    "class_histogram",
-    "rarest_class_share",
-    "parzen_log_likelihood",
-    "select_parzen_sigma",
-    "parzen_window_evaluation",
-    "ParzenResult",
-    "GOODFELLOW_SIGMAS",
-    "nearest_neighbor_distances",
-    "memorization_check",
-    "nearest_other_distances",
-    "ParzenGeometry",
-    "parzen_geometry",
-    "memorization_from_distances",
-    "MemorizationResult",
-    "knn_radii",
-    "precision_recall",
-    "coverage",
-    "stacked_modes",
-]
-
 # The sigma grid of Goodfellow et al. 2014's ``parzen_ll.py``: numpy.logspace(-1, 0, 10).
 GOODFELLOW_SIGMAS = tuple(float(s) for s in np.logspace(-1.0, 0.0, 10))
 

@@ -42,21 +42,6 @@ import scipy.ndimage
 from jaxgan.eval import metrics
 from jaxgan.eval.classifier import TrainedClassifier, classifier_outputs
 
-__all__ = [
-    "EvalData",
-    "make_eval_data",
-    "EvalReference",
-    "prepare_reference",
-    "evaluate_samples",
-    "reference_rows",
-    "classifier_features",
-    "feature_metrics",
-    "stacked_mnist_modes",
-    "conditional_metrics",
-    "parzen_probes",
-    "PARZEN_CENTRES",
-]
-
 # Goodfellow et al. 2014 fit the Parzen window to 10,000 generated samples and chose sigma on
 # 1,000 validation digits (parzen_ll.py: --num_samples 10000, --limit_size 1000).
 PARZEN_CENTRES = 10_000
@@ -114,23 +99,7 @@ def make_eval_data(
     num_real: int = PARZEN_CENTRES,
     seed: int = 0,
 ) -> EvalData:
-    """The real digits of an evaluation; by default split from the training digits.
-
-    Args:
-      train_images: the generator's training images, uint8 0..255 or float [0, 1],
-        ``[N, H, W]`` or ``[N, H, W, C]`` (``[N, 28, 28]`` for MNIST).
-      test_images: the test digits, same forms.
-      test_labels: int ``[n]``.
-      validation_images: the digits that choose the Parzen sigma (Goodfellow et al.: MNIST
-        train rows 50,000-50,999); ``None``: ``num_validation`` training digits drawn at random.
-      real_images: the digits of the ``real`` reference row (e.g. held-out digits of a larger
-        set); ``None``: the training digits not drawn for validation.
-      num_validation: how many training digits choose the Parzen sigma when
-        ``validation_images`` is not given.
-      num_real: at most this many digits make the ``real`` row (give as many as the
-        generator's samples: the Frechet distance is biased by the sample size).
-      seed: seeds the permutations that pick them.
-    """
+    """The ``EvalData`` of ``prepare_reference``'s arguments (see there)."""
     train = _unit_images(train_images, "train_images")
     test = _unit_images(test_images, "test_images")
     rng = np.random.default_rng(seed)
@@ -178,8 +147,44 @@ class EvalReference:
     seconds: dict[str, float]
 
 
-def prepare_reference(classifier: TrainedClassifier, data: EvalData) -> EvalReference:
-    """Runs the classifier on the test digits and their nearest-training-digit search."""
+def prepare_reference(
+    classifier: TrainedClassifier,
+    train_images,
+    test_images,
+    test_labels,
+    *,
+    validation_images=None,
+    real_images=None,
+    num_validation: int = PARZEN_VALIDATION,
+    num_real: int = PARZEN_CENTRES,
+    seed: int = 0,
+) -> EvalReference:
+    """The real images an evaluation compares against, and the classifier's outputs on them.
+
+    Runs the classifier on the test images and searches each one's nearest training image,
+    once for every row that ``evaluate_samples`` computes against the result.
+
+    Args:
+      classifier: from ``load_or_train_classifier``, trained on images of this data.
+      train_images: the generator's training images, uint8 0..255 or float [0, 1],
+        ``[N, H, W]`` or ``[N, H, W, C]`` (``[N, 28, 28]`` for MNIST).
+      test_images: the test images, same forms.
+      test_labels: int ``[n]``.
+      validation_images: the images that choose the Parzen sigma (Goodfellow et al.: MNIST
+        train rows 50,000-50,999); ``None``: ``num_validation`` training images drawn at
+        random.
+      real_images: the images of the ``real`` reference row (e.g. held-out images of a
+        larger set); ``None``: the training images not drawn for validation.
+      num_validation: how many training images choose the Parzen sigma when
+        ``validation_images`` is not given.
+      num_real: at most this many images make the ``real`` row (give as many as the
+        generator's samples: the Frechet distance is biased by the sample size).
+      seed: seeds the permutations that pick them.
+    """
+    data = make_eval_data(
+        train_images, test_images, test_labels, validation_images=validation_images,
+        real_images=real_images, num_validation=num_validation, num_real=num_real, seed=seed,
+    )
     start = time.perf_counter()
     test_logits, test_features = classifier_outputs(classifier, data.test)
     classify_s = time.perf_counter() - start
