@@ -19,8 +19,6 @@ from jaxgan.augment import random_translate
 from jaxgan.models import IMAGE_SHAPE
 from jaxgan.state import GANState
 
-__all__ = ["GAN", "NOISE_DISTRIBUTIONS", "UPDATES"]
-
 NOISE_DISTRIBUTIONS = ("normal", "uniform", "uniform_unit_variance")
 UPDATES = ("alternating", "simultaneous")
 GENERATED_LABELS = ("uniform", "data")
