@@ -148,16 +148,7 @@ class EvalReference:
 
 
 def prepare_reference(
-    classifier: TrainedClassifier,
-    train_images,
-    test_images,
-    test_labels,
-    *,
-    validation_images=None,
-    real_images=None,
-    num_validation: int = PARZEN_VALIDATION,
-    num_real: int = PARZEN_CENTRES,
-    seed: int = 0,
+    classifier: TrainedClassifier, train_images, test_images, test_labels, **split
 ) -> EvalReference:
     """The real images an evaluation compares against, and the classifier's outputs on them.
 
@@ -170,21 +161,20 @@ def prepare_reference(
         ``[N, H, W]`` or ``[N, H, W, C]`` (``[N, 28, 28]`` for MNIST).
       test_images: the test images, same forms.
       test_labels: int ``[n]``.
-      validation_images: the images that choose the Parzen sigma (Goodfellow et al.: MNIST
-        train rows 50,000-50,999); ``None``: ``num_validation`` training images drawn at
-        random.
-      real_images: the images of the ``real`` reference row (e.g. held-out images of a
-        larger set); ``None``: the training images not drawn for validation.
-      num_validation: how many training images choose the Parzen sigma when
-        ``validation_images`` is not given.
-      num_real: at most this many images make the ``real`` row (give as many as the
-        generator's samples: the Frechet distance is biased by the sample size).
-      seed: seeds the permutations that pick them.
+      **split: optional keywords for how the real images are drawn:
+
+        * ``validation_images``: the images that choose the Parzen sigma (Goodfellow et
+          al.: MNIST train rows 50,000-50,999); default: ``num_validation`` training
+          images drawn at random.
+        * ``real_images``: the images of the ``real`` reference row (e.g. held-out images
+          of a larger set); default: the training images not drawn for validation.
+        * ``num_validation`` (1,000): how many training images choose the Parzen sigma
+          when ``validation_images`` is not given.
+        * ``num_real`` (10,000): at most this many images make the ``real`` row (give as
+          many as the generator's samples: the Frechet distance is biased by sample size).
+        * ``seed`` (0): seeds the permutations that pick them.
     """
-    data = make_eval_data(
-        train_images, test_images, test_labels, validation_images=validation_images,
-        real_images=real_images, num_validation=num_validation, num_real=num_real, seed=seed,
-    )
+    data = make_eval_data(train_images, test_images, test_labels, **split)
     start = time.perf_counter()
     test_logits, test_features = classifier_outputs(classifier, data.test)
     classify_s = time.perf_counter() - start
