@@ -910,6 +910,11 @@ def _prepare_run(config: TrainConfig, workdir: str, mesh, lock) -> _Run:
         # Replicated before the restore too: the template's shardings are those Orbax
         # restores into.
         state = sharding_lib.place_state(state, mesh)
+    else:
+        # Committed to its device, as a restored state is: the step then compiles to one
+        # program whether the run starts afresh or resumes (an uncommitted state lowers
+        # without the input shardings, a second program of the same computation).
+        state = jax.device_put(state, next(iter(state.step.devices())))
     checkpointer = Checkpointer(
         os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
     )

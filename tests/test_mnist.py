@@ -5,6 +5,7 @@ embedded digits, so each takes seconds.
 """
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -140,6 +141,20 @@ def test_resume_continues_to_more_steps(tmp_path):
     assert result.resumed_from == 3 and result.step == 6
     straight = trainer.train(tiny_config(steps=6), tmp_path / "b", progress=False)
     assert leaves_equal(result.state.g_params, straight.state.g_params)
+
+
+def test_a_resumed_run_reuses_the_fresh_runs_compiled_step(tmp_path, caplog):
+    """A fresh run's state is placed as a restored one is, so resuming compiles the same
+    training step: the session's persistent compilation cache (tests/conftest.py) already
+    holds it. (Before, an uncommitted fresh state lowered to a second program.) The latent
+    size is this test's own, so no other test has compiled either program."""
+    config = tiny_config(steps=2, checkpoint_every=2, latent_dim=13)
+    trainer.train(config, tmp_path, progress=False)
+    with jax.log_compiles(), caplog.at_level(logging.DEBUG, logger="jax"):
+        resumed = trainer.train(tiny_config(steps=4, checkpoint_every=2, latent_dim=13),
+                                tmp_path, progress=False)
+    assert resumed.resumed_from == 2
+    assert "Persistent compilation cache hit for 'jit_train_step'" in caplog.text
 
 
 def snapshot(directory):
